@@ -1,0 +1,18 @@
+# fastgate in a slim image, running as a non-root user.
+FROM python:3.11-slim
+
+RUN useradd --system --uid 10001 --home-dir /srv/fastgate fastgate
+WORKDIR /srv/fastgate
+COPY pyproject.toml README.md ./
+COPY fastgate ./fastgate
+RUN pip install --no-cache-dir . && rm -rf /root/.cache
+COPY conf/gate.conf /etc/fastgate/gate.conf
+RUN sed -i 's|^pid_file = .*|pid_file = "/tmp/fastgate.pid"|' /etc/fastgate/gate.conf
+
+USER fastgate
+EXPOSE 8080
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["fastgate"]
+CMD ["-c", "/etc/fastgate/gate.conf"]

@@ -1,0 +1,79 @@
+"""fastgate, the proxy under test, and the one place that says which gateway
+features it has."""
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+from bench import tomlwrite
+from bench.peers.base import Proxy, ProxySpec
+
+SUPPORTED = frozenset({"request_id", "forwarded_headers"})
+"""Gateway features fastgate has; the gateway scenario asks every proxy for exactly these."""
+
+ALWAYS_ON = frozenset({"forwarded_headers"})
+"""Features fastgate applies on every route, plain scenarios included."""
+
+
+def gateway_settings(features: frozenset[str]) -> tuple[dict, dict]:
+    """Route keys and top-level tables that turn on the gateway ``features``.
+
+    The one place to extend when fastgate gains another of GATEWAY_FEATURES
+    (a local rate limit, a JSON access log): add its config here and its name
+    to SUPPORTED, and the gateway scenario asks nginx and HAProxy for it too.
+    """
+    route = {"request_id": "request_id" in features}
+    return route, {}
+
+
+def fastgate_command() -> list[str]:
+    """The installed ``fastgate`` command, else ``python -m fastgate``."""
+    exe = shutil.which("fastgate")
+    return [exe] if exe else [sys.executable, "-m", "fastgate"]
+
+
+class Fastgate(Proxy):
+    name = "fastgate"
+    binary = "fastgate"
+    install_hint = "pip install -e .  (from the repository root)"
+    required = True
+    multiprocess = True
+
+    def missing(self) -> str | None:
+        if shutil.which("fastgate") or importlib.util.find_spec("fastgate.cli"):
+            return None
+        return f"neither the fastgate command nor the fastgate.cli module is found; install with: {self.install_hint}"
+
+    def version(self) -> str:
+        import fastgate
+
+        return fastgate.__version__
+
+    def routes(self, spec: ProxySpec) -> list[dict]:
+        """The ``[[routes]]``: everything to the origin, with the gateway features of ``spec``."""
+        route, _ = gateway_settings(spec.features & SUPPORTED)
+        return [{"path_prefix": "/", "upstream": "origin", **route}]
+
+    def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
+        _, tables = gateway_settings(spec.features & SUPPORTED)
+        config = {
+            "server": {
+                "workers": spec.workers,
+                "pid_file": str(spec.workdir / "fastgate.pid"),
+                "error_log": "stderr",  # the harness sends stderr to ``log``
+                "log_level": "warning",
+            },
+            "listeners": [{"address": f"127.0.0.1:{spec.port}"}],
+            "upstreams": [{
+                "name": "origin",
+                "servers": [f"127.0.0.1:{spec.origin_port}"],
+                "max_idle_connections": 256,
+                "max_requests_per_connection": 0,
+            }],
+            "routes": self.routes(spec),
+            **tables,
+        }
+        conf = spec.workdir / "fastgate.toml"
+        conf.write_text(tomlwrite.dumps(config))
+        return [*fastgate_command(), "-c", str(conf)], sorted((spec.features & SUPPORTED) | ALWAYS_ON)

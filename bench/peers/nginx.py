@@ -1,0 +1,109 @@
+"""nginx as the reference reverse proxy, and the nginx.conf frame the origin shares."""
+
+import subprocess
+from pathlib import Path
+
+from bench.peers.base import Proxy, ProxySpec, first_line
+from bench.procs import fd_limit
+
+
+def nginx_conf(workdir: Path, log: Path, workers: int, http: str) -> str:
+    """A whole nginx.conf that runs in the foreground with every path under ``workdir``."""
+    fds = fd_limit()
+    return f"""\
+daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile {fds};
+pid {workdir}/nginx.pid;
+error_log {log} warn;
+events {{
+    worker_connections {fds - 100};
+}}
+http {{
+    client_body_temp_path {workdir}/client_body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+{http}
+}}
+"""
+
+
+def nginx_argv(workdir: Path, conf: Path, log: Path) -> list[str]:
+    # -e: errors before the config is read go to our log, not /var/log/nginx.
+    return ["nginx", "-e", str(log), "-p", str(workdir), "-c", str(conf)]
+
+
+def nginx_version() -> str:
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10)
+    return first_line(out.stderr or out.stdout).removeprefix("nginx version: ")
+
+
+def _gateway(features: frozenset[str], workdir: Path) -> tuple[list[str], list[str]]:
+    """nginx directives for the gateway ``features``: (http level, location level)."""
+    http, location = [], []
+    if "request_id" in features:
+        http.append('map $http_x_request_id $bench_request_id { "" $request_id; default $http_x_request_id; }')
+        location += ["proxy_set_header X-Request-ID $bench_request_id;",
+                     "add_header X-Request-ID $bench_request_id always;"]
+    if "forwarded_headers" in features:
+        location += ["proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                     "proxy_set_header X-Forwarded-Proto $scheme;",
+                     "proxy_set_header X-Forwarded-Host $host;"]
+    if "rate_limit" in features:
+        http.append("limit_req_zone $binary_remote_addr zone=bench:1m rate=1000000r/s;")
+        location.append("limit_req zone=bench burst=100000 nodelay;")
+    if "json_access_log" in features:
+        http += [
+            "log_format bench_json escape=json '{\"time\":\"$time_iso8601\",\"client\":\"$remote_addr\","
+            "\"request_id\":\"$sent_http_x_request_id\",\"method\":\"$request_method\",\"uri\":\"$request_uri\","
+            "\"status\":$status,\"bytes\":$body_bytes_sent,\"duration_s\":$request_time,"
+            "\"upstream\":\"$upstream_addr\",\"upstream_s\":\"$upstream_response_time\"}';",
+            f"access_log {workdir}/access.json bench_json buffer=64k flush=1s;",
+        ]
+    else:
+        http.append("access_log off;")
+    return http, location
+
+
+class Nginx(Proxy):
+    name = "nginx"
+    binary = "nginx"
+    install_hint = "apt-get install -y nginx-light"
+    required = True
+    multiprocess = True
+
+    def version(self) -> str:
+        return nginx_version()
+
+    def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
+        http, location = _gateway(spec.features, spec.workdir)
+        body = f"""\
+{_indent(http, 4)}
+    upstream origin {{
+        server 127.0.0.1:{spec.origin_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{spec.port} reuseport backlog=1024;
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_max_temp_file_size 0;
+{_indent(location, 12)}
+        }}
+    }}"""
+        conf = spec.workdir / "nginx.conf"
+        conf.write_text(nginx_conf(spec.workdir, log, spec.workers, body))
+        return nginx_argv(spec.workdir, conf, log), sorted(spec.features)
+
+
+def _indent(lines: list[str], spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in lines)

@@ -1,0 +1,120 @@
+"""Run one scenario: start every proxy, probe it, warm it up, then run wrk
+against them interleaved (A B C A B C ...) and record each run.
+
+A proxy that does not start, answers the probe wrongly, or crashes during a
+run is reported in ``failures`` and left out of the rest of the scenario.
+"""
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import procfs, pyspy
+from bench.peers import Proxy, ProxySpec, Running
+from bench.peers.fastgate import SUPPORTED
+from bench.probe import ProbeError, probe
+from bench.procs import Pinning, ProcError, free_port
+from bench.scenarios import Scenario
+from bench.wrk import WrkResult, run_wrk
+
+
+@dataclass(frozen=True)
+class Settings:
+    reps: int
+    duration_s: int
+    """Length of a measured wrk run (wrk takes whole seconds)."""
+    warmup_s: int
+    """Length of the unmeasured wrk run each proxy gets first."""
+    connections: int
+    threads: int
+    """wrk threads: one per load CPU."""
+    pin: Pinning | None
+    profile: str | None
+    """Name of the scenario in which to profile fastgate with py-spy."""
+    results_dir: Path
+
+
+def scenario_pinning(scenario: Scenario, pin: Pinning | None) -> Pinning | None:
+    """The pinning for ``scenario``: none when its workers need more CPUs than the proxy side has."""
+    return pin if pin and scenario.workers <= len(pin.proxy) else None
+
+
+def _cpu_us(pids: list[int]) -> tuple[float, float]:
+    times = [procfs.cpu_us(pid) for pid in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
+
+
+def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
+    """One ``load()`` run against ``server``, with the CPU its workers used per request."""
+    user0, sys0 = _cpu_us(server.worker_pids)
+    result = load()
+    server.check_workers()
+    user1, sys1 = _cpu_us(server.worker_pids)
+    n = max(result.requests, 1)
+    return {
+        "rps": round(result.rps, 1),
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "requests": result.requests,
+        "socket_errors": result.socket_errors,
+        "non_2xx": result.non_2xx,
+        "cpu_user_us_per_request": round((user1 - user0) / n, 2),
+        "cpu_system_us_per_request": round((sys1 - sys0) / n, 2),
+        # Near 1.0 per worker: the proxy was the bottleneck; well below: the load side was.
+        "cpu_cores_busy": round((user1 - user0 + sys1 - sys0) / 1e6 / result.duration_s, 3),
+    }
+
+
+def _start(proxy: Proxy, scenario: Scenario, origin_port: int, pin: Pinning | None,
+           workdir: Path, stack: ExitStack) -> tuple[Running, str]:
+    features = SUPPORTED if scenario.gateway else frozenset()
+    spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
+                     scenario.workers, features)
+    server = proxy.start(spec, pin.proxy if pin else None)
+    stack.callback(server.proc.stop)
+    probe(spec.port, scenario, server.features)
+    return server, f"http://127.0.0.1:{spec.port}{scenario.path}"
+
+
+def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
+                 settings: Settings, workdir: Path, failures: list[str]) -> dict:
+    """Every run of every proxy in ``scenario``: {proxy: {"features", "runs"}}."""
+    pin = scenario_pinning(scenario, settings.pin)
+
+    def wrk(url: str, duration_s: int) -> Callable[[], WrkResult]:
+        return lambda: run_wrk(url, duration_s, settings.connections, settings.threads,
+                               scenario.headers, pin.load if pin else None)
+
+    results: dict[str, dict] = {}
+    with ExitStack() as stack:
+        running: dict[str, tuple[Running, str]] = {}
+        for proxy in proxies:
+            try:
+                server, url = _start(proxy, scenario, origin_port, pin, workdir, stack)
+                wrk(url, settings.warmup_s)()
+            except (ProcError, ProbeError, RuntimeError) as exc:
+                failures.append(f"{scenario.name}/{proxy.name}: {exc}")
+                continue
+            running[proxy.name] = server, url
+            results[proxy.name] = {"features": server.features, "runs": []}
+        for _ in range(settings.reps):
+            for name, (server, url) in list(running.items()):
+                try:
+                    results[name]["runs"].append(_measure(server, wrk(url, settings.duration_s)))
+                except (ProcError, RuntimeError) as exc:
+                    failures.append(f"{scenario.name}/{name}: {exc}")
+                    del running[name]
+        if settings.profile == scenario.name and "fastgate" in running:
+            server, url = running["fastgate"]
+            svg = settings.results_dir / f"profile-{scenario.name}.svg"
+            try:
+                pyspy.record(server.worker_pids[0], svg, settings.duration_s, wrk(url, settings.duration_s))
+                print(f"  py-spy flame graph of a fastgate worker: {svg}")
+            except RuntimeError as exc:  # a failed profile says nothing about the proxy
+                print(f"  profiling failed: {exc}")
+    for name, entry in results.items():
+        errors = sum(sum(r["socket_errors"].values()) + r["non_2xx"] for r in entry["runs"])
+        if errors:
+            failures.append(f"{scenario.name}/{name}: {errors} errors or non-2xx responses under wrk")
+    return results

@@ -1,0 +1,164 @@
+"""Load a config file: TOML -> schema Structs -> checked -> compiled runtime objects.
+
+Every problem is raised as one ConfigError naming the file, the field path
+(``routes[2].upstream``) and the reason, so ``fastgate -t`` and a reload can
+print it and keep the old config.
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass
+
+import msgspec
+
+from fastgate.config.errors import ConfigError, FieldError
+from fastgate.config.schema import Config
+from fastgate.config.units import decode_hook
+from fastgate.routing.router import Router, compile_routes
+from fastgate.upstream.group import UpstreamGroup, compile_upstreams
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A checked config and what was compiled from it once, for every worker to share."""
+
+    path: str
+    config: Config
+    router: Router
+    upstreams: dict[str, UpstreamGroup]
+
+
+def load_config(path: str) -> LoadedConfig:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(document, Config, dec_hook=decode_hook)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        m = _MSGSPEC_PATH.search(message)
+        field = m.group(1) if m else ""
+        reason = message[: m.start()] if m else message
+        raise ConfigError(path, field, reason) from None
+    _check(path, config)
+    upstreams = compile_upstreams(config.upstreams)
+    try:
+        router = compile_routes(config.routes, upstreams, config.http)
+    except FieldError as exc:
+        raise ConfigError(path, exc.field, exc.reason) from None
+    return LoadedConfig(path, config, router, upstreams)
+
+
+def _check(path: str, config: Config) -> None:
+    try:
+        _check_fields(config)
+    except FieldError as exc:
+        raise ConfigError(path, exc.field, exc.reason) from None
+
+
+def _check_fields(config: Config) -> None:
+    server, http = config.server, config.http
+    if server.workers != "auto" and not 1 <= server.workers <= 512:
+        raise FieldError("server.workers", "must be between 1 and 512, or \"auto\"")
+    for name in ("max_request_line_size", "max_header_size", "max_headers", "header_timeout",
+                 "keepalive_timeout", "body_timeout", "send_timeout"):
+        if getattr(http, name) <= 0:
+            raise FieldError(f"http.{name}", "must be greater than zero")
+    if http.max_request_line_size > http.max_header_size:
+        raise FieldError("http.max_request_line_size", "cannot exceed http.max_header_size")
+    if not config.listeners:
+        raise FieldError("listeners", "at least one listener is needed")
+    seen: set[tuple[str, int]] = set()
+    for i, listener in enumerate(config.listeners):
+        address = parse_address(listener.address, f"listeners[{i}].address")
+        if address in seen:
+            raise FieldError(f"listeners[{i}].address", f"{listener.address} is listed twice")
+        seen.add(address)
+        if not 1 <= listener.backlog <= 65535:
+            raise FieldError(f"listeners[{i}].backlog", "must be between 1 and 65535")
+    names: set[str] = set()
+    for i, upstream in enumerate(config.upstreams):
+        where = f"upstreams[{i}]"
+        if not upstream.name:
+            raise FieldError(f"{where}.name", "must not be empty")
+        if upstream.name in names:
+            raise FieldError(f"{where}.name", f"upstream {upstream.name!r} is defined twice")
+        names.add(upstream.name)
+        if not upstream.servers:
+            raise FieldError(f"{where}.servers", "at least one server is needed")
+        for j, server_address in enumerate(upstream.servers):
+            parse_address(server_address, f"{where}.servers[{j}]")
+        for name in ("connect_timeout", "read_timeout", "idle_timeout"):
+            if getattr(upstream, name) <= 0:
+                raise FieldError(f"{where}.{name}", "must be greater than zero")
+        if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
+            raise FieldError(where, "pool sizes cannot be negative")
+    for i, route in enumerate(config.routes):
+        _check_route(route, f"routes[{i}]", names)
+
+
+def _check_route(route, where: str, upstream_names: set[str]) -> None:
+    if (route.upstream is None) == (route.respond is None):
+        raise FieldError(where, "needs exactly one of upstream and respond")
+    if route.upstream is not None and route.upstream not in upstream_names:
+        raise FieldError(f"{where}.upstream", f"no upstream named {route.upstream!r}")
+    paths = [k for k in ("path", "path_prefix", "path_regex") if getattr(route, k) is not None]
+    if len(paths) > 1:
+        raise FieldError(where, f"give at most one of path, path_prefix, path_regex (got {', '.join(paths)})")
+    for key in ("path", "path_prefix"):
+        value = getattr(route, key)
+        if value is not None and not value.startswith("/"):
+            raise FieldError(f"{where}.{key}", "must start with '/'")
+    if route.path_regex is not None:
+        try:
+            re.compile(route.path_regex)
+        except re.error as exc:
+            raise FieldError(f"{where}.path_regex", f"not a valid regular expression: {exc}") from None
+    if route.prefix_rewrite is not None:
+        if route.path_prefix is None:
+            raise FieldError(f"{where}.prefix_rewrite", "needs path_prefix")
+        if not route.prefix_rewrite.startswith("/"):
+            raise FieldError(f"{where}.prefix_rewrite", "must start with '/'")
+    for j, method in enumerate(route.methods):
+        if not _TOKEN.match(method) or method != method.upper():
+            raise FieldError(f"{where}.methods[{j}]", f"{method!r} is not an upper-case method name")
+    for j, host in enumerate(route.hosts):
+        bare = host[2:] if host.startswith("*.") else host
+        if not bare or "*" in bare or not re.match(r"^[A-Za-z0-9.\-\[\]:]+$", bare):
+            raise FieldError(f"{where}.hosts[{j}]", f"{host!r} is not a host name or *.wildcard")
+    if route.respond is not None and not 200 <= route.respond.status <= 599:
+        raise FieldError(f"{where}.respond.status", "must be between 200 and 599")
+    for side in ("request_headers", "response_headers"):
+        edits = getattr(route, side)
+        for kind in ("set", "add"):
+            for name, value in getattr(edits, kind).items():
+                if not _TOKEN.match(name):
+                    raise FieldError(f"{where}.{side}.{kind}", f"{name!r} is not a header name")
+                if any(c in value for c in "\r\n\0"):
+                    raise FieldError(f"{where}.{side}.{kind}.{name}", "a header value cannot hold CR, LF or NUL")
+        for j, name in enumerate(edits.remove):
+            if not _TOKEN.match(name):
+                raise FieldError(f"{where}.{side}.remove[{j}]", f"{name!r} is not a header name")
+    if route.host_rewrite is not None and not re.match(r"^[A-Za-z0-9.\-\[\]:]+$", route.host_rewrite):
+        raise FieldError(f"{where}.host_rewrite", "is not a host name")
+
+
+def parse_address(text: str, field: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into (host, port); raise FieldError naming ``field``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FieldError(field, f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise FieldError(field, f"{text!r} has no host")
+    return host, int(port)

@@ -1,0 +1,158 @@
+"""The config file's schema: msgspec Structs, decoded from TOML, unknown keys refused.
+
+Durations and sizes are written readably ("5s", "250ms", "16KiB") and decoded
+into ``Duration`` (float seconds) and ``Size`` (int bytes); see units.py.
+Field names carry no unit because the value does; the compiled runtime
+objects (compile.py) carry the unit in their names (``_s``, ``_bytes``).
+"""
+
+from typing import Literal
+
+import msgspec
+
+from fastgate.config.units import Duration, Size
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every table: a key that is not in the schema is an error."""
+
+
+class Server(_Section):
+    """The ``[server]`` table: the process model."""
+
+    workers: int | Literal["auto"] = "auto"
+    """Worker processes; "auto" starts one per CPU."""
+    pid_file: str = "/tmp/fastgate.pid"
+    """Where the master writes its PID; ``fastgate -s`` reads it."""
+    drain_timeout: Duration = Duration(30.0)
+    """On reload or graceful stop, how long old workers may finish in-flight requests."""
+    error_log: str = "stderr"
+    """Path of the error log, or "stderr"."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written to the error log."""
+
+
+class Http(_Section):
+    """The ``[http]`` table: limits and timeouts on client connections (HTTP/1.1)."""
+
+    max_request_line_size: Size = Size(8 * 1024)
+    """Longest request line (method, target, version); longer gets 414."""
+    max_header_size: Size = Size(32 * 1024)
+    """Largest request head (request line and all headers); larger gets 431."""
+    max_headers: int = 100
+    """Most header fields in one request; more gets 431."""
+    max_body_size: Size = Size(16 * 1024 * 1024)
+    """Largest request body; larger gets 413. A route may set its own."""
+    header_timeout: Duration = Duration(10.0)
+    """Time to receive a whole request head once its first byte arrived; then 408."""
+    keepalive_timeout: Duration = Duration(75.0)
+    """How long an idle keep-alive client connection is kept open."""
+    body_timeout: Duration = Duration(60.0)
+    """Longest pause between two pieces of a request body; then the connection closes."""
+    send_timeout: Duration = Duration(60.0)
+    """Longest time a client may keep its receive window full before it is dropped."""
+
+
+class Listener(_Section):
+    """One ``[[listeners]]`` entry: an address the gateway accepts HTTP on."""
+
+    address: str
+    """host:port to bind, e.g. "0.0.0.0:8080" or "[::1]:8080"."""
+    name: str = ""
+    """A label for logs; defaults to the address."""
+    backlog: int = 1024
+    """Accept queue length of each worker slot's socket."""
+
+
+class Upstream(_Section):
+    """One ``[[upstreams]]`` entry: a named group of servers that routes forward to."""
+
+    name: str
+    """The name routes refer to."""
+    servers: list[str]
+    """Servers as "host:port"; requests go round robin across them."""
+    connect_timeout: Duration = Duration(5.0)
+    """Time to establish a TCP connection to a server; then 504."""
+    read_timeout: Duration = Duration(60.0)
+    """Longest pause while waiting for response bytes from a server; then 504."""
+    total_timeout: Duration = Duration(0.0)
+    """Time for the whole response (head and body) after the request was sent; 0 means no limit.
+    Past it the answer is 504, or, once the head went out, the client connection is cut."""
+    max_idle_connections: int = 64
+    """Idle keep-alive connections kept per server in each worker."""
+    idle_timeout: Duration = Duration(60.0)
+    """An idle pooled connection older than this is closed."""
+    max_requests_per_connection: int = 1000
+    """A connection is closed after this many requests (0: no limit)."""
+
+
+class HeaderEdits(_Section):
+    """Header changes applied to a request or a response."""
+
+    set: dict[str, str] = {}
+    """Headers to replace (any existing value is removed first)."""
+    add: dict[str, str] = {}
+    """Headers to append, keeping existing ones."""
+    remove: list[str] = []
+    """Headers to remove."""
+
+
+class Respond(_Section):
+    """A fixed answer the gateway gives itself, like nginx's ``return``."""
+
+    status: int = 200
+    """Status code of the answer."""
+    body: str = ""
+    """Body of the answer."""
+    content_type: str = "text/plain; charset=utf-8"
+    """Content-Type of the answer."""
+
+
+class Route(_Section):
+    """One ``[[routes]]`` entry: which requests it takes and what it does with them.
+
+    A route matches when the host, the path and the method all match. Among the
+    routes that match, the most specific wins: an exact host beats a wildcard
+    host, which beats no host; then an exact path beats a regex, which beats a
+    prefix, and a longer prefix beats a shorter one; then a route with methods
+    beats one without; ties go to the route listed first.
+    """
+
+    name: str = ""
+    """A label for logs and metrics; defaults to "routes[i]"."""
+    hosts: list[str] = []
+    """Host names this route serves: "api.example.com" or "*.example.com"; empty means any."""
+    path: str | None = None
+    """Exact path to match."""
+    path_prefix: str | None = None
+    """Path prefix to match; with neither path nor path_regex, "/" (everything)."""
+    path_regex: str | None = None
+    """Regular expression the path must match (Python syntax, searched from the start)."""
+    methods: list[str] = []
+    """Methods this route takes; empty means any."""
+    upstream: str | None = None
+    """Name of the upstream to forward to. Exactly one of upstream and respond."""
+    respond: Respond | None = None
+    """Answer the request here without an upstream."""
+    prefix_rewrite: str | None = None
+    """Replace the matched path_prefix with this before forwarding ("/" strips it)."""
+    host_rewrite: str | None = None
+    """Send this Host to the upstream instead of the client's."""
+    max_body_size: Size | None = None
+    """Largest request body for this route; defaults to [http].max_body_size."""
+    request_headers: HeaderEdits = msgspec.field(default_factory=HeaderEdits)
+    """Header edits on the request sent upstream."""
+    response_headers: HeaderEdits = msgspec.field(default_factory=HeaderEdits)
+    """Header edits on the response sent to the client."""
+    request_id: bool = True
+    """Keep the client's X-Request-ID or generate one, send it upstream and echo it back."""
+
+
+class Config(_Section):
+    """The whole config file."""
+
+    server: Server = msgspec.field(default_factory=Server)
+    http: Http = msgspec.field(default_factory=Http)
+    listeners: list[Listener] = []
+    upstreams: list[Upstream] = []
+    routes: list[Route] = []

@@ -1,0 +1,1 @@
+"""The process model: a master that owns the sockets and supervises worker processes."""

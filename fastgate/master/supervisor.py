@@ -1,0 +1,409 @@
+"""The master process: sockets, worker generations, signals, reload.
+
+Theory of operation
+-------------------
+The master loads the config, binds the listener slot sockets (sockets.py),
+writes the pid file and forks one generation of workers that inherit the
+sockets. It then sleeps in ``select`` on a self-pipe that signal handlers
+write to (``signal.set_wakeup_fd``) and on the workers' ready pipes.
+
+- SIGCHLD: reap. A worker of the current generation that exits unasked is
+  respawned after a back-off that doubles (up to 10 s) while workers keep
+  dying within 2 s of their start.
+- SIGHUP: reload. The new config is loaded and checked; if it is bad the
+  error is logged and nothing else happens. Otherwise a new generation is
+  forked on the same sockets (new listeners get new sockets); once every new
+  worker has said it is ready, the old generation gets SIGQUIT (stop
+  accepting, finish in-flight requests within drain_timeout). Connections
+  waiting in an accept queue stay in the kernel's queue of a socket that
+  both generations share, so none is refused or reset. If the new workers
+  are not ready within 10 s, they are killed and the old ones go on.
+- SIGQUIT: graceful stop (workers drain); SIGTERM/SIGINT: fast stop;
+  SIGUSR1: reopen logs (master and workers).
+"""
+
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+
+from fastgate.config import ConfigError, load_config
+from fastgate.config.load import LoadedConfig, parse_address
+from fastgate.master.notify import monotonic_usec, sd_notify
+from fastgate.master.sockets import ListenerSockets
+from fastgate.observe import errorlog
+from fastgate.observe.errorlog import log
+
+_READY_TIMEOUT_S = 10.0
+_KILL_GRACE_S = 5.0
+_MAX_BACKOFF_S = 10.0
+_FAST_DEATH_S = 2.0
+_SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
+
+
+@dataclass
+class _Worker:
+    pid: int
+    index: int
+    generation: int
+    ready_fd: int
+    started: float
+    ready: bool = False
+    stopping: bool = False
+    kill_at: float = 0.0
+
+
+@dataclass
+class _Slot:
+    """Respawn bookkeeping for one worker index of the current generation."""
+
+    backoff_s: float = 0.0
+    respawn_at: float = 0.0
+
+
+@dataclass
+class _Generation:
+    number: int
+    loaded: LoadedConfig
+    workers: int
+    slots: dict[int, _Slot] = field(default_factory=dict)
+
+
+class Master:
+    def __init__(self, config_path: str, workers_override: int | None) -> None:
+        self.config_path = config_path
+        self.workers_override = workers_override
+        self.listeners: dict[tuple[str, int], ListenerSockets] = {}
+        self.workers: dict[int, _Worker] = {}
+        self.current: _Generation | None = None
+        self.pending: _Generation | None = None
+        """A generation started by a reload that is not ready yet."""
+        self.pending_deadline = 0.0
+        self.signals: list[int] = []
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.pid_file = ""
+        self._wake_r = self._wake_w = -1
+
+    # -- life cycle ------------------------------------------------------------
+    def run(self, loaded: LoadedConfig) -> int:
+        config = loaded.config
+        errorlog.setup(config.server.error_log, config.server.log_level)
+        self._bind(loaded)
+        self.pid_file = config.server.pid_file
+        with open(self.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        self._install_signals()
+        try:
+            self.current = self._start_generation(loaded, 1)
+            log.info("fastgate %s started: %d workers, pid %d", _version(), self.current.workers, os.getpid())
+            return self._loop()
+        finally:
+            self._cleanup()
+
+    def _loop(self) -> int:
+        announced = False
+        while True:
+            if not announced and self.current and self._all_ready(self.current):
+                announced = True
+                sd_notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
+            if self.stopping and not self.workers:
+                return 0
+            readable = self._wait()
+            for fd in readable:
+                if fd == self._wake_r:
+                    _drain_pipe(fd)
+                else:
+                    self._ready_byte(fd)
+            self._handle_signals()
+            self._timers()
+
+    def _wait(self) -> list[int]:
+        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        timeout = 0.5
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return []
+        return readable
+
+    # -- signals ---------------------------------------------------------------
+    def _install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in _SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self.signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGCHLD:
+                self._reap()
+            elif sig == signal.SIGHUP:
+                self._reload()
+            elif sig == signal.SIGQUIT:
+                self._stop(graceful=True)
+            elif sig in (signal.SIGTERM, signal.SIGINT):
+                self._stop(graceful=False)
+            elif sig == signal.SIGUSR1:
+                errorlog.reopen()
+                self._signal_workers(signal.SIGUSR1, lambda w: True)
+                log.info("logs reopened")
+
+    # -- workers -------------------------------------------------------------
+    def _start_generation(self, loaded: LoadedConfig, number: int) -> _Generation:
+        count = self.workers_override or _worker_count(loaded)
+        for group in self.listeners.values():
+            group.ensure_slots(count)
+        generation = _Generation(number, loaded, count)
+        for index in range(count):
+            generation.slots[index] = _Slot()
+            self._spawn(generation, index)
+        return generation
+
+    def _spawn(self, generation: _Generation, index: int) -> None:
+        sockets = [
+            sock
+            for key in _listener_keys(generation.loaded)
+            for sock in self.listeners[key].slots_of(index, generation.workers)
+        ]
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(ready_r)
+                self._forget_in_child()
+                from fastgate.master.worker import run_worker
+
+                code = run_worker(generation.loaded, sockets, ready_w)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        self.workers[pid] = _Worker(pid, index, generation.number, ready_r, time.monotonic())
+
+    def _forget_in_child(self) -> None:
+        """In a new worker: drop the master's signal handling and pipes."""
+        signal.set_wakeup_fd(-1)
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        for worker in self.workers.values():
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+
+    def _ready_byte(self, fd: int) -> None:
+        for worker in self.workers.values():
+            if worker.ready_fd == fd:
+                try:
+                    got = os.read(fd, 1)
+                except OSError:
+                    got = b""
+                os.close(fd)
+                worker.ready_fd = -1
+                worker.ready = got == b"1"
+                if worker.ready and self.pending and worker.generation == self.pending.number:
+                    if self._all_ready(self.pending):
+                        self._promote_pending()
+                return
+
+    def _all_ready(self, generation: _Generation) -> bool:
+        members = [w for w in self.workers.values() if w.generation == generation.number and not w.stopping]
+        return len(members) == generation.workers and all(w.ready for w in members)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+            if worker.stopping or self.stopping:
+                continue
+            current = self.current
+            if current is not None and worker.generation == current.number:
+                self._schedule_respawn(current, worker, status)
+            elif self.pending is not None and worker.generation == self.pending.number:
+                log.error("new worker %d exited during reload (%s); keeping the old config", pid, _describe(status))
+                self._abandon_pending()
+
+    def _schedule_respawn(self, generation: _Generation, worker: _Worker, status: int) -> None:
+        slot = generation.slots[worker.index]
+        lived = time.monotonic() - worker.started
+        if lived < _FAST_DEATH_S:
+            slot.backoff_s = min(_MAX_BACKOFF_S, max(0.1, slot.backoff_s * 2))
+        else:
+            slot.backoff_s = 0.0
+        slot.respawn_at = time.monotonic() + slot.backoff_s
+        log.error("worker %d (slot %d) exited (%s); respawning in %.1fs", worker.pid, worker.index,
+                  _describe(status), slot.backoff_s)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        current = self.current
+        if current is not None and not self.stopping:
+            for index, slot in current.slots.items():
+                if slot.respawn_at and slot.respawn_at <= now:
+                    slot.respawn_at = 0.0
+                    self._spawn(current, index)
+        if self.pending is not None and now > self.pending_deadline:
+            log.error("new workers not ready in %.0fs; keeping the old config", _READY_TIMEOUT_S)
+            self._abandon_pending()
+        for worker in list(self.workers.values()):
+            if worker.kill_at and worker.kill_at <= now:
+                worker.kill_at = 0.0
+                _kill(worker.pid, signal.SIGKILL)
+
+    def _signal_workers(self, sig: int, which) -> None:
+        for worker in self.workers.values():
+            if which(worker):
+                _kill(worker.pid, sig)
+
+    def _retire(self, generation_number: int) -> None:
+        """Ask a generation to drain and exit; kill it if it outlives its drain timeout."""
+        drain_s = float(self.current.loaded.config.server.drain_timeout) if self.current else 0.0
+        kill_at = time.monotonic() + drain_s + _KILL_GRACE_S
+        for worker in self.workers.values():
+            if worker.generation == generation_number and not worker.stopping:
+                worker.stopping = True
+                worker.kill_at = kill_at
+                _kill(worker.pid, signal.SIGQUIT)
+
+    # -- reload ----------------------------------------------------------------
+    def _reload(self) -> None:
+        if self.stopping:
+            return
+        if self.pending is not None:
+            log.warning("reload requested while a reload is in progress; ignored")
+            return
+        sd_notify("RELOADING=1", monotonic_usec())
+        try:
+            loaded = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            sd_notify("READY=1", "STATUS=reload refused: bad config")
+            return
+        try:
+            self._bind(loaded)
+        except OSError as exc:
+            log.error("reload refused, keeping the running config: cannot listen: %s", exc)
+            sd_notify("READY=1", "STATUS=reload refused: cannot listen")
+            return
+        self.pending = self._start_generation(loaded, self.current.number + 1)
+        self.pending_deadline = time.monotonic() + _READY_TIMEOUT_S
+
+    def _promote_pending(self) -> None:
+        old = self.current
+        self.current = self.pending
+        self.pending = None
+        errorlog.setup(self.current.loaded.config.server.error_log, self.current.loaded.config.server.log_level)
+        self._retire(old.number)
+        keep = set(_listener_keys(self.current.loaded))
+        for key in list(self.listeners):
+            if key not in keep:
+                self.listeners.pop(key).close()
+        log.info("reloaded: generation %d serving with %d workers", self.current.number, self.current.workers)
+        sd_notify("READY=1", "STATUS=serving")
+
+    def _abandon_pending(self) -> None:
+        pending = self.pending
+        self.pending = None
+        for worker in self.workers.values():
+            if worker.generation == pending.number:
+                worker.stopping = True
+                _kill(worker.pid, signal.SIGKILL)
+        sd_notify("READY=1", "STATUS=reload failed")
+
+    # -- stop ------------------------------------------------------------------
+    def _stop(self, graceful: bool) -> None:
+        if self.stopping and graceful:
+            return
+        self.stopping = True
+        sd_notify("STOPPING=1")
+        log.info("stopping (%s)", "graceful" if graceful else "fast")
+        for listener in self.listeners.values():
+            listener.close()
+        if graceful:
+            for number in {w.generation for w in self.workers.values()}:
+                self._retire(number)
+        else:
+            self._signal_workers(signal.SIGTERM, lambda w: True)
+            kill_at = time.monotonic() + _KILL_GRACE_S
+            for worker in self.workers.values():
+                worker.stopping = True
+                worker.kill_at = kill_at
+
+    def _cleanup(self) -> None:
+        for worker in self.workers.values():
+            _kill(worker.pid, signal.SIGKILL)
+        for listener in self.listeners.values():
+            listener.close()
+        try:
+            with open(self.pid_file) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(self.pid_file)
+        except OSError:
+            pass
+
+    # -- sockets ---------------------------------------------------------------
+    def _bind(self, loaded: LoadedConfig) -> None:
+        """Create sockets for listeners not bound yet (existing ones are kept as they are)."""
+        count = self.workers_override or _worker_count(loaded)
+        for i, listener in enumerate(loaded.config.listeners):
+            host, port = parse_address(listener.address, f"listeners[{i}].address")
+            group = self.listeners.get((host, port))
+            if group is None:
+                group = ListenerSockets(listener, host, port)
+                group.ensure_slots(count)
+                self.listeners[group.key] = group
+
+
+def _listener_keys(loaded: LoadedConfig) -> list[tuple[str, int]]:
+    return [parse_address(l.address, "") for l in loaded.config.listeners]
+
+
+def _worker_count(loaded: LoadedConfig) -> int:
+    workers = loaded.config.server.workers
+    return os.cpu_count() or 1 if workers == "auto" else workers
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _version() -> str:
+    from fastgate import __version__
+
+    return __version__

@@ -1,0 +1,94 @@
+"""A worker process: one uvloop loop serving the listener slot sockets it inherited.
+
+Signals (sent by the master): SIGQUIT stop accepting and drain in-flight
+requests for up to drain_timeout, then exit; SIGTERM/SIGINT stop at once;
+SIGUSR1 reopen the log. The worker tells the master it is ready by writing
+one byte to ``ready_fd`` once its sockets are being served.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+
+import uvloop
+
+from fastgate.config.load import LoadedConfig
+from fastgate.observe import errorlog
+from fastgate.observe.errorlog import log
+from fastgate.transport.clock import Clock
+from fastgate.transport.context import WorkerContext
+from fastgate.transport.h1_server import ClientConnection
+from fastgate.upstream.pool import ServerPool
+
+
+def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
+    """Serve until told to stop; returns the exit code."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(loop, loaded, sockets, ready_fd))
+    finally:
+        loop.close()
+
+
+def _tick_s(loaded: LoadedConfig) -> float:
+    """A quarter of the shortest timeout, between 50 ms and 1 s."""
+    http = loaded.config.http
+    timeouts = [http.header_timeout, http.keepalive_timeout, http.body_timeout, http.send_timeout]
+    for group in loaded.upstreams.values():
+        timeouts += [group.connect_timeout_s, group.read_timeout_s, group.idle_timeout_s]
+        if group.total_timeout_s:
+            timeouts.append(group.total_timeout_s)
+    return min(1.0, max(0.05, min(timeouts) / 4))
+
+
+async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
+    config = loaded.config
+    clock = Clock(loop, _tick_s(loaded))
+    ctx = WorkerContext(loaded, clock)
+    for group in loaded.upstreams.values():
+        group.attach_pools(lambda g, host, port: ServerPool(g, host, port, loop, clock))
+    proto_header = b"\r\nX-Forwarded-Proto: http"
+    servers = [
+        await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)
+        for sock in sockets
+    ]
+    clock.start()
+    stopped = loop.create_future()
+
+    def stop(code: int) -> None:
+        if not stopped.done():
+            stopped.set_result(code)
+
+    def graceful() -> None:
+        if ctx.draining:
+            return
+        ctx.draining = True
+        for server in servers:
+            server.close()
+        ctx.on_drained = lambda: stop(0)
+        for conn in list(ctx.connections):
+            conn.drain()
+        if not ctx.connections:
+            stop(0)
+        loop.call_later(float(config.server.drain_timeout), stop, 0)
+
+    loop.add_signal_handler(signal.SIGQUIT, graceful)
+    loop.add_signal_handler(signal.SIGTERM, stop, 0)
+    loop.add_signal_handler(signal.SIGINT, stop, 0)
+    loop.add_signal_handler(signal.SIGUSR1, errorlog.reopen)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    log.debug("worker serving %d sockets", len(sockets))
+    code = await stopped
+    for server in servers:
+        server.close()
+    for conn in list(ctx.connections):
+        conn.transport.abort()
+    for group in loaded.upstreams.values():
+        for pool in group.pools:
+            pool.close_idle()
+    clock.stop()
+    return code

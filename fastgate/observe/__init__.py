@@ -1,0 +1,1 @@
+"""What the gateway shows of itself: logs (and, later, metrics and traces)."""

@@ -1,0 +1,1 @@
+"""Routing: which route takes a request, and how the route rewrites it."""

@@ -1,0 +1,76 @@
+"""A route as the request path uses it: matching data and everything pre-encoded."""
+
+import re
+
+from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.routing.rewrite import CompiledEdits
+from fastgate.upstream.group import UpstreamGroup
+from fastgate.wire.status import status_line
+
+EXACT, REGEX, PREFIX = 0, 1, 2
+
+
+class Route:
+    """One compiled ``[[routes]]`` entry. Immutable after load."""
+
+    __slots__ = (
+        "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
+        "respond_body",
+        "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
+        "request_id",
+    )
+
+    def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http) -> None:
+        self.name = config.name or f"routes[{index}]"
+        self.index = index
+        if config.path is not None:
+            self.path_kind, self.path = EXACT, config.path.encode()
+        elif config.path_regex is not None:
+            self.path_kind, self.path = REGEX, config.path_regex.encode()
+        else:
+            self.path_kind, self.path = PREFIX, (config.path_prefix or "/").encode()
+        self.path_regex = re.compile(self.path) if self.path_kind == REGEX else None
+        self.methods = frozenset(m.encode() for m in config.methods) or None
+        self.upstream = upstream
+        self.response_edits = CompiledEdits(config.response_headers)
+        self.respond_head = self.respond_body = None
+        if config.respond is not None:
+            body = config.respond.body.encode()
+            self.respond_body = body
+            self.respond_head = b"".join((
+                status_line(config.respond.status),
+                b"\r\nContent-Type: " + config.respond.content_type.encode(),
+                b"\r\nContent-Length: %d" % len(body),
+                self.response_edits.extra,
+            ))
+            """A respond route's status line and fixed headers; Date, X-Request-ID,
+            Connection and the final CRLF CRLF are added per request."""
+        self.max_body_bytes = int(config.max_body_size if config.max_body_size is not None else http.max_body_size)
+        self.prefix_rewrite = config.prefix_rewrite.encode() if config.prefix_rewrite is not None else None
+        self.host_header = b"\r\nHost: " + config.host_rewrite.encode() if config.host_rewrite else None
+        """The Host header sent upstream instead of the client's, or None to pass it through."""
+        self.request_edits = CompiledEdits(config.request_headers)
+        self.request_id = config.request_id
+
+    def matches(self, path: bytes, method: bytes) -> bool:
+        kind = self.path_kind
+        if kind == PREFIX:
+            ok = path.startswith(self.path)
+        elif kind == EXACT:
+            ok = path == self.path
+        else:
+            ok = self.path_regex.match(path) is not None
+        return ok and (self.methods is None or method in self.methods)
+
+    def upstream_target(self, target: bytes) -> bytes:
+        """The request target to send upstream, after the prefix rewrite."""
+        if self.prefix_rewrite is None:
+            return target
+        rest = target[len(self.path) :]
+        if self.prefix_rewrite.endswith(b"/") and rest.startswith(b"/"):
+            rest = rest[1:]
+        return self.prefix_rewrite + rest
+
+    def specificity(self) -> tuple:
+        """Sort key within one host bucket: exact path, then regex, then longest prefix; methods first."""
+        return (self.path_kind, -len(self.path) if self.path_kind == PREFIX else 0, self.methods is None, self.index)

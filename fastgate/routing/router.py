@@ -1,0 +1,76 @@
+"""The route table: host buckets, each sorted by path specificity.
+
+Precedence (documented in the README and the schema): an exact host beats a
+wildcard host (a longer wildcard suffix beats a shorter one), which beats a
+route without hosts; within the same host kind an exact path beats a regex,
+which beats a prefix, a longer prefix beats a shorter one, and a route with
+methods beats one without; remaining ties go to the route listed first. A
+route whose host matches but whose path or method does not lets the search
+go on to less specific hosts.
+"""
+
+from fastgate.config.errors import FieldError
+from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.routing.route import Route
+from fastgate.upstream.group import UpstreamGroup
+
+
+class Router:
+    __slots__ = ("exact", "wildcard", "any_host", "host_specific")
+
+    def __init__(self, routes: list[Route], hosts: list[list[str]]) -> None:
+        exact: dict[bytes, list[Route]] = {}
+        wildcard: dict[bytes, list[Route]] = {}
+        any_host: list[Route] = []
+        for route, route_hosts in zip(routes, hosts):
+            if not route_hosts:
+                any_host.append(route)
+            for host in route_hosts:
+                host_bytes = host.lower().encode()
+                if host_bytes.startswith(b"*."):
+                    wildcard.setdefault(host_bytes[1:], []).append(route)
+                else:
+                    exact.setdefault(host_bytes, []).append(route)
+        key = Route.specificity
+        self.exact = {h: tuple(sorted(rs, key=key)) for h, rs in exact.items()}
+        self.wildcard = tuple(
+            (suffix, tuple(sorted(rs, key=key)))
+            for suffix, rs in sorted(wildcard.items(), key=lambda item: -len(item[0]))
+        )
+        self.any_host = tuple(sorted(any_host, key=key))
+        self.host_specific = bool(exact or wildcard)
+
+    def match(self, host: bytes, path: bytes, method: bytes) -> Route | None:
+        if self.host_specific:
+            name = _host_name(host)
+            for route in self.exact.get(name, ()):
+                if route.matches(path, method):
+                    return route
+            for suffix, routes in self.wildcard:
+                if name.endswith(suffix) and len(name) > len(suffix):
+                    for route in routes:
+                        if route.matches(path, method):
+                            return route
+        for route in self.any_host:
+            if route.matches(path, method):
+                return route
+        return None
+
+
+def _host_name(host: bytes) -> bytes:
+    """Host header value -> lower-case name without port or trailing dot."""
+    name = host.lower()
+    colon = name.rfind(b":")
+    if colon >= 0 and b"]" not in name[colon:]:
+        name = name[:colon]
+    return name.rstrip(b".")
+
+
+def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http) -> Router:
+    routes = []
+    for i, config in enumerate(configs):
+        try:
+            routes.append(Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http))
+        except (ValueError, UnicodeError) as exc:
+            raise FieldError(f"routes[{i}]", str(exc)) from None
+    return Router(routes, [c.hosts for c in configs])

@@ -1,0 +1,55 @@
+"""The worker's coarse clock: cached time, the Date header, and deadline sweeps.
+
+Theory of operation
+-------------------
+Creating and cancelling a timer per request costs more than the rest of a
+small request's Python work, so connections do not arm timers. Each one
+that may time out has a ``deadline`` (a loop time, 0.0 for none) and an
+``on_deadline()`` method, and is registered in ``Clock.watched`` while it
+is open. One periodic tick (every ``tick_s``, a fraction of the shortest
+configured timeout) refreshes ``now`` and the Date header, and calls
+``on_deadline()`` on every watched object whose deadline has passed. A
+deadline therefore fires between 0 and ``tick_s`` late, and setting one is
+a float store: ``conn.deadline = clock.now + timeout``.
+"""
+
+import asyncio
+import time
+from email.utils import formatdate
+
+
+class Clock:
+    __slots__ = ("loop", "tick_s", "now", "date_header", "watched", "_handle", "_second")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick_s: float) -> None:
+        self.loop = loop
+        self.tick_s = tick_s
+        self.now = loop.time()
+        self.date_header = b""
+        """``\\r\\nDate: ...`` for responses the gateway writes itself."""
+        self.watched: set = set()
+        self._second = -1
+        self._handle: asyncio.TimerHandle | None = None
+        self._refresh_date()
+
+    def start(self) -> None:
+        self._handle = self.loop.call_later(self.tick_s, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _refresh_date(self) -> None:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self.date_header = b"\r\nDate: " + formatdate(second, usegmt=True).encode()
+
+    def _tick(self) -> None:
+        self.now = now = self.loop.time()
+        self._refresh_date()
+        expired = [w for w in self.watched if 0.0 < w.deadline <= now]
+        for watched in expired:
+            watched.on_deadline()
+        self._handle = self.loop.call_later(self.tick_s, self._tick)

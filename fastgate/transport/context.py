@@ -1,0 +1,38 @@
+"""What every client connection of one worker shares: config, clock, ids, limits."""
+
+from fastgate.config.load import LoadedConfig
+from fastgate.proxy.request_id import RequestIds
+from fastgate.transport.clock import Clock
+
+
+class WorkerContext:
+    """Per-worker state read on the hot path, with limits pre-converted to plain numbers."""
+
+    __slots__ = (
+        "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
+        "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
+        "body_timeout_s", "send_timeout_s", "on_drained",
+    )
+
+    def __init__(self, loaded: LoadedConfig, clock: Clock) -> None:
+        http = loaded.config.http
+        self.router = loaded.router
+        self.clock = clock
+        self.request_ids = RequestIds()
+        self.connections: set = set()
+        """Open client connections, for drain and stop."""
+        self.draining = False
+        """Set on graceful stop: connections close after their current response."""
+        self.on_drained = _nothing
+        """Called when the last connection closes while draining."""
+        self.max_line_bytes = int(http.max_request_line_size)
+        self.max_head_bytes = int(http.max_header_size)
+        self.max_headers = http.max_headers
+        self.header_timeout_s = float(http.header_timeout)
+        self.keepalive_timeout_s = float(http.keepalive_timeout)
+        self.body_timeout_s = float(http.body_timeout)
+        self.send_timeout_s = float(http.send_timeout)
+
+
+def _nothing() -> None:
+    pass

@@ -1,0 +1,505 @@
+"""A client's HTTP/1.1 connection: requests in, proxied or local answers out.
+
+Theory of operation
+-------------------
+One request at a time per connection; bytes of pipelined requests wait in
+``buffer`` until the current response is complete, so answers go out in
+order and nothing behind a rejected request is ever parsed or forwarded.
+
+States:
+
+- HEAD: waiting for a request head. Bytes collect until CRLF CRLF; size
+  limits answer 414/431, the clock answers 408 (slow head) or closes an idle
+  keep-alive connection.
+- BODY: relaying the request body upstream, framed by Content-Length or by
+  ChunkedFramer (its bytes are relayed as received).
+- WAIT: request fully read; the response is on its way. New bytes are
+  pipelined requests: they are buffered, and reading pauses past a bound.
+- TUNNEL: after a 101, bytes flow both ways untouched.
+- CLOSED.
+
+The response side is driven by the upstream connection through the
+exchange contract in upstream/connection.py: this class implements it.
+Back-pressure: when the upstream socket's buffer is full, client reading
+pauses; when the client's is full, upstream reading pauses.
+"""
+
+import asyncio
+
+from fastgate.proxy.errors import error_response
+from fastgate.proxy.heads import client_response_head, upstream_request_head
+from fastgate.transport.context import WorkerContext
+from fastgate.wire.chunked import ChunkedFramer, FramingError
+from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
+
+HEAD, BODY, WAIT, TUNNEL, CLOSED = range(5)
+# what the deadline is for
+_IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PENDING_HIGH_BYTES = 256 * 1024
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "ctx", "transport", "client_ip", "proto_header", "state", "buffer", "deadline", "waiting",
+        "reading_paused", "writing_paused",
+        "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
+        "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
+        "sent_continue", "pool", "corked_head", "parser",
+    )
+
+    def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
+        # shared by all connections of the worker
+        self.ctx = ctx
+        self.proto_header = proto_header
+        """``\\r\\nX-Forwarded-Proto: http`` (or https), pre-encoded by the listener."""
+        # per connection
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = b""
+        self.state = HEAD
+        self.buffer = b""
+        """Received bytes not yet handled: a partial head, or pipelined requests."""
+        self.deadline = 0.0
+        self.waiting = _IDLE
+        self.parser = new_request_parser()
+        """Kept across requests without a body; replaced after any other (see parse_request_head)."""
+        self.reading_paused = False
+        self.writing_paused = False
+        # per request
+        self.head = None
+        self.route = None
+        self.request_id = b""
+        self.keep_alive = True
+        self.pool = None
+        self.upstream = None
+        """The UpstreamConnection serving this request, once connected."""
+        self.connecting: asyncio.Future | None = None
+        self.pending: list[bytes] = []
+        """Bytes for the upstream while its connection is being made."""
+        self.pending_bytes = 0
+        self.body_remaining = 0
+        self.body_framer: ChunkedFramer | None = None
+        self.response_started = False
+        self.dechunk: ChunkedFramer | None = None
+        """Set when a chunked response goes to an HTTP/1.0 client without its coding."""
+        self.sent_continue = False
+        self.corked_head = b""
+        """A response head held back to go out in one write with the first body bytes."""
+
+    # -- asyncio callbacks -------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0].encode() if peer else b"unix"
+        ctx = self.ctx
+        ctx.connections.add(self)
+        ctx.clock.watched.add(self)
+        self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        ctx.clock.watched.discard(self)
+        self._drop_upstream()
+        if ctx.draining and not ctx.connections:
+            ctx.on_drained()
+
+    def eof_received(self) -> bool:
+        if self.state == TUNNEL and self.upstream is not None:
+            self.upstream.transport.write_eof()
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+        self.deadline = self.ctx.clock.now + self.ctx.send_timeout_s
+        self.waiting = _SEND
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+        if self.waiting == _SEND:
+            self.deadline = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == HEAD:
+            self._head_bytes(data)
+        elif state == BODY:
+            self._body_bytes(data)
+        elif state == TUNNEL:
+            self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
+            self.upstream.transport.write(data)
+        elif state == WAIT:
+            self.buffer += data
+            if len(self.buffer) > self.ctx.max_head_bytes:
+                self._pause_reading()
+
+    def on_deadline(self) -> None:
+        waiting = self.waiting
+        if waiting == _HEAD_TIMEOUT:
+            self._refuse(408, "request head not received in time")
+        elif waiting == _BODY_TIMEOUT and not self.response_started:
+            self._refuse(408, "request body not received in time")
+        elif waiting == _CONNECT:
+            self.on_upstream_failed(504, "upstream connect timed out")
+        else:  # idle keep-alive, stalled body, slow reader, idle tunnel
+            self._abort()
+
+    # -- request side ---------------------------------------------------------
+    def _head_bytes(self, data: bytes) -> None:
+        ctx = self.ctx
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        while data:
+            if data[:2] == b"\r\n":  # stray CRLF between requests (RFC 9112 2.2)
+                data = data.lstrip(b"\r\n")
+                continue
+            end = data.find(HEAD_END)
+            if end < 0:
+                self.buffer = data
+                if self.waiting != _HEAD_TIMEOUT:
+                    self.waiting = _HEAD_TIMEOUT
+                    self.deadline = ctx.clock.now + ctx.header_timeout_s
+                if len(data) > ctx.max_line_bytes and data.find(b"\r\n") < 0:
+                    self._refuse(414, "request line too long")
+                elif len(data) > ctx.max_head_bytes:
+                    self._refuse(431, "request header fields too large")
+                return
+            end += 4
+            if end > ctx.max_head_bytes:
+                self._refuse(414 if data.find(b"\r\n") > ctx.max_line_bytes else 431, "request header fields too large")
+                return
+            data = self._request(data[:end], data[end:])
+            if self.state != HEAD:
+                return
+        self.waiting = _IDLE
+        self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
+
+    def _request(self, raw: bytes, rest: bytes) -> bytes:
+        """Handle one complete request head; return the bytes still to parse as heads."""
+        ctx = self.ctx
+        try:
+            head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser)
+        except HeadError as exc:
+            self._refuse(exc.status, exc.reason)
+            return b""
+        if head.has_body or head.upgrade:
+            self.parser = new_request_parser()
+        self.head = head
+        self.keep_alive = head.keep_alive and not ctx.draining
+        route = ctx.router.match(head.host, head.path, head.method)
+        self.route = route
+        self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
+        if route is None:
+            return self._answer_locally(error_response(
+                404, "no route matches this request", self.request_id, ctx.clock.date_header,
+                not self.keep_alive or head.has_body), rest)
+        if head.content_length > route.max_body_bytes:
+            self._refuse(413, "request body too large")
+            return b""
+        if route.respond_head is not None:
+            close = not self.keep_alive or head.has_body
+            return self._answer_locally(b"".join((
+                route.respond_head, ctx.clock.date_header,
+                b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
+                b"\r\nConnection: close\r\n\r\n" if close else (
+                    b"\r\nConnection: keep-alive\r\n\r\n" if head.http_1_0 else b"\r\n\r\n"),
+                route.respond_body if head.method != b"HEAD" else b"",
+            )), rest)
+        self._forward(head, route, rest)
+        return b""
+
+    def _answer_locally(self, response: bytes, rest: bytes) -> bytes:
+        """Write a response made here; a request with a body ends the connection."""
+        self.transport.write(response)
+        if not self.keep_alive or self.head.has_body:
+            self._close()
+            return b""
+        self.head = self.route = None
+        return rest
+
+    def _forward(self, head, route, rest: bytes) -> None:
+        ctx = self.ctx
+        pool = route.upstream.pick()
+        self.pool = pool
+        self.response_started = False
+        self.sent_continue = False
+        self.dechunk = None
+        request_head = upstream_request_head(
+            head, route, self.request_id, self.client_ip, self.proto_header, pool.label.encode()
+        )
+        upstream = pool.acquire()
+        if upstream is not None:
+            self.upstream = upstream
+            upstream.start(self, head.method)
+            upstream.transport.write(request_head)
+        else:
+            self.pending = [request_head]
+            self.pending_bytes = len(request_head)
+            self.connecting = pool.connect(self._connected)
+            self.waiting = _CONNECT
+            self.deadline = ctx.clock.now + pool.group.connect_timeout_s
+        if head.chunked:
+            self.state = BODY
+            self.body_framer = ChunkedFramer(route.max_body_bytes)
+        elif head.content_length > 0:
+            self.state = BODY
+            self.body_remaining = head.content_length
+        else:
+            self.state = WAIT
+            if self.upstream is not None:
+                self.deadline = 0.0
+        if self.state == BODY:
+            if head.expect_continue and not rest:
+                self.sent_continue = True
+                self.transport.write(_CONTINUE)
+            if self.upstream is not None:
+                self.waiting = _BODY_TIMEOUT
+                self.deadline = ctx.clock.now + ctx.body_timeout_s
+            if rest:
+                self._body_bytes(rest)
+        elif rest:
+            self.buffer = rest
+
+    def _body_bytes(self, data: bytes) -> None:
+        if self.waiting != _CONNECT:
+            self.waiting = _BODY_TIMEOUT
+            self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        framer = self.body_framer
+        if framer is not None:
+            try:
+                end = framer.feed(data)
+            except FramingError as exc:
+                if str(exc) == "too large":
+                    self._refuse(413, "request body too large")
+                else:
+                    self._refuse(400, f"malformed request body: {exc}")
+                return
+            if end < 0:
+                self._send_upstream(data)
+                return
+        else:
+            end = self.body_remaining
+            if len(data) < end:
+                self.body_remaining = end - len(data)
+                self._send_upstream(data)
+                return
+            self.body_remaining = 0
+        self._send_upstream(data[:end] if end < len(data) else data)
+        self.body_framer = None
+        self.state = WAIT
+        if self.waiting == _BODY_TIMEOUT:
+            self.deadline = 0.0
+        if end < len(data):
+            self.buffer = data[end:]
+
+    def _send_upstream(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.transport.write(data)
+        elif self.connecting is not None:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > _PENDING_HIGH_BYTES:
+                self._pause_reading()
+
+    def _connected(self, future: asyncio.Future) -> None:
+        if future is not self.connecting:
+            return  # given up on (timeout or client gone): close what was made
+        self.connecting = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.on_upstream_failed(502, "upstream refused the connection" if isinstance(exc, ConnectionRefusedError)
+                                    else f"cannot connect to upstream: {exc.__class__.__name__}")
+            return
+        upstream = future.result()[1]
+        if self.state == CLOSED:
+            upstream.close()
+            return
+        self.upstream = upstream
+        upstream.start(self, self.head.method)
+        upstream.transport.writelines(self.pending)
+        self.pending = []
+        self.pending_bytes = 0
+        if self.state == BODY:
+            self.waiting = _BODY_TIMEOUT
+            self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        else:
+            self.waiting = _IDLE
+            self.deadline = 0.0
+        self._resume_reading()
+
+    # -- the exchange contract (called by UpstreamConnection) -----------------
+    def on_informational(self, head) -> None:
+        if self.head.http_1_0 or (head.status == 100 and self.sent_continue):
+            return
+        self.sent_continue = self.sent_continue or head.status == 100
+        self.transport.write(client_response_head(head, self.route, b"", False, False, False))
+
+    def on_upgraded(self, head) -> None:
+        if not self.head.upgrade:
+            self.on_upstream_failed(502, "upstream switched protocols unasked")
+            return
+        self.response_started = True
+        self.state = TUNNEL
+        self.waiting = _TUNNEL_IDLE
+        self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
+        self.transport.write(client_response_head(head, self.route, self.request_id, False, False, False))
+        if self.buffer:
+            self.upstream.transport.write(self.buffer)
+            self.buffer = b""
+
+    def on_response_head(self, head) -> None:
+        self.response_started = True
+        close = not self.keep_alive or head.until_close or self.state == BODY or self.ctx.draining
+        dechunk = head.chunked and self.head.http_1_0
+        if dechunk:
+            self.dechunk = ChunkedFramer()
+            close = True
+        if close:
+            self.keep_alive = False
+        self.corked_head = client_response_head(
+            head, self.route, self.request_id, close, self.head.http_1_0, dechunk)
+
+    def on_response_data(self, data: bytes) -> None:
+        if self.state == TUNNEL:
+            self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
+        if self.dechunk is None:
+            if self.corked_head:
+                data = self.corked_head + data
+                self.corked_head = b""
+            self.transport.write(data)
+            return
+        if self.corked_head:
+            self.transport.write(self.corked_head)
+            self.corked_head = b""
+        payload: list[bytes] = []
+        try:
+            self.dechunk.feed(data, 0, payload)
+        except FramingError:
+            self._abort()
+            return
+        self.transport.writelines(payload)
+
+    def on_response_end(self, reusable: bool) -> None:
+        if self.corked_head:
+            self.transport.write(self.corked_head)
+            self.corked_head = b""
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            if reusable and self.state == WAIT:
+                upstream.release()
+            else:
+                upstream.close()
+            if self.writing_paused and upstream.transport is not None:
+                upstream.transport.resume_reading()
+        if self.state == TUNNEL:
+            self._close()
+            return
+        if self.state == BODY:  # answered before the whole body was read: nothing more to do
+            self._close()
+            return
+        self.head = self.route = None
+        self._after_response(self.keep_alive)
+
+    def on_upstream_failed(self, status: int, reason: str) -> None:
+        self._drop_upstream()
+        if self.state == CLOSED:
+            return
+        if self.response_started or self.state == TUNNEL:
+            self._abort()
+        else:
+            self._refuse(status, reason)
+
+    def pause_client_reading(self) -> None:
+        self._pause_reading()
+
+    def resume_client_reading(self) -> None:
+        self._resume_reading()
+
+    # -- helpers ---------------------------------------------------------------
+    def _after_response(self, keep_alive: bool) -> None:
+        if not keep_alive or self.ctx.draining:
+            self._close()
+            return
+        self.state = HEAD
+        self.waiting = _IDLE
+        self.deadline = self.ctx.clock.now + self.ctx.keepalive_timeout_s
+        self._resume_reading()
+        if self.buffer:
+            data = self.buffer
+            self.buffer = b""
+            self._head_bytes(data)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer an error (JSON) and close the connection."""
+        if self.state == CLOSED:
+            return
+        self._drop_upstream()
+        if not self.response_started:
+            self.transport.write(error_response(
+                status, reason, self.request_id if self.head is not None else b"",
+                self.ctx.clock.date_header, True))
+        self._close()
+
+    def _close(self) -> None:
+        self.state = CLOSED
+        self.buffer = b""
+        self.ctx.clock.watched.discard(self)
+        self._drop_upstream()
+        self.transport.close()
+
+    def _abort(self) -> None:
+        self.state = CLOSED
+        self.ctx.clock.watched.discard(self)
+        self._drop_upstream()
+        self.transport.abort()
+
+    def _drop_upstream(self) -> None:
+        """Let go of the upstream side mid-exchange: it cannot be reused."""
+        if self.connecting is not None:
+            connecting = self.connecting
+            self.connecting = None
+            connecting.add_done_callback(_close_made_connection)
+            connecting.cancel()
+        self.pending = []
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            upstream.abort()
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.state != CLOSED:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.state != CLOSED:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def drain(self) -> None:
+        """Graceful stop: the next response says Connection: close, then the connection ends.
+
+        An idle keep-alive connection is not closed at once: the client may be
+        sending a request on it right now, and closing would reset it. It
+        closes after its next response, at its keep-alive timeout, or when
+        the worker's drain timeout ends, whichever comes first.
+        """
+        self.keep_alive = False
+
+
+def _close_made_connection(future: asyncio.Future) -> None:
+    """A connect that finished after it was given up on: close what it made."""
+    if not future.cancelled() and future.exception() is None:
+        future.result()[1].close()

@@ -1,0 +1,250 @@
+"""One HTTP/1.1 connection to an upstream server: response framing and relay.
+
+Theory of operation
+-------------------
+The connection serves one exchange at a time. ``start(exchange, method)``
+binds it to the client side that sent a request on it; from then on every
+event about the response goes to that exchange, through this contract:
+
+- ``on_response_head(head)``: a final response head (ResponseHead) arrived;
+- ``on_informational(head)``: a 1xx head other than 101 arrived;
+- ``on_upgraded(head)``: 101 arrived; afterwards bytes flow as tunnel data;
+- ``on_response_data(data)``: body bytes (chunked coding kept) or tunnel bytes;
+- ``on_response_end(reusable)``: the response is complete; the exchange
+  must return the connection to the pool only if ``reusable``;
+- ``on_upstream_failed(status, reason)``: the server broke, closed early,
+  sent garbage or timed out; ``status`` is 502 or 504;
+- ``pause_client_reading()`` / ``resume_client_reading()``: this socket's
+  write buffer is over / back under its high-water mark.
+
+States: IDLE (in the pool), HEAD (reading a response head), LENGTH,
+CHUNKED, UNTIL_CLOSE (reading a body framed that way), TUNNEL, CLOSED.
+"""
+
+import asyncio
+
+from fastgate.wire.chunked import ChunkedFramer, FramingError
+from fastgate.wire.h1 import HEAD_END, HeadError, parse_response_head
+
+IDLE, HEAD, LENGTH, CHUNKED, UNTIL_CLOSE, TUNNEL, CLOSED = range(7)
+_MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("pool", "transport", "state", "exchange", "method", "buffer", "remaining",
+                 "framer", "requests", "deadline", "read_timeout_s", "total_deadline", "keep_alive")
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.requests = 0
+        self.deadline = 0.0
+        """Idle: when the pool drops it. Busy: read timeout, or total timeout for the head."""
+        # per exchange
+        self.state = IDLE
+        self.exchange = None
+        self.method = b""
+        self.buffer = b""
+        self.remaining = 0
+        self.framer: ChunkedFramer | None = None
+        self.read_timeout_s = pool.group.read_timeout_s
+        self.total_deadline = 0.0
+        """When the whole response must be in (0.0: no limit)."""
+        self.keep_alive = True
+
+    # -- asyncio callbacks -------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.pool.clock.watched.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        state = self.state
+        self.state = CLOSED
+        self.pool.clock.watched.discard(self)
+        exchange = self.exchange
+        self.exchange = None
+        if state == IDLE:
+            self.pool.forget(self)
+        elif exchange is None:
+            return
+        elif state == UNTIL_CLOSE:
+            exchange.on_response_end(False)
+        elif state == TUNNEL:
+            exchange.on_response_end(False)
+        else:
+            exchange.on_upstream_failed(502, "upstream closed the connection")
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_client_reading()
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == TUNNEL:
+            self.exchange.on_response_data(data)
+            return
+        deadline = self.pool.clock.now + self.read_timeout_s
+        total = self.total_deadline
+        self.deadline = deadline if not total or deadline < total else total
+        if state == HEAD:
+            self._head(data)
+        elif state == LENGTH:
+            self._length_body(data, 0)
+        elif state == CHUNKED:
+            self._chunked_body(data, 0)
+        elif state == UNTIL_CLOSE:
+            self.exchange.on_response_data(data)
+        else:  # bytes from an idle server: it is broken, do not reuse
+            self.close()
+
+    # -- the exchange side -------------------------------------------------
+    def usable(self) -> bool:
+        return self.state == IDLE and self.transport is not None and not self.transport.is_closing()
+
+    def start(self, exchange, method: bytes) -> None:
+        """Bind to ``exchange`` for one request with ``method``; the caller writes the request."""
+        self.exchange = exchange
+        self.method = method
+        self.state = HEAD
+        self.buffer = b""
+        self.requests += 1
+        group = self.pool.group
+        now = self.pool.clock.now
+        self.deadline = now + group.read_timeout_s
+        self.total_deadline = now + group.total_timeout_s if group.total_timeout_s else 0.0
+        if self.total_deadline:
+            self.deadline = min(self.deadline, self.total_deadline)
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def release(self) -> None:
+        """Back to the pool after a clean exchange (called by the exchange)."""
+        self.exchange = None
+        self.state = IDLE
+        self.pool.release(self)
+
+    def close(self) -> None:
+        self.exchange = None
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.pool.clock.watched.discard(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (the client went away mid-exchange)."""
+        self.exchange = None
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.pool.clock.watched.discard(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def on_deadline(self) -> None:
+        if self.state == IDLE:
+            self.close()
+            return
+        exchange = self.exchange
+        self.abort()
+        if exchange is not None:
+            exchange.on_upstream_failed(504, "upstream timed out")
+
+    # -- response framing ----------------------------------------------------
+    def _head(self, data: bytes) -> None:
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        while True:
+            end = data.find(HEAD_END)
+            if end < 0:
+                if len(data) > _MAX_RESPONSE_HEAD:
+                    self._fail("upstream response head too large")
+                else:
+                    self.buffer = data
+                return
+            end += 4
+            try:
+                head = parse_response_head(data[:end], self.method)
+            except HeadError as exc:
+                self._fail(exc.reason)
+                return
+            exchange = self.exchange
+            status = head.status
+            if status < 200:
+                if status == 101:
+                    self.state = TUNNEL
+                    self.deadline = 0.0
+                    exchange.on_upgraded(head)
+                    if end < len(data) and self.exchange is not None:
+                        exchange.on_response_data(data[end:])
+                    return
+                exchange.on_informational(head)
+                if self.exchange is None:
+                    return
+                data = data[end:]
+                continue
+            self.keep_alive = head.keep_alive
+            exchange.on_response_head(head)
+            if self.exchange is None:  # the exchange gave up on the response
+                return
+            if head.chunked:
+                self.state = CHUNKED
+                self.framer = ChunkedFramer()
+                self._chunked_body(data, end)
+            elif head.until_close:
+                self.state = UNTIL_CLOSE
+                if end < len(data):
+                    exchange.on_response_data(data[end:])
+            else:
+                self.state = LENGTH
+                self.remaining = head.content_length
+                self._length_body(data, end)
+            return
+
+    def _length_body(self, data: bytes, start: int) -> None:
+        available = len(data) - start
+        remaining = self.remaining
+        if available:
+            take = min(available, remaining)
+            self.exchange.on_response_data(data[start:] if take == available and start == 0 else data[start : start + take])
+            remaining -= take
+            self.remaining = remaining
+            if available > take:  # bytes past the response: the server is broken
+                self._finish(False)
+                return
+        if remaining == 0 and self.exchange is not None:
+            self._finish(True)
+
+    def _chunked_body(self, data: bytes, start: int) -> None:
+        try:
+            end = self.framer.feed(data, start)
+        except FramingError as exc:
+            self._fail(f"bad chunked response from upstream: {exc}")
+            return
+        if end < 0:
+            self.exchange.on_response_data(data if start == 0 else data[start:])
+            return
+        if end > start:
+            self.exchange.on_response_data(data[start:end])
+        if self.exchange is not None:
+            self._finish(end == len(data))
+
+    def _finish(self, reusable: bool) -> None:
+        exchange = self.exchange
+        self.framer = None
+        self.deadline = self.total_deadline = 0.0
+        if not (reusable and self.keep_alive):
+            reusable = False
+            self.close()
+        exchange.on_response_end(reusable)
+
+    def _fail(self, reason: str) -> None:
+        exchange = self.exchange
+        self.abort()
+        if exchange is not None:
+            exchange.on_upstream_failed(502, reason)

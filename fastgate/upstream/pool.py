@@ -1,0 +1,66 @@
+"""Keep-alive connections to one upstream server, per worker."""
+
+import asyncio
+
+from fastgate.transport.clock import Clock
+from fastgate.upstream.connection import UpstreamConnection
+
+
+class ServerPool:
+    """Idle connections to one server (LIFO), and new connections on demand.
+
+    A connection comes back through ``release`` only after a clean, complete
+    exchange; the pool keeps it if there is room and it has not served
+    ``max_requests`` requests, else closes it. Idle connections older than
+    the group's idle timeout are closed by the clock's sweep.
+    """
+
+    __slots__ = ("group", "host", "port", "label", "loop", "clock", "idle")
+
+    def __init__(self, group, host: str, port: int, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
+        self.group = group
+        self.host = host
+        self.port = port
+        self.label = f"{host}:{port}"
+        self.loop = loop
+        self.clock = clock
+        self.idle: list[UpstreamConnection] = []
+
+    def acquire(self) -> UpstreamConnection | None:
+        """An idle connection that is still open, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                conn.deadline = 0.0
+                return conn
+        return None
+
+    def connect(self, on_done) -> asyncio.Future:
+        """Start a new connection; ``on_done(future)`` runs when it is made or failed."""
+        future = asyncio.ensure_future(
+            self.loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+        )
+        future.add_done_callback(on_done)
+        return future
+
+    def release(self, conn: UpstreamConnection) -> None:
+        group = self.group
+        if (len(self.idle) < group.max_idle and conn.usable()
+                and (not group.max_requests or conn.requests < group.max_requests)):
+            conn.deadline = self.clock.now + group.idle_timeout_s
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A pooled connection closed by the server: drop it from the idle list."""
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close_idle(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()

@@ -1,0 +1,122 @@
+"""Strict chunked transfer-coding framing (RFC 9112 section 7.1), sans-IO.
+
+Theory of operation
+-------------------
+fastgate relays a chunked body as the bytes it received; this class only has
+to find where the body ends, and to refuse anything that is not exactly the
+grammar, so that a peer behind us cannot be made to frame it differently
+(request smuggling). ``feed(data, start)`` walks ``data`` from ``start`` and
+returns the offset just past the body's last byte (the CRLF that closes the
+trailer section), or -1 when the body goes on in later data. Chunk payloads
+are skipped by arithmetic, so a large chunk costs no Python work per byte.
+When ``payload`` is given (a list), the chunk data slices are appended to it,
+for a peer that needs the body without the chunked coding (HTTP/1.0).
+
+States: SIZE (reading a chunk-size line), DATA (skipping payload bytes),
+DATA_END (expecting the CRLF after a payload), TRAILER (reading trailer
+lines until an empty one), DONE.
+"""
+
+_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_MAX_LINE = 4096
+_MAX_HEX_DIGITS = 15
+_MAX_TRAILER_BYTES = 16 * 1024
+
+
+class FramingError(Exception):
+    """The bytes are not a valid chunked body."""
+
+
+class ChunkedFramer:
+    __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes")
+
+    def __init__(self, max_body_bytes: int = 0) -> None:
+        self._state = _SIZE
+        self._line = b""  # partial size/trailer line carried across feeds
+        self._remaining = 0  # payload bytes (DATA) or CRLF bytes (DATA_END) still expected
+        self._trailer_bytes = 0
+        self.body_bytes = 0
+        """Payload bytes seen so far (without the chunked coding)."""
+        self.max_body_bytes = max_body_bytes
+        """Above this many payload bytes FramingError is raised with 'too large'; 0 means no limit."""
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def feed(self, data: bytes, start: int = 0, payload: list | None = None) -> int:
+        pos = start
+        end = len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, end - pos)
+                if payload is not None:
+                    payload.append(data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                    self._remaining = 2
+            elif state == _DATA_END:
+                expected = b"\r\n"[2 - self._remaining]
+                if data[pos] != expected:
+                    raise FramingError("chunk data not followed by CRLF")
+                pos += 1
+                self._remaining -= 1
+                if self._remaining == 0:
+                    self._state = _SIZE
+            elif state == _DONE:
+                return pos
+            else:
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._line += data[pos:]
+                    if len(self._line) > _MAX_LINE:
+                        raise FramingError("chunk line too long")
+                    return -1
+                line = self._line + data[pos : nl + 1]
+                self._line = b""
+                pos = nl + 1
+                if len(line) > _MAX_LINE or len(line) < 2 or line[-2] != 13:
+                    raise FramingError("chunk line not ended by CRLF")
+                if state == _SIZE:
+                    self._size_line(line[:-2])
+                else:
+                    self._trailer_line(line[:-2])
+                if self._state == _DONE:
+                    return pos
+        return pos if self._state == _DONE else -1
+
+    def _size_line(self, line: bytes) -> None:
+        digits = line.split(b";", 1)[0]
+        if not digits or len(digits) > _MAX_HEX_DIGITS or not _HEX.issuperset(digits):
+            raise FramingError("bad chunk size")
+        if len(digits) < len(line) and not _valid_extension(line[len(digits) :]):
+            raise FramingError("bad chunk extension")
+        size = int(digits, 16)
+        if size == 0:
+            self._state = _TRAILER
+            return
+        self.body_bytes += size
+        if self.max_body_bytes and self.body_bytes > self.max_body_bytes:
+            raise FramingError("too large")
+        self._state = _DATA
+        self._remaining = size
+
+    def _trailer_line(self, line: bytes) -> None:
+        if not line:
+            self._state = _DONE
+            return
+        self._trailer_bytes += len(line) + 2
+        colon = line.find(b":")
+        if colon <= 0 or self._trailer_bytes > _MAX_TRAILER_BYTES or line[0] in b" \t":
+            raise FramingError("bad trailer field")
+        if any(c < 32 and c != 9 or c == 127 for c in line):
+            raise FramingError("bad trailer field")
+
+
+def _valid_extension(ext: bytes) -> bool:
+    """chunk-ext: *( ";" name [ "=" value ] ), with no control characters and no spaces."""
+    return ext[0] == 59 and not any(c <= 32 or c == 127 for c in ext)

@@ -1,0 +1,339 @@
+"""HTTP/1.1 message heads as bytes, sans-IO (no asyncio here).
+
+Theory of operation
+-------------------
+fastgate relays HTTP/1.1 heads as bytes with targeted edits instead of
+rebuilding them header by header in Python (see DESIGN.md, hot path). The
+connection code finds the end of a head (CRLF CRLF) itself and hands the
+complete head to the functions here:
+
+1. a fresh httptools parser validates the whole head strictly (no
+   leniencies) and reports method, version and keep-alive;
+2. one regex pass over the lower-cased head locates only the headers that decide
+   something (Host, Connection, Content-Length, Transfer-Encoding, Upgrade,
+   Expect, X-Request-ID, X-Forwarded-*, and the hop-by-hop ones);
+3. the caller copies the head's header block verbatim except for the spans
+   listed in ``drops`` and appends what it adds (``splice_headers``).
+
+Bodies never pass through httptools: they are framed by Content-Length,
+by ``ChunkedFramer`` (chunked.py) or, for responses, by connection close.
+
+A head is ``raw``: the request or status line, then one ``\\r\\nName: value``
+per header, then ``\\r\\n\\r\\n``. ``line_end`` is the offset of the first
+CRLF; a drop span ``(start, end)`` covers ``\\r\\nName: value`` of one header.
+"""
+
+import re
+
+import httptools
+
+HEAD_END = b"\r\n\r\n"
+
+_REQUEST_FIELDS = re.compile(
+    rb"\r\n(host|connection|content-length|transfer-encoding|upgrade|expect|x-request-id"
+    rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-host|keep-alive|te|trailer|proxy-[!#$%&'*+.^_`|~0-9a-z-]*)"
+    rb"[ \t]*:[ \t]*([^\r]*)"
+)
+_RESPONSE_FIELDS = re.compile(
+    rb"\r\n(connection|content-length|transfer-encoding|upgrade|keep-alive|te|trailer|x-request-id"
+    rb"|proxy-[!#$%&'*+.^_`|~0-9a-z-]*)[ \t]*:[ \t]*([^\r]*)"
+)
+# Request headers that never travel upstream as the client sent them: hop-by-hop
+# ones, the X-Forwarded-* that the gateway sets itself, and Expect, which the
+# gateway answers itself.
+_REQUEST_DROPPED = frozenset(
+    (b"connection", b"keep-alive", b"te", b"trailer", b"x-forwarded-for", b"x-forwarded-proto",
+     b"x-forwarded-host", b"expect")
+)
+_RESPONSE_DROPPED = frozenset((b"connection", b"keep-alive", b"te", b"trailer"))
+_CONNECTION_KNOWN = frozenset((b"close", b"keep-alive", b"upgrade", b""))
+_MAX_REQUEST_ID = 200
+
+
+class HeadError(Exception):
+    """A head that must be refused: ``status`` is the answer (400, 414, 431, 501...)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _NoCallbacks:
+    """httptools calls back only the methods that exist: none, here."""
+
+
+_NO_CALLBACKS = _NoCallbacks()
+
+
+class RequestHead:
+    """What the proxy needs to know of one request head."""
+
+    __slots__ = (
+        "raw", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
+        "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
+        "request_id", "forwarded_for", "drops", "line_as_is",
+    )
+
+    def __init__(self, raw: bytes, line_end: int) -> None:
+        self.raw = raw
+        self.line_end = line_end
+        self.method = b""
+        self.target = b""
+        """Origin-form target (path and query) to send upstream."""
+        self.path = b""
+        self.query = b""
+        """The query string with its leading "?", or b""."""
+        self.http_1_0 = False
+        self.keep_alive = True
+        self.host = b""
+        """Host header value as sent (with port), or b""."""
+        self.host_span: tuple[int, int] | None = None
+        self.content_length = -1
+        """Declared body length, or -1 when there is no Content-Length."""
+        self.chunked = False
+        self.upgrade = b""
+        """The Upgrade header's value on an upgrade request (e.g. b"websocket"), else b""."""
+        self.expect_continue = False
+        self.request_id = b""
+        self.forwarded_for = b""
+        self.drops: list[tuple[int, int]] = []
+        self.line_as_is = True
+        """The request line can go upstream unchanged (HTTP/1.1, origin-form)."""
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+
+class ResponseHead:
+    """What the proxy needs to know of one response head."""
+
+    __slots__ = (
+        "raw", "line_end", "status", "keep_alive", "content_length", "chunked", "until_close",
+        "drops", "encoding_span", "request_id_span",
+    )
+
+    def __init__(self, raw: bytes, line_end: int) -> None:
+        self.raw = raw
+        self.line_end = line_end
+        self.status = 0
+        self.keep_alive = True
+        self.content_length = -1
+        self.chunked = False
+        self.until_close = False
+        """The body runs until the server closes the connection."""
+        self.drops: list[tuple[int, int]] = []
+        self.encoding_span: tuple[int, int] | None = None
+        """Span of Transfer-Encoding, dropped when the body is relayed without its chunked coding."""
+        self.request_id_span: tuple[int, int] | None = None
+        """Span of the upstream's X-Request-ID, dropped when the gateway echoes its own."""
+
+
+def new_request_parser() -> httptools.HttpRequestParser:
+    return httptools.HttpRequestParser(_NO_CALLBACKS)
+
+
+def parse_request_head(
+    raw: bytes, max_line_bytes: int, max_headers: int, parser: httptools.HttpRequestParser
+) -> RequestHead:
+    """Validate and digest a complete request head (ending in CRLF CRLF); raise HeadError.
+
+    ``parser`` must be fresh, or one whose last head had no body and no
+    upgrade (httptools then waits for the next message); a parser that has
+    seen any other head must not be used again.
+    """
+    line_end = raw.find(b"\r\n")
+    if line_end > max_line_bytes:
+        raise HeadError(414, "request line too long")
+    if raw.count(b"\r\n") - 2 > max_headers:
+        raise HeadError(431, "too many header fields")
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError as exc:
+        raise HeadError(400, f"malformed request: {exc}") from None
+    head = RequestHead(raw, line_end)
+    head.method = method = parser.get_method()
+    if method == b"CONNECT":
+        raise HeadError(405, "CONNECT is not supported")
+    version = parser.get_http_version()
+    if version == "1.0":
+        head.http_1_0 = True
+        head.line_as_is = False
+    elif version != "1.1":
+        raise HeadError(505, "HTTP version not supported")
+    target = raw[len(method) + 1 : raw.rfind(b" ", 0, line_end)]
+    authority = None
+    if target[:1] != b"/":
+        target, authority = _origin_form(target, method)
+        head.line_as_is = False
+    head.target = target
+    q = target.find(b"?")
+    if q < 0:
+        head.path = target
+    else:
+        head.path = target[:q]
+        head.query = target[q:]
+    _digest_request_fields(head, raw, parser.should_upgrade())
+    if authority is not None and authority != head.host:
+        raise HeadError(400, "absolute-form target names another host than Host")
+    return head
+
+
+def _origin_form(target: bytes, method: bytes) -> tuple[bytes, bytes | None]:
+    """The origin-form of an absolute-form target, and the authority it named."""
+    if target == b"*" and method == b"OPTIONS":
+        return target, None
+    if target[:7].lower() != b"http://" and target[:8].lower() != b"https://":
+        raise HeadError(400, "bad request target")
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise HeadError(400, "bad request target") from None
+    authority = url.host + (b":%d" % url.port if url.port else b"")
+    origin = (url.path or b"/") + (b"?" + url.query if url.query else b"")
+    return origin, authority.lower()
+
+
+def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None:
+    drops = head.drops
+    connection_tokens: list[bytes] = []
+    upgrade_value = b""
+    for m in _REQUEST_FIELDS.finditer(raw.lower()):
+        name = m.group(1)
+        if name == b"host":
+            if head.host_span is not None:
+                raise HeadError(400, "more than one Host header")
+            head.host = m.group(2).rstrip()
+            head.host_span = m.span()
+        elif name == b"content-length":
+            head.content_length = int(m.group(2))
+        elif name == b"transfer-encoding":
+            head.chunked = True  # httptools accepts only a final "chunked" on requests
+        elif name == b"x-request-id":
+            value = raw[m.start(2) : m.end(2)].rstrip()
+            if 0 < len(value) <= _MAX_REQUEST_ID and not head.request_id:
+                head.request_id = value
+            else:
+                drops.append(m.span())
+        elif name == b"upgrade":
+            upgrade_value = m.group(2).rstrip()
+            drops.append(m.span())
+        elif name in _REQUEST_DROPPED:
+            drops.append(m.span())
+            if name == b"connection":
+                connection_tokens.extend(t.strip() for t in m.group(2).split(b","))
+            elif name == b"x-forwarded-for":
+                value = raw[m.start(2) : m.end(2)].rstrip()
+                head.forwarded_for = value if not head.forwarded_for else head.forwarded_for + b", " + value
+            elif name == b"expect":
+                if m.group(2).rstrip() != b"100-continue":
+                    raise HeadError(417, "unsupported expectation")
+                head.expect_continue = not head.http_1_0
+        else:  # proxy-*
+            drops.append(m.span())
+    if head.host_span is None and not head.http_1_0:
+        raise HeadError(400, "missing Host header")
+    if upgrade:
+        if not upgrade_value:
+            raise HeadError(400, "upgrade without an Upgrade header")
+        head.upgrade = upgrade_value
+    head.keep_alive = _keep_alive(head.http_1_0, connection_tokens)
+    named = [t for t in connection_tokens if t not in _CONNECTION_KNOWN]
+    if named:
+        drops.extend(_spans_of(raw, named))
+    if len(drops) > 1:
+        drops.sort()
+
+
+def _keep_alive(http_1_0: bool, connection_tokens: list[bytes]) -> bool:
+    """Persistence per RFC 9112 9.3 (httptools forgets it once a bodiless message completes)."""
+    if http_1_0:
+        return b"keep-alive" in connection_tokens
+    return b"close" not in connection_tokens
+
+
+def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
+    """Validate and digest a complete response head; raise HeadError(502) when it is broken."""
+    line_end = raw.find(b"\r\n")
+    parser = httptools.HttpResponseParser(_NO_CALLBACKS)
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError as exc:
+        raise HeadError(502, f"malformed response from upstream: {exc}") from None
+    head = ResponseHead(raw, line_end)
+    head.status = status = parser.get_status_code()
+    drops = head.drops
+    connection_tokens: list[bytes] = []
+    encoded = False
+    for m in _RESPONSE_FIELDS.finditer(raw.lower()):
+        name = m.group(1)
+        if name == b"content-length":
+            head.content_length = int(m.group(2))
+        elif name == b"x-request-id":
+            head.request_id_span = m.span()
+        elif name == b"transfer-encoding":
+            encoded = True
+            head.encoding_span = m.span()
+            head.chunked = m.group(2).rsplit(b",", 1)[-1].strip() == b"chunked"
+        elif name == b"upgrade":
+            if status != 101:
+                drops.append(m.span())
+        else:
+            if name == b"connection":
+                connection_tokens.extend(t.strip() for t in m.group(2).split(b","))
+                if status == 101:
+                    continue
+            drops.append(m.span())
+    head.keep_alive = _keep_alive(raw[5:8] == b"1.0", connection_tokens)
+    if encoded and not head.chunked:
+        head.until_close = True
+        head.keep_alive = False
+    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        head.content_length = 0
+        head.chunked = False
+        head.until_close = False
+    elif not head.chunked and head.content_length < 0:
+        head.until_close = True
+        head.keep_alive = False
+    named = [t for t in connection_tokens if t not in _CONNECTION_KNOWN]
+    if named:
+        drops.extend(_spans_of(raw, named))
+    if len(drops) > 1:
+        drops.sort()
+    return head
+
+
+def _spans_of(raw: bytes, names: list[bytes]) -> list[tuple[int, int]]:
+    """Spans of the headers named in a Connection header (the rare, slow path)."""
+    pattern = re.compile(
+        rb"\r\n(?:" + b"|".join(re.escape(n) for n in names) + rb")[ \t]*:[^\r]*", re.IGNORECASE
+    )
+    return [m.span() for m in pattern.finditer(raw)]
+
+
+def splice_headers(parts: list, raw: bytes, line_end: int, drops: list) -> None:
+    """Append to ``parts`` the header block of ``raw`` without the ``drops`` spans.
+
+    What is appended starts with ``\\r\\n`` and stops before the head's final
+    ``\\r\\n\\r\\n``, so more ``\\r\\nName: value`` pieces can follow it.
+    """
+    block_end = len(raw) - 4
+    if not drops:
+        parts.append(raw[line_end:block_end])
+        return
+    pos = line_end
+    last = None
+    for start, end in drops:
+        if (start, end) == last:
+            continue
+        last = (start, end)
+        if start > pos:
+            parts.append(raw[pos:start])
+        pos = max(pos, end)
+    if pos < block_end:
+        parts.append(raw[pos:block_end])

@@ -1,0 +1,1 @@
+"""Helpers for the integration tests: real upstream servers, the gateway process, clients."""

@@ -1,0 +1,67 @@
+"""Config loading: the shipped config loads; every kind of mistake names file, field and reason."""
+
+from pathlib import Path
+
+import pytest
+
+from fastgate.config import ConfigError, load_config
+from fastgate.config.units import parse_duration, parse_size
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = '[[listeners]]\naddress = "127.0.0.1:8080"\n[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:9000"]\n'
+
+
+def load(tmp_path, text: str):
+    path = tmp_path / "gate.conf"
+    path.write_text(text)
+    return load_config(str(path))
+
+
+def test_shipped_config_loads():
+    loaded = load_config(str(ROOT / "conf" / "gate.conf"))
+    assert [r.name for r in loaded.router.any_host]  # routes compiled
+    assert loaded.config.listeners[0].address == "0.0.0.0:8080"
+
+
+@pytest.mark.parametrize("text,field,reason", [
+    (BASE + '[[routes]]\nupstream = "u"\n[[routes]]\nupstream = "nope"\n', "routes[1].upstream", "no upstream named 'nope'"),
+    (BASE + '[[routes]]\nupstrem = "u"\n', "routes[0]", "unknown field `upstrem`"),
+    (BASE + '[http]\nheader_timeout = "10 parsecs"\n', "http.header_timeout", "expected a duration"),
+    (BASE + '[http]\nmax_body_size = "big"\n', "http.max_body_size", "expected a size"),
+    (BASE + '[[routes]]\nupstream = "u"\npath_regex = "("\n', "routes[0].path_regex", "not a valid regular expression"),
+    (BASE + '[[routes]]\nupstream = "u"\npath = "/a"\npath_prefix = "/b"\n', "routes[0]", "at most one of"),
+    (BASE + '[[routes]]\nrespond = {status = 200}\nupstream = "u"\n', "routes[0]", "exactly one of"),
+    (BASE + '[[routes]]\nupstream = "u"\nmethods = ["get"]\n', "routes[0].methods[0]", "upper-case"),
+    ('[[listeners]]\naddress = "nowhere"\n', "listeners[0].address", "not host:port"),
+    (BASE + '[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:1"]\n', "upstreams[1].name", "defined twice"),
+    (BASE + '[server]\nworkers = 0\n', "server.workers", "between 1 and 512"),
+    (BASE + '[[routes]]\nupstream = "u"\nrequest_headers = {set = {"X-A" = "a\\nb"}}\n', "routes[0].request_headers.set.X-A", "CR, LF"),
+])
+def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    error = info.value
+    assert error.file.endswith("gate.conf")
+    assert error.field == field
+    assert reason in error.reason
+    assert str(error).startswith(f"{error.file}: {field}: ")
+
+
+def test_toml_syntax_error_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match="line 2"):
+        load(tmp_path, '[server]\nworkers = = 2\n')
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config("/nonexistent/gate.conf")
+
+
+@pytest.mark.parametrize("text,seconds", [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text,size", [("512", 512), ("16KiB", 16384), ("1MiB", 1 << 20), ("1GB", 10**9), (7, 7)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
