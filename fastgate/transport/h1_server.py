@@ -46,7 +46,7 @@ class ClientConnection(asyncio.Protocol):
         "reading_paused", "writing_paused",
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
-        "sent_continue", "pool", "corked_head", "parser",
+        "sent_continue", "pool", "corked_head", "parser", "upstream_head",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -78,6 +78,8 @@ class ClientConnection(asyncio.Protocol):
         self.pending: list[bytes] = []
         """Bytes for the upstream while its connection is being made."""
         self.pending_bytes = 0
+        self.upstream_head = b""
+        """The request head as sent upstream, kept to replay it after a stale pooled connection."""
         self.body_remaining = 0
         self.body_framer: ChunkedFramer | None = None
         self.response_started = False
@@ -235,17 +237,14 @@ class ClientConnection(asyncio.Protocol):
         request_head = upstream_request_head(
             head, route, self.request_id, self.client_ip, self.proto_header, pool.label.encode()
         )
+        self.upstream_head = request_head
         upstream = pool.acquire()
         if upstream is not None:
             self.upstream = upstream
             upstream.start(self, head.method)
             upstream.transport.write(request_head)
         else:
-            self.pending = [request_head]
-            self.pending_bytes = len(request_head)
-            self.connecting = pool.connect(self._connected)
-            self.waiting = _CONNECT
-            self.deadline = ctx.clock.now + pool.group.connect_timeout_s
+            self._connect(request_head)
         if head.chunked:
             self.state = BODY
             self.body_framer = ChunkedFramer(route.max_body_bytes)
@@ -299,6 +298,14 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = 0.0
         if end < len(data):
             self.buffer = data[end:]
+
+    def _connect(self, request_head: bytes) -> None:
+        """Open a new upstream connection; ``request_head`` goes first once it is made."""
+        self.pending = [request_head]
+        self.pending_bytes = len(request_head)
+        self.connecting = self.pool.connect(self._connected)
+        self.waiting = _CONNECT
+        self.deadline = self.ctx.clock.now + self.pool.group.connect_timeout_s
 
     def _send_upstream(self, data: bytes) -> None:
         upstream = self.upstream
@@ -411,6 +418,14 @@ class ClientConnection(asyncio.Protocol):
             return
         self.head = self.route = None
         self._after_response(self.keep_alive)
+
+    def on_upstream_stale(self) -> None:
+        head = self.head
+        if self.state != WAIT or head.has_body or head.upgrade:
+            self.on_upstream_failed(502, "upstream closed the connection")
+            return
+        self.upstream = None
+        self._connect(self.upstream_head)
 
     def on_upstream_failed(self, status: int, reason: str) -> None:
         self._drop_upstream()

@@ -14,6 +14,10 @@ event about the response goes to that exchange, through this contract:
   must return the connection to the pool only if ``reusable``;
 - ``on_upstream_failed(status, reason)``: the server broke, closed early,
   sent garbage or timed out; ``status`` is 502 or 504;
+- ``on_upstream_stale()``: a pooled connection that had served earlier
+  requests closed before sending a byte of the response (the server's
+  keep-alive timeout raced our reuse); the request never reached the
+  application, so a bodiless request may be sent again on a new connection;
 - ``pause_client_reading()`` / ``resume_client_reading()``: this socket's
   write buffer is over / back under its high-water mark.
 
@@ -71,6 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.on_response_end(False)
         elif state == TUNNEL:
             exchange.on_response_end(False)
+        elif state == HEAD and not self.buffer and self.requests > 1:
+            exchange.on_upstream_stale()
         else:
             exchange.on_upstream_failed(502, "upstream closed the connection")
 

@@ -224,7 +224,7 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
         elif name in _REQUEST_DROPPED:
             drops.append(m.span())
             if name == b"connection":
-                connection_tokens.extend(t.strip() for t in m.group(2).split(b","))
+                connection_tokens += _tokens(m.group(2))
             elif name == b"x-forwarded-for":
                 value = raw[m.start(2) : m.end(2)].rstrip()
                 head.forwarded_for = value if not head.forwarded_for else head.forwarded_for + b", " + value
@@ -241,11 +241,18 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
             raise HeadError(400, "upgrade without an Upgrade header")
         head.upgrade = upgrade_value
     head.keep_alive = _keep_alive(head.http_1_0, connection_tokens)
-    named = [t for t in connection_tokens if t not in _CONNECTION_KNOWN]
-    if named:
-        drops.extend(_spans_of(raw, named))
+    if connection_tokens and not _CONNECTION_KNOWN.issuperset(connection_tokens):
+        drops.extend(_spans_of(raw, [t for t in connection_tokens if t not in _CONNECTION_KNOWN]))
     if len(drops) > 1:
         drops.sort()
+
+
+def _tokens(value: bytes) -> tuple[bytes, ...] | list[bytes]:
+    """The tokens of a (lower-cased) Connection header value."""
+    value = value.rstrip()
+    if value in _CONNECTION_KNOWN:
+        return (value,)
+    return [t.strip() for t in value.split(b",")]
 
 
 def _keep_alive(http_1_0: bool, connection_tokens: list[bytes]) -> bool:
@@ -285,7 +292,7 @@ def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
                 drops.append(m.span())
         else:
             if name == b"connection":
-                connection_tokens.extend(t.strip() for t in m.group(2).split(b","))
+                connection_tokens += _tokens(m.group(2))
                 if status == 101:
                     continue
             drops.append(m.span())
@@ -300,9 +307,8 @@ def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
     elif not head.chunked and head.content_length < 0:
         head.until_close = True
         head.keep_alive = False
-    named = [t for t in connection_tokens if t not in _CONNECTION_KNOWN]
-    if named:
-        drops.extend(_spans_of(raw, named))
+    if connection_tokens and not _CONNECTION_KNOWN.issuperset(connection_tokens):
+        drops.extend(_spans_of(raw, [t for t in connection_tokens if t not in _CONNECTION_KNOWN]))
     if len(drops) > 1:
         drops.sort()
     return head

@@ -23,7 +23,8 @@ What the server answers is chosen by the request's query string, so any path
   head one line every 0.2 s for S seconds (never silent for long, complete only after S seconds);
 - ``hold=1`` does not read the request body until ``release()`` is called;
 - ``fail=reset`` (RST after reading the request), ``fail=close`` (close
-  without answering), ``fail=garbage`` (a non-HTTP answer), ``fail=midbody``
+  without answering), ``fail=stale`` (close without answering, unless the
+  request is the first on its connection: a keep-alive race), ``fail=garbage`` (a non-HTTP answer), ``fail=midbody``
   (head and half the body, then RST);
 - ``idle_close=1`` closes the connection shortly after the response, without
   having announced it (a keep-alive connection that goes stale).
@@ -295,7 +296,8 @@ class Upstream:
             if "without sending complete" in str(exc) or conn.trailing_data[1]:
                 self._update(lambda s: setattr(s, "incomplete", s.incomplete + 1))
             else:
-                self._update(lambda s: s.protocol_errors.append(f"{exc!r}"))
+                error = repr(exc)
+                self._update(lambda s: s.protocol_errors.append(error))
             return None
         assert head is not None
         request = Received(
@@ -329,7 +331,7 @@ class Upstream:
         if fail == "reset":
             _reset(writer)
             return False
-        if fail == "close":
+        if fail == "close" or (fail == "stale" and request.index_on_conn > 0):
             writer.close()
             return False
         if fail == "garbage":
