@@ -21,6 +21,9 @@ from fastgate.transport.context import WorkerContext
 from fastgate.transport.h1_server import ClientConnection
 from fastgate.upstream.pool import ServerPool
 
+_ACCEPT_SETTLE_S = 0.1
+"""After closing the listeners, time for already-accepted connections to be set up."""
+
 
 def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
     """Serve until told to stop; returns the exit code."""
@@ -67,12 +70,17 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
         ctx.draining = True
         for server in servers:
             server.close()
+        loop.call_later(float(config.server.drain_timeout), stop, 0)
+        # Connections the loop accepted just before the close may not have
+        # reached connection_made yet; judge emptiness only after they have.
+        loop.call_later(_ACCEPT_SETTLE_S, drain_open_connections)
+
+    def drain_open_connections() -> None:
         ctx.on_drained = lambda: stop(0)
         for conn in list(ctx.connections):
             conn.drain()
         if not ctx.connections:
             stop(0)
-        loop.call_later(float(config.server.drain_timeout), stop, 0)
 
     loop.add_signal_handler(signal.SIGQUIT, graceful)
     loop.add_signal_handler(signal.SIGTERM, stop, 0)

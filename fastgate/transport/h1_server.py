@@ -178,7 +178,7 @@ class ClientConnection(asyncio.Protocol):
             if end > ctx.max_head_bytes:
                 self._refuse(414 if data.find(b"\r\n") > ctx.max_line_bytes else 431, "request header fields too large")
                 return
-            data = self._request(data[:end], data[end:])
+            data = self._request(data, b"") if end == len(data) else self._request(data[:end], data[end:])
             if self.state != HEAD:
                 return
         self.waiting = _IDLE

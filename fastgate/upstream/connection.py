@@ -135,21 +135,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.release(self)
 
     def close(self) -> None:
-        self.exchange = None
-        if self.state != CLOSED:
-            self.state = CLOSED
-            self.pool.clock.watched.discard(self)
-            if self.transport is not None:
-                self.transport.close()
+        self._shut(abort=False)
 
     def abort(self) -> None:
         """Drop the connection at once (the client went away mid-exchange)."""
+        self._shut(abort=True)
+
+    def _shut(self, abort: bool) -> None:
         self.exchange = None
         if self.state != CLOSED:
             self.state = CLOSED
             self.pool.clock.watched.discard(self)
             if self.transport is not None:
-                self.transport.abort()
+                if abort:
+                    self.transport.abort()
+                else:
+                    self.transport.close()
 
     def on_deadline(self) -> None:
         if self.state == IDLE:

@@ -72,7 +72,7 @@ class RequestHead:
     __slots__ = (
         "raw", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
-        "request_id", "forwarded_for", "drops", "line_as_is",
+        "request_id", "forwarded_for", "drops", "line_as_is", "has_body",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -100,10 +100,7 @@ class RequestHead:
         self.drops: list[tuple[int, int]] = []
         self.line_as_is = True
         """The request line can go upstream unchanged (HTTP/1.1, origin-form)."""
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.content_length > 0
+        self.has_body = False
 
 
 class ResponseHead:
@@ -148,12 +145,7 @@ def parse_request_head(
         raise HeadError(414, "request line too long")
     if raw.count(b"\r\n") - 2 > max_headers:
         raise HeadError(431, "too many header fields")
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass
-    except httptools.HttpParserError as exc:
-        raise HeadError(400, f"malformed request: {exc}") from None
+    _validate(parser, raw, 400, "malformed request")
     head = RequestHead(raw, line_end)
     head.method = method = parser.get_method()
     if method == b"CONNECT":
@@ -180,6 +172,16 @@ def parse_request_head(
     if authority is not None and authority != head.host:
         raise HeadError(400, "absolute-form target names another host than Host")
     return head
+
+
+def _validate(parser, raw: bytes, status: int, what: str) -> None:
+    """Feed a whole head to httptools; its complaint becomes HeadError(status)."""
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError as exc:
+        raise HeadError(status, f"{what}: {exc}") from None
 
 
 def _origin_form(target: bytes, method: bytes) -> tuple[bytes, bytes | None]:
@@ -241,6 +243,7 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
             raise HeadError(400, "upgrade without an Upgrade header")
         head.upgrade = upgrade_value
     head.keep_alive = _keep_alive(head.http_1_0, connection_tokens)
+    head.has_body = head.chunked or head.content_length > 0
     if connection_tokens and not _CONNECTION_KNOWN.issuperset(connection_tokens):
         drops.extend(_spans_of(raw, [t for t in connection_tokens if t not in _CONNECTION_KNOWN]))
     if len(drops) > 1:
@@ -266,12 +269,7 @@ def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
     """Validate and digest a complete response head; raise HeadError(502) when it is broken."""
     line_end = raw.find(b"\r\n")
     parser = httptools.HttpResponseParser(_NO_CALLBACKS)
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass
-    except httptools.HttpParserError as exc:
-        raise HeadError(502, f"malformed response from upstream: {exc}") from None
+    _validate(parser, raw, 502, "malformed response from upstream")
     head = ResponseHead(raw, line_end)
     head.status = status = parser.get_status_code()
     drops = head.drops

@@ -24,8 +24,9 @@ What the server answers is chosen by the request's query string, so any path
 - ``hold=1`` does not read the request body until ``release()`` is called;
 - ``fail=reset`` (RST after reading the request), ``fail=close`` (close
   without answering), ``fail=stale`` (close without answering, unless the
-  request is the first on its connection: a keep-alive race), ``fail=garbage`` (a non-HTTP answer), ``fail=midbody``
-  (head and half the body, then RST);
+  request is the first on its connection: a keep-alive race),
+  ``fail=garbage`` (a non-HTTP answer), ``fail=midbody`` (head and half the
+  body, then RST);
 - ``idle_close=1`` closes the connection shortly after the response, without
   having announced it (a keep-alive connection that goes stale).
 """
