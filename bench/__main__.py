@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from bench.memory import measure_memory
 from bench.peers import GATEWAY_FEATURES, PROXIES, Proxy
 from bench.peers.origin import start_origin
 from bench.probe import ProbeError
-from bench.procs import Pinning, ProcError, cpu_list, fd_limit, raise_fd_limit
+from bench.procs import Pinning, ProcError, cpu_list, fd_limit, make_workdir, raise_fd_limit
 from bench.run import Settings, run_scenario, scenario_pinning
 from bench.scenarios import SCENARIOS, SMOKE, Scenario
 from bench.wrk import wrk_version
@@ -100,8 +99,7 @@ def _run_all(scenarios: list[Scenario], proxies: list[Proxy], settings: Settings
     """Every scenario, then the memory figures: (scenario entries, memory entry)."""
     pin = settings.pin
     entries, memory = [], None
-    workdir = Path(tempfile.mkdtemp(prefix="fastgate-bench-"))
-    workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    workdir = make_workdir("fastgate-bench-")
     try:
         origin, origin_port = start_origin(workdir / "origin", pin.load if pin else None)
         with origin:

@@ -47,7 +47,7 @@ def measure_memory(proxy: Proxy, origin_port: int, connections: int,
     Raises ProcError if the proxy does not start, crashes, or does not keep
     every connection.
     """
-    spec = ProxySpec(workdir, free_port(), origin_port, 1, frozenset())
+    spec = ProxySpec(workdir, free_port(), origin_port, 1, frozenset(), connections)
     server = proxy.start(spec, pin.proxy if pin else None)
     with server.proc:
         scenario = SCENARIOS["small"]

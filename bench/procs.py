@@ -11,6 +11,7 @@ import resource
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def make_workdir(prefix: str) -> Path:
+    """A new temp directory for the servers' files; the caller removes it."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    return workdir
 
 
 def raise_fd_limit() -> None:

@@ -18,6 +18,9 @@ from bench.procs import Pinning, ProcError, free_port
 from bench.scenarios import Scenario
 from bench.wrk import WrkResult, run_wrk
 
+MAX_CONNECTIONS = 1024
+"""Client connections a proxy is sized for beyond wrk's (nginx's own default is 512)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -66,11 +69,11 @@ def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
     }
 
 
-def _start(proxy: Proxy, scenario: Scenario, origin_port: int, pin: Pinning | None,
-           workdir: Path, stack: ExitStack) -> tuple[Running, str]:
+def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
+           pin: Pinning | None, workdir: Path, stack: ExitStack) -> tuple[Running, str]:
     features = SUPPORTED if scenario.gateway else frozenset()
     spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
-                     scenario.workers, features)
+                     scenario.workers, features, max_connections)
     server = proxy.start(spec, pin.proxy if pin else None)
     stack.callback(server.proc.stop)
     probe(spec.port, scenario, server.features)
@@ -91,7 +94,8 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:
             try:
-                server, url = _start(proxy, scenario, origin_port, pin, workdir, stack)
+                server, url = _start(proxy, scenario, origin_port, MAX_CONNECTIONS + settings.connections,
+                                     pin, workdir, stack)
                 wrk(url, settings.warmup_s)()
             except (ProcError, ProbeError, RuntimeError) as exc:
                 failures.append(f"{scenario.name}/{proxy.name}: {exc}")

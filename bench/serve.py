@@ -16,14 +16,12 @@ The origin serves /small (12 B), /16k, /1m and answers POST /orders with 201.
 import argparse
 import shutil
 import signal
-import tempfile
 from contextlib import ExitStack
-from pathlib import Path
 
 from bench.peers import ProxySpec
 from bench.peers.fastgate import SUPPORTED, Fastgate, gateway_settings
 from bench.peers.origin import start_origin
-from bench.procs import raise_fd_limit
+from bench.procs import make_workdir, raise_fd_limit
 
 
 class MixedRoutes(Fastgate):
@@ -45,13 +43,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3600, help="stop after this long (default 3600)")
     args = parser.parse_args()
     raise_fd_limit()
-    workdir = Path(tempfile.mkdtemp(prefix="fastgate-serve-"))
-    workdir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    workdir = make_workdir("fastgate-serve-")
     try:
         with ExitStack() as stack:
             origin, origin_port = start_origin(workdir / "origin", None)
             stack.enter_context(origin)
-            spec = ProxySpec(workdir / "fastgate", args.port, origin_port, args.workers, SUPPORTED)
+            spec = ProxySpec(workdir / "fastgate", args.port, origin_port, args.workers, SUPPORTED,
+                             max_connections=10_000)
             server = MixedRoutes().start(spec, None)
             stack.enter_context(server.proc)
             print(f"origin:   http://127.0.0.1:{origin_port}  (nginx, pid {origin.pid})")

@@ -29,6 +29,10 @@ class ProxySpec:
     """Worker processes (nginx, fastgate) or threads (HAProxy)."""
     features: frozenset[str]
     """Names from GATEWAY_FEATURES to turn on; empty for plain proxying."""
+    max_connections: int
+    """Client connections it must hold at once. Sizes nginx's worker_connections and
+    HAProxy's maxconn, which both preallocate for that many: a cap sized to the
+    open-file limit would inflate their memory figures."""
 
 
 @dataclass
@@ -76,7 +80,7 @@ class Proxy:
         raise NotImplementedError
 
     def max_client_connections(self) -> int:
-        """Client connections it can hold at once under the open-file limit it inherits."""
+        """The largest ``max_connections`` it can start with under the open-file limit it inherits."""
         return fd_limit() - 200
 
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:

@@ -50,15 +50,15 @@ class HAProxy(Proxy):
 
     def max_client_connections(self) -> int:
         # HAProxy refuses to start unless 2 descriptors per connection fit the limit.
-        return (fd_limit() - 200) // 2
+        return (fd_limit() - 200) // 2 - 16
 
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
         glob, frontend = _gateway(spec.features)
         lines = [
             "global",
             f"    nbthread {spec.workers}",
-            f"    ulimit-n {fd_limit()}",
-            f"    maxconn {self.max_client_connections()}",
+            # A few spare for probes; HAProxy raises its own open-file limit to fit.
+            f"    maxconn {spec.max_connections + 16}",
             *("    " + line for line in glob),
             "defaults",
             "    mode http",

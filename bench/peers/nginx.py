@@ -7,18 +7,20 @@ from bench.peers.base import Proxy, ProxySpec, first_line
 from bench.procs import fd_limit
 
 
-def nginx_conf(workdir: Path, log: Path, workers: int, http: str) -> str:
-    """A whole nginx.conf that runs in the foreground with every path under ``workdir``."""
-    fds = fd_limit()
+def nginx_conf(workdir: Path, log: Path, workers: int, connections: int, http: str) -> str:
+    """A whole nginx.conf that runs in the foreground with every path under ``workdir``.
+
+    ``connections`` counts both sides: clients and upstream connections.
+    """
     return f"""\
 daemon off;
 master_process on;
 worker_processes {workers};
-worker_rlimit_nofile {fds};
+worker_rlimit_nofile {fd_limit()};
 pid {workdir}/nginx.pid;
 error_log {log} warn;
 events {{
-    worker_connections {fds - 100};
+    worker_connections {connections};
 }}
 http {{
     client_body_temp_path {workdir}/client_body;
@@ -101,7 +103,9 @@ class Nginx(Proxy):
         }}
     }}"""
         conf = spec.workdir / "nginx.conf"
-        conf.write_text(nginx_conf(spec.workdir, log, spec.workers, body))
+        # Room for the upstream keep-alive pool and requests in flight to the origin.
+        connections = spec.max_connections + 256
+        conf.write_text(nginx_conf(spec.workdir, log, spec.workers, connections, body))
         return nginx_argv(spec.workdir, conf, log), sorted(spec.features)
 
 

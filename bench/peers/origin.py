@@ -14,6 +14,9 @@ from bench.procs import Proc, free_port
 BODIES = {"/small": 12, "/16k": 16 * 1024, "/1m": 1024 * 1024}
 """Path -> size in bytes of the body served there."""
 
+ORIGIN_CONNECTIONS = 4096
+"""Enough for the keep-alive pools of every proxy running at once."""
+
 
 def _body(size: int) -> bytes:
     return b"hello world\n" if size == 12 else (b"0123456789abcdef" * (size // 16 + 1))[:size]
@@ -44,7 +47,7 @@ def start_origin(workdir: Path, cpus: tuple[int, ...] | None) -> tuple[Proc, int
         }}
     }}"""
     conf = workdir / "nginx.conf"
-    conf.write_text(nginx_conf(workdir, log, 1, body))
+    conf.write_text(nginx_conf(workdir, log, 1, ORIGIN_CONNECTIONS, body))
     proc = Proc("origin", nginx_argv(workdir, conf, log), log, cpus)
     try:
         proc.wait_for_port(port, 20.0)
