@@ -82,7 +82,7 @@ class Master:
         self.pending_deadline = 0.0
         self.signals: list[int] = []
         self.stopping = False
-        self.stop_deadline = 0.0
+        self.fast_stop = False
         self.pid_file = ""
         self._wake_r = self._wake_w = -1
 
@@ -331,9 +331,11 @@ class Master:
 
     # -- stop ------------------------------------------------------------------
     def _stop(self, graceful: bool) -> None:
-        if self.stopping and graceful:
+        """Stop the workers; a fast stop may follow a graceful one, nothing follows a fast one."""
+        if self.stopping and (graceful or self.fast_stop):
             return
         self.stopping = True
+        self.fast_stop = not graceful
         sd_notify("STOPPING=1")
         log.info("stopping (%s)", "graceful" if graceful else "fast")
         for listener in self.listeners.values():
