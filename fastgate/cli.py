@@ -6,7 +6,8 @@ import signal
 import sys
 
 from fastgate import __version__
-from fastgate.config import ConfigError, load_config
+from fastgate.config.errors import ConfigError
+from fastgate.config.load import load_config
 
 DEFAULT_CONFIG = "conf/gate.conf"
 _SIGNALS = {"reload": signal.SIGHUP, "stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reopen": signal.SIGUSR1}

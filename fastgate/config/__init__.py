@@ -1,6 +1,1 @@
-"""Configuration: the TOML schema, its loading and compilation into runtime objects."""
-
-from fastgate.config.errors import ConfigError
-from fastgate.config.load import load_config
-
-__all__ = ["ConfigError", "load_config"]
+"""Configuration: the TOML schema (schema.py), units, loading and checks (load.py), errors."""

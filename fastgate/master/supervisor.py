@@ -28,7 +28,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from fastgate.config import ConfigError, load_config
+from fastgate.config.errors import ConfigError
+from fastgate.config.load import load_config
 from fastgate.config.load import LoadedConfig, parse_address
 from fastgate.master.notify import monotonic_usec, sd_notify
 from fastgate.master.sockets import ListenerSockets

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fastgate.config import ConfigError, load_config
+from fastgate.config.errors import ConfigError
+from fastgate.config.load import load_config
 from fastgate.config.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parents[2]

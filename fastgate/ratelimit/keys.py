@@ -1,0 +1,164 @@
+"""Key sources: the parts of a request that identify a client, and how they are read.
+
+A source is written in the config as:
+
+- ``ip``: the client address as the gateway determined it (after trusted proxies);
+- ``header:Name``: a request header (first occurrence, surrounding blanks removed);
+- ``query:name``: a query parameter (first occurrence, percent- and plus-decoded);
+- ``body.path``: a field of the request body. ``application/x-www-form-urlencoded``
+  bodies are read as forms (first occurrence of the field named by the whole
+  path, e.g. ``body.phone`` or ``body.user[phone]``); any other body is read as
+  JSON, where dots walk into objects (``body.user.phone``) and numbers index
+  arrays. Strings are used as they are, other JSON values in their JSON form.
+
+A source whose value is absent gives None. A body that cannot be read (not
+JSON, cut off at the read limit, multipart) gives ``UNPARSEABLE`` for every
+body source, so all such requests share one budget per limit rather than
+escaping it.
+"""
+
+from collections.abc import Callable
+from hashlib import blake2b
+from typing import NamedTuple
+from urllib.parse import unquote_to_bytes
+
+import msgspec
+
+UNPARSEABLE = b"\x00unparseable body"
+"""The value of any body source when the body could not be read as JSON or as a form."""
+
+_FORM = b"application/x-www-form-urlencoded"
+_JSON_DECODER = msgspec.json.Decoder()
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class Source(NamedTuple):
+    kind: str
+    """"ip", "header", "query" or "body"."""
+    name: bytes
+    """Header name (lower case) or query parameter name; empty for ip and body."""
+    path: tuple[str, ...]
+    """Body field path; empty for the other kinds."""
+
+
+def parse_source(text: str) -> Source:
+    """Parse one key source; ValueError names the problem."""
+    if text == "ip":
+        return Source("ip", b"", ())
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "header":
+        if not rest or not set(rest) <= _TOKEN_CHARS:
+            raise ValueError(f"{text!r}: {rest!r} is not a header name")
+        return Source("header", rest.lower().encode("ascii"), ())
+    if sep and kind == "query":
+        if not rest or any(c in rest for c in "&= #"):
+            raise ValueError(f"{text!r}: {rest!r} is not a query parameter name")
+        return Source("query", rest.encode(), ())
+    if text.startswith("body."):
+        path = tuple(text[5:].split("."))
+        if not all(path):
+            raise ValueError(f"{text!r}: empty field name in the path")
+        return Source("body", b"", path)
+    raise ValueError(f'{text!r} is not a key source: use "ip", "header:Name", "query:name" or "body.field"')
+
+
+HeaderLookup = Callable[[bytes], bytes | None]
+"""Returns the value of the first header with this lower-case name, or None."""
+
+
+def read_sources(sources: tuple[Source, ...], client_ip: bytes, header_lookup: HeaderLookup,
+                 query: bytes, body_prefix: bytes | None, content_type: bytes | None) -> list[bytes | None]:
+    """The value of each source for one request (the body is parsed at most once)."""
+    values: list[bytes | None] = []
+    body: object = _NOT_PARSED
+    for source in sources:
+        kind = source.kind
+        if kind == "ip":
+            values.append(client_ip)
+        elif kind == "header":
+            value = header_lookup(source.name)
+            values.append(value.strip() if value is not None else None)
+        elif kind == "query":
+            values.append(query_value(query, source.name))
+        else:
+            if body is _NOT_PARSED:
+                body = parse_body(body_prefix, content_type)
+            values.append(_body_value(body, source.path))
+    return values
+
+
+def query_value(query: bytes, name: bytes) -> bytes | None:
+    """The first value of parameter ``name`` in a raw query string, decoded; None when absent."""
+    for part in query.split(b"&"):
+        key, _, value = part.partition(b"=")
+        if key == name or (b"%" in key or b"+" in key) and _unquote_plus(key) == name:
+            return _unquote_plus(value)
+    return None
+
+
+def body_field(body_prefix: bytes | None, content_type: bytes | None, path: str) -> bytes | None:
+    """The value of body field ``path`` ("phone", "user.phone"); None when absent, UNPARSEABLE when
+    the body is neither JSON nor a form, or was cut off at the read limit."""
+    return _body_value(parse_body(body_prefix, content_type), tuple(path.split(".")))
+
+
+_NOT_PARSED = object()
+_UNREADABLE = object()
+
+
+class _Form(dict):
+    """A form body: field name -> its first value."""
+
+
+def parse_body(body_prefix: bytes | None, content_type: bytes | None) -> object:
+    """A form as {name: first value}, JSON as decoded, None without a body, _UNREADABLE otherwise."""
+    if not body_prefix:
+        return None
+    media_type = (content_type or b"").partition(b";")[0].strip().lower()
+    if media_type == _FORM:
+        form = _Form()
+        for part in body_prefix.split(b"&"):
+            key, _, value = part.partition(b"=")
+            form.setdefault(_unquote_plus(key).decode("utf-8", "replace"), _unquote_plus(value))
+        return form
+    if media_type.startswith(b"multipart/"):
+        return _UNREADABLE
+    try:
+        return _JSON_DECODER.decode(body_prefix)
+    except msgspec.DecodeError:
+        return _UNREADABLE
+
+
+def _body_value(body: object, path: tuple[str, ...]) -> bytes | None:
+    if body is None:
+        return None
+    if body is _UNREADABLE:
+        return UNPARSEABLE
+    if isinstance(body, _Form):
+        return body.get(".".join(path))  # the whole path names one field
+    value = body
+    for step in path:
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    return msgspec.json.encode(value)
+
+
+def _unquote_plus(raw: bytes) -> bytes:
+    return unquote_to_bytes(raw.replace(b"+", b" ")) if b"%" in raw or b"+" in raw else raw
+
+
+def digest(values: list[bytes]) -> bytes:
+    """32 hex digits identifying the combination of values (BLAKE2b-128, length-prefixed parts)."""
+    if len(values) == 1:
+        data = values[0]
+    else:
+        data = b"".join(len(v).to_bytes(4, "big") + v for v in values)
+    return blake2b(data, digest_size=16).hexdigest().encode()
