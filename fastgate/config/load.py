@@ -16,6 +16,7 @@ from fastgate.config.schema import Config
 from fastgate.config.units import decode_hook
 from fastgate.routing.router import Router, compile_routes
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
+from fastgate.upstream.hash_key import compile_hash_key
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
@@ -95,8 +96,18 @@ def _check_fields(config: Config) -> None:
         names.add(upstream.name)
         if not upstream.servers:
             raise FieldError(f"{where}.servers", "at least one server is needed")
-        for j, server_address in enumerate(upstream.servers):
-            parse_address(server_address, f"{where}.servers[{j}]")
+        for j, server in enumerate(upstream.servers):
+            if isinstance(server, str):
+                parse_address(server, f"{where}.servers[{j}]")
+                continue
+            parse_address(server.address, f"{where}.servers[{j}].address")
+            if not 1 <= server.weight <= 1000:
+                raise FieldError(f"{where}.servers[{j}].weight", "must be between 1 and 1000")
+        if upstream.balance == "consistent_hash":
+            try:
+                compile_hash_key(upstream.hash_key)
+            except ValueError as exc:
+                raise FieldError(f"{where}.hash_key", str(exc)) from None
         for name in ("connect_timeout", "read_timeout", "idle_timeout"):
             if getattr(upstream, name) <= 0:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")

@@ -64,13 +64,32 @@ class Listener(_Section):
     """Accept queue length of each worker slot's socket."""
 
 
+class UpstreamServer(_Section):
+    """A server of an upstream, when it needs more than its address."""
+
+    address: str
+    """host:port of the server."""
+    weight: int = 1
+    """Share of requests relative to the other servers (weighted balancers and consistent hashing)."""
+    backup: bool = False
+    """Used only when no other server can take requests."""
+    drain: bool = False
+    """Takes no new requests (requests in flight finish)."""
+
+
 class Upstream(_Section):
     """One ``[[upstreams]]`` entry: a named group of servers that routes forward to."""
 
     name: str
     """The name routes refer to."""
-    servers: list[str]
-    """Servers as "host:port"; requests go round robin across them."""
+    servers: list[str | UpstreamServer]
+    """Servers as "host:port", or tables with address, weight, backup, drain."""
+    balance: Literal[
+        "round_robin", "weighted_round_robin", "least_connections", "p2c_ewma", "consistent_hash", "random"
+    ] = "round_robin"
+    """How a server is chosen for each request (see upstream/balancer.py)."""
+    hash_key: str = "ip"
+    """For consistent_hash: "ip" (the client address), "header:NAME" or "cookie:NAME"."""
     connect_timeout: Duration = Duration(5.0)
     """Time to establish a TCP connection to a server; then 504."""
     read_timeout: Duration = Duration(60.0)

@@ -51,7 +51,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     clock = Clock(loop, _tick_s(loaded))
     ctx = WorkerContext(loaded, clock)
     for group in loaded.upstreams.values():
-        group.attach_pools(lambda g, host, port: ServerPool(g, host, port, loop, clock))
+        group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
     proto_header = b"\r\nX-Forwarded-Proto: http"
     servers = [
         await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)

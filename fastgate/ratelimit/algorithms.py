@@ -41,6 +41,8 @@ State = tuple[int, int, int]
 
 
 class Verdict(NamedTuple):
+    """Built with ``tuple.__new__(Verdict, (...))``: the generated ``__new__`` costs more than the check."""
+
     allowed: bool
     """One more request fits now."""
     remaining: int
@@ -55,6 +57,9 @@ class Verdict(NamedTuple):
     """When that stored state may be forgotten (absolute time): it then means the same as no state."""
     reset_after_us: int
     """Time until the budget is full again once this request is counted."""
+
+
+_new = tuple.__new__
 
 
 class LimitParams(NamedTuple):
@@ -79,8 +84,8 @@ def gcra(p: LimitParams, state: State | None, now: int) -> Verdict:
     remaining = (now + p.capacity * t - tat) // t
     if remaining >= 1:
         new_tat = tat + t
-        return Verdict(True, remaining, tat - now, 0, (new_tat, 0, 0), new_tat, new_tat - now)
-    return Verdict(False, 0, tat - now, tat + t - p.capacity * t - now, None, 0, 0)
+        return _new(Verdict, (True, remaining, tat - now, 0, (new_tat, 0, 0), new_tat, new_tat - now))
+    return _new(Verdict, (False, 0, tat - now, tat + t - p.capacity * t - now, None, 0, 0))
 
 
 def sliding_window(p: LimitParams, state: State | None, now: int) -> Verdict:
@@ -98,15 +103,15 @@ def sliding_window(p: LimitParams, state: State | None, now: int) -> Verdict:
     remaining = max(0, math.floor(count - estimate))
     reset = _sliding_reset(period, elapsed, previous, current)
     if estimate + 1 <= count:
-        return Verdict(True, remaining, reset, 0, (index, previous, current + 1), (index + 2) * period,
-                       _sliding_reset(period, elapsed, previous, current + 1))
+        return _new(Verdict, (True, remaining, reset, 0, (index, previous, current + 1), (index + 2) * period,
+                              _sliding_reset(period, elapsed, previous, current + 1)))
     if current + 1 <= count:
         # The previous window's weight has to fall until previous * weight <= count - 1 - current.
         retry = math.ceil(period * (1 - (count - 1 - current) / previous)) - elapsed
     else:
         # Wait for the next window, where this window's count decays instead.
         retry = period - elapsed + math.ceil(period * (1 - (count - 1) / current))
-    return Verdict(False, 0, reset, max(1, retry), None, 0, 0)
+    return _new(Verdict, (False, 0, reset, max(1, retry), None, 0, 0))
 
 
 def _sliding_reset(period: int, elapsed: int, previous: int, current: int) -> int:
@@ -124,9 +129,9 @@ def fixed_window(p: LimitParams, state: State | None, now: int) -> Verdict:
     window_left = (index + 1) * p.period_us - now
     reset = window_left if current else 0
     if current < p.count:
-        return Verdict(True, p.count - current, reset, 0, (index, current + 1, 0),
-                       (index + 1) * p.period_us, window_left)
-    return Verdict(False, 0, reset, window_left, None, 0, 0)
+        return _new(Verdict, (True, p.count - current, reset, 0, (index, current + 1, 0),
+                              (index + 1) * p.period_us, window_left))
+    return _new(Verdict, (False, 0, reset, window_left, None, 0, 0))
 
 
 ALGORITHMS = {"gcra": gcra, "sliding_window": sliding_window, "fixed_window": fixed_window}

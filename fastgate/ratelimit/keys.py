@@ -18,6 +18,7 @@ escaping it.
 """
 
 from collections.abc import Callable
+from functools import lru_cache
 from hashlib import blake2b
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
@@ -158,7 +159,11 @@ def _unquote_plus(raw: bytes) -> bytes:
 def digest(values: list[bytes]) -> bytes:
     """32 hex digits identifying the combination of values (BLAKE2b-128, length-prefixed parts)."""
     if len(values) == 1:
-        data = values[0]
-    else:
-        data = b"".join(len(v).to_bytes(4, "big") + v for v in values)
+        return _digest(values[0])
+    return _digest(b"".join(len(v).to_bytes(4, "big") + v for v in values))
+
+
+@lru_cache(maxsize=4096)
+def _digest(data: bytes) -> bytes:
+    """Cached: the same clients come back, and hashing costs more than the rest of a local check."""
     return blake2b(data, digest_size=16).hexdigest().encode()

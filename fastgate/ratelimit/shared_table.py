@@ -5,12 +5,12 @@ Theory of operation
 The master creates the table before it forks: an anonymous ``MAP_SHARED``
 mapping and a ``multiprocessing.Lock`` (a process-shared semaphore), so all
 workers see the same bytes and the same lock. Layout, after a 64-byte
-header holding the pid of the lock holder, three arrays of ``capacity +
+header holding the pid of the lock holder, two arrays of ``capacity +
 PROBE - 1`` entries::
 
     fingerprints  int64      hash(key) of the occupant; 0 = free
-    expiries      int64      microseconds (monotonic clock); 0 = no state
-    states        3 x int64  the algorithm's state (algorithms.State)
+    records       4 x int64  expiry (microseconds, monotonic clock; 0 = no
+                             state), then the algorithm's state (algorithms.State)
 
 A key lives in one of the ``PROBE`` slots starting at ``hash & (capacity -
 1)``; the window's fingerprints are read with one unpack. A new key takes
@@ -53,7 +53,8 @@ _HEADER = 64
 _OWNER = struct.Struct("<q")
 _WINDOW = struct.Struct(f"<{PROBE}q")
 _INT = struct.Struct("<q")
-_STATE = struct.Struct("<3q")
+_RECORD = struct.Struct("<4q")
+_RECORD_WINDOW = struct.Struct(f"<{4 * PROBE}q")
 
 log = logging.getLogger("fastgate")
 
@@ -72,14 +73,12 @@ class SharedTable:
     """Create in the master before forking; use ``acquire``/``lookup``/``store``/``release`` in workers."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = 1 << max(6, (capacity - 1).bit_length())
-        """The requested capacity rounded up to a power of two."""
+        self.capacity = self.rounded(capacity)
         slots = self.capacity + PROBE - 1
         self._mask = self.capacity - 1
         self._fp_off = _HEADER
-        self._exp_off = _HEADER + 8 * slots
-        self._state_off = self._exp_off + 8 * slots
-        self._mem = mmap.mmap(-1, self._state_off + _STATE.size * slots)
+        self._record_off = _HEADER + 8 * slots
+        self._mem = mmap.mmap(-1, self._record_off + _RECORD.size * slots)
         self._lock = multiprocessing.Lock()
         self._takeover_lock = multiprocessing.Lock()
         self.evictions = 0
@@ -88,6 +87,11 @@ class SharedTable:
         """Times this process inherited the lock from a holder that died holding it."""
         self.lock_timeouts = 0
         """Checks this process admitted because a live holder kept the lock too long."""
+
+    @staticmethod
+    def rounded(capacity: int) -> int:
+        """The capacity a table asked for ``capacity`` keys has: a power of two, at least 64."""
+        return 1 << max(6, (capacity - 1).bit_length())
 
     def acquire(self) -> bool:
         """Take the lock; False (after about LOCK_WAIT_S) when a live process keeps it."""
@@ -130,22 +134,20 @@ class SharedTable:
         window = _WINDOW.unpack_from(mem, self._fp_off + 8 * home)
         if h in window:
             slot = home + window.index(h)
-            if _INT.unpack_from(mem, self._exp_off + 8 * slot)[0] > now:
-                return slot, _STATE.unpack_from(mem, self._state_off + _STATE.size * slot)
-            return slot, None
-        expiries = _WINDOW.unpack_from(mem, self._exp_off + 8 * home)
+            record = _RECORD.unpack_from(mem, self._record_off + 32 * slot)
+            return slot, (record[1:] if record[0] > now else None)
+        expiries = _RECORD_WINDOW.unpack_from(mem, self._record_off + 32 * home)[0::4]
         soonest = min(expiries)
         slot = home + expiries.index(soonest)
         if soonest > now:
             self.evictions += 1
         _INT.pack_into(mem, self._fp_off + 8 * slot, h)
-        _INT.pack_into(mem, self._exp_off + 8 * slot, 0)
+        _INT.pack_into(mem, self._record_off + 32 * slot, 0)
         return slot, None
 
     def store(self, slot: int, state: State, expires: int) -> None:
         """Write a slot's state and expiry (absolute, microseconds). Hold the lock."""
-        _INT.pack_into(self._mem, self._exp_off + 8 * slot, expires)
-        _STATE.pack_into(self._mem, self._state_off + _STATE.size * slot, *state)
+        _RECORD.pack_into(self._mem, self._record_off + 32 * slot, expires, *state)
 
 
 def _alive(pid: int) -> bool:

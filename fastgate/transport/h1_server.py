@@ -25,6 +25,7 @@ pauses; when the client's is full, upstream reading pauses.
 """
 
 import asyncio
+import time
 
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
@@ -46,7 +47,7 @@ class ClientConnection(asyncio.Protocol):
         "reading_paused", "writing_paused",
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
-        "sent_continue", "pool", "corked_head", "parser", "upstream_head",
+        "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -72,6 +73,9 @@ class ClientConnection(asyncio.Protocol):
         self.request_id = b""
         self.keep_alive = True
         self.pool = None
+        """The pool of the server chosen for this request; counts it in flight until released."""
+        self.started_s = 0.0
+        """When the request went upstream, for balancers that track response times."""
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
@@ -229,8 +233,14 @@ class ClientConnection(asyncio.Protocol):
 
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
-        pool = route.upstream.pick()
+        pool = route.upstream.pick(head, self.client_ip)
+        if pool is None:
+            self._refuse(503, "no upstream server available")
+            return
+        pool.active += 1
         self.pool = pool
+        if pool.group.balancer.tracks_latency:
+            self.started_s = time.monotonic()
         self.response_started = False
         self.sent_continue = False
         self.dechunk = None
@@ -367,6 +377,9 @@ class ClientConnection(asyncio.Protocol):
 
     def on_response_head(self, head) -> None:
         self.response_started = True
+        if self.started_s:
+            self.pool.observe(time.monotonic() - self.started_s)
+            self.started_s = 0.0
         close = not self.keep_alive or head.until_close or self.state == BODY or self.ctx.draining
         dechunk = head.chunked and self.head.http_1_0
         if dechunk:
@@ -401,6 +414,7 @@ class ClientConnection(asyncio.Protocol):
         if self.corked_head:
             self.transport.write(self.corked_head)
             self.corked_head = b""
+        self._release_pool()
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
@@ -480,8 +494,17 @@ class ClientConnection(asyncio.Protocol):
         self._drop_upstream()
         self.transport.abort()
 
+    def _release_pool(self) -> None:
+        """The exchange with the chosen server is over: it no longer counts as in flight."""
+        pool = self.pool
+        if pool is not None:
+            self.pool = None
+            pool.active -= 1
+            self.started_s = 0.0
+
     def _drop_upstream(self) -> None:
         """Let go of the upstream side mid-exchange: it cannot be reused."""
+        self._release_pool()
         if self.connecting is not None:
             connecting = self.connecting
             self.connecting = None

@@ -1,45 +1,62 @@
-"""A named group of upstream servers, compiled from config; pools are attached per worker."""
+"""A named group of upstream servers, compiled from config; pools and balancer are per worker."""
 
-from fastgate.config.schema import Upstream
+from fastgate.config.schema import Upstream, UpstreamServer
+from fastgate.upstream.balancer import BALANCERS, Balancer
+from fastgate.upstream.hash_key import compile_hash_key
+
+
+class ServerSpec:
+    """One server of a group as configured."""
+
+    __slots__ = ("host", "port", "weight", "backup", "drain")
+
+    def __init__(self, server: str | UpstreamServer) -> None:
+        if isinstance(server, str):
+            server = UpstreamServer(address=server)
+        host, _, port = server.address.rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.weight = server.weight
+        self.backup = server.backup
+        self.drain = server.drain
 
 
 class UpstreamGroup:
     """An ``[[upstreams]]`` entry at run time.
 
     Built once in the master and inherited by every worker; ``attach_pools``
-    is called in the worker, after fork, so each worker has its own pools.
-    Servers are chosen round robin.
+    is called in the worker, after fork, so each worker has its own pools and
+    balancer state.
     """
 
-    __slots__ = ("name", "addresses", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
-                 "max_idle", "idle_timeout_s", "max_requests", "pools", "_next")
+    __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
+                 "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
-        self.addresses = tuple(_split(s) for s in config.servers)
+        self.servers = tuple(ServerSpec(s) for s in config.servers)
         self.connect_timeout_s = float(config.connect_timeout)
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
         self.idle_timeout_s = float(config.idle_timeout)
         self.max_requests = config.max_requests_per_connection
+        self.balance = config.balance
+        self.key_of = compile_hash_key(config.hash_key) if config.balance == "consistent_hash" else None
         self.pools: tuple = ()
-        self._next = 0
+        self.balancer: Balancer | None = None
 
     def attach_pools(self, make_pool) -> None:
-        self.pools = tuple(make_pool(self, host, port) for host, port in self.addresses)
+        """Create this worker's pools (``make_pool(group, spec)``) and balancer."""
+        self.pools = tuple(make_pool(self, spec) for spec in self.servers)
+        self.balancer = BALANCERS[self.balance](self.pools)
 
-    def pick(self):
-        """The pool of the next server, round robin."""
-        pools = self.pools
-        i = self._next
-        self._next = i + 1 if i + 1 < len(pools) else 0
-        return pools[i]
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+    def pick(self, head, client_ip: bytes):
+        """The pool of the server for this request, or None when no server can take it."""
+        balancer = self.balancer
+        if balancer.needs_key:
+            return balancer.pick(self.key_of(head, client_ip))
+        return balancer.pick()
 
 
 def compile_upstreams(configs: list[Upstream]) -> dict[str, UpstreamGroup]:

@@ -5,6 +5,9 @@ import asyncio
 from fastgate.transport.clock import Clock
 from fastgate.upstream.connection import UpstreamConnection
 
+_EWMA_START_S = 0.001
+_EWMA_WEIGHT = 0.2
+
 
 class ServerPool:
     """Idle connections to one server (LIFO), and new connections on demand.
@@ -15,16 +18,25 @@ class ServerPool:
     the group's idle timeout are closed by the clock's sweep.
     """
 
-    __slots__ = ("group", "host", "port", "label", "loop", "clock", "idle")
+    __slots__ = ("group", "host", "port", "label", "loop", "clock", "idle", "weight", "backup", "drain",
+                 "active", "ewma_s")
 
-    def __init__(self, group, host: str, port: int, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
+    def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
         self.group = group
-        self.host = host
-        self.port = port
-        self.label = f"{host}:{port}"
+        self.host = spec.host
+        self.port = spec.port
+        self.label = f"{spec.host}:{spec.port}"
         self.loop = loop
         self.clock = clock
         self.idle: list[UpstreamConnection] = []
+        # what balancers read (upstream/balancer.py)
+        self.weight = spec.weight
+        self.backup = spec.backup
+        self.drain = spec.drain
+        self.active = 0
+        """Requests in flight to this server from this worker."""
+        self.ewma_s = _EWMA_START_S
+        """Smoothed time to the response head, for p2c_ewma."""
 
     def acquire(self) -> UpstreamConnection | None:
         """An idle connection that is still open, or None."""
@@ -59,6 +71,10 @@ class ServerPool:
             self.idle.remove(conn)
         except ValueError:
             pass
+
+    def observe(self, seconds: float) -> None:
+        """Fold one response time into the moving average."""
+        self.ewma_s += _EWMA_WEIGHT * (seconds - self.ewma_s)
 
     def close_idle(self) -> None:
         for conn in self.idle:

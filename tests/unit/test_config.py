@@ -37,6 +37,12 @@ def test_shipped_config_loads():
     (BASE + '[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:1"]\n', "upstreams[1].name", "defined twice"),
     (BASE + '[server]\nworkers = 0\n', "server.workers", "between 1 and 512"),
     (BASE + '[[routes]]\nupstream = "u"\nrequest_headers = {set = {"X-A" = "a\\nb"}}\n', "routes[0].request_headers.set.X-A", "CR, LF"),
+    ('[[listeners]]\naddress = "127.0.0.1:1"\n[[upstreams]]\nname = "u"\nservers = [{address = "127.0.0.1:2", weight = 0}]\n',
+     "upstreams[0].servers[0].weight", "between 1 and 1000"),
+    ('[[listeners]]\naddress = "127.0.0.1:1"\n[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:2"]\nbalance = "consistent_hash"\nhash_key = "body"\n',
+     "upstreams[0].hash_key", "is not \"ip\""),
+    ('[[listeners]]\naddress = "127.0.0.1:1"\n[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:2"]\nbalance = "fastest"\n',
+     "upstreams[0].balance", "Invalid enum value 'fastest'"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
     with pytest.raises(ConfigError) as info:

@@ -1,0 +1,135 @@
+"""The rate limiter: built once in the master, used by every worker; per-route compiled limits.
+
+Lifecycle::
+
+    master:  limiter = RateLimiter.create_shared(settings)        # before fork: the shared table
+             limits = limiter.compile_route(route.name, route.limits)   # each route, at config load
+    fork
+    worker:  limiter.attach(loop)                                  # redis store: starts its client
+             keys = limits.keys(ip, header_lookup, query, body_prefix, content_type)
+             if keys is not None:
+                 limits.check(keys, on_decision)
+             ...
+             await limiter.close()                                  # at worker exit
+"""
+
+import asyncio
+from collections.abc import Callable
+
+from fastgate.ratelimit.config import Limit, RateLimitSettings
+from fastgate.ratelimit.decision import Decision
+from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.keys import HeaderLookup, read_sources
+from fastgate.ratelimit.limitset import LimitSet
+from fastgate.ratelimit.local_store import LocalStore
+from fastgate.ratelimit.redis_store import RedisStore
+from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
+from fastgate.ratelimit.shared_table import SharedTable
+from fastgate.ratelimit.stats import RateLimitStats
+
+OnDecision = Callable[[Decision], None]
+
+
+class RateLimiter:
+    """All rate limits of one config. Create with ``create_shared`` in the master, before forking."""
+
+    def __init__(self, settings: RateLimitSettings, table: SharedTable) -> None:
+        self.settings = settings
+        self.table = table
+        self.stats = RateLimitStats(table)
+        """This process's counters."""
+        self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
+        self._local = LocalStore(table, self._writer)
+        self._registry = ScopeRegistry(settings.redis.key_prefix if settings.redis else "fg:rl")
+        self._redis: RedisStore | None = None
+        self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
+            self._check_local if settings.store == "local" else _not_attached)
+
+    @classmethod
+    def create_shared(cls, settings: RateLimitSettings, previous: "RateLimiter | None" = None) -> "RateLimiter":
+        """A limiter whose local table is shared by the processes forked after this call.
+
+        On reload, pass the old limiter as ``previous``: its table (and so every
+        local counter) is kept when local_capacity did not change.
+        """
+        table = previous.table if previous is not None and previous.table.capacity == SharedTable.rounded(
+            settings.local_capacity) else SharedTable(settings.local_capacity)
+        return cls(settings, table)
+
+    def compile_route(self, route_name: str, limits: list[Limit]) -> "RouteLimits | None":
+        """The route's compiled limits, or None when it has none. Raises FieldError for bad limits
+        (paths relative to the route, e.g. "limits[0].rate"); ``config.validate`` reports them first."""
+        if not limits:
+            return None
+        return RouteLimits(self, route_name, self._registry.compile(route_name, limits))
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In each worker, after fork: start the Redis store's client (it connects lazily)."""
+        if self.settings.store == "redis":
+            self._redis = RedisStore(self.settings, loop, self._local, self._writer, self.stats)
+            self._redis.start()
+            self._check = self._redis.check
+
+    async def close(self) -> None:
+        """At worker exit: pending Redis checks get the failure policy's decision; the client closes."""
+        if self._redis is not None:
+            await self._redis.close()
+
+    def _check_local(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
+        decision = self._local.decide(route.limits, keys)
+        self.stats.count(decision)
+        on_decision(decision)
+
+
+def _not_attached(route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
+    raise RuntimeError("RateLimiter.attach(loop) must be called in the worker before checks")
+
+
+class RouteLimits:
+    """The limits of one route, compiled at config load."""
+
+    __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "_limiter", "_sources",
+                 "_per_limit")
+
+    def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
+        self.route_name = route_name
+        sources = tuple(dict.fromkeys(source for spec in specs for source in spec.sources))
+        self.needs_body = any(source.kind == "body" for source in sources)
+        """Some limit is keyed by a body field: read up to body_read_limit bytes before calling keys()."""
+        self.body_read_limit = int(limiter.settings.body_read_limit)
+        self.limits = LimitSet(specs, False, limiter._writer)
+        self.fallback = LimitSet(specs, True, limiter._writer)
+        """The same limits at their fallback rates (local store while Redis fails)."""
+        self._limiter = limiter
+        self._sources = sources
+        self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.sources)) for spec in specs)
+
+    def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
+             content_type: bytes | None) -> list[bytes] | None:
+        """The counter key of each limit for this request: b"" for a limit whose key source is absent
+        (that limit does not apply), None when no limit applies (do not call check).
+
+        ``header_lookup`` gets lower-case header names; ``query`` is the raw query
+        string (without "?"); ``body_prefix`` the first body_read_limit bytes of
+        the body (None without a body or when needs_body is False).
+        """
+        values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type)
+        keys: list[bytes] = []
+        applies = False
+        for scope, indices in self._per_limit:
+            parts = [values[i] for i in indices]
+            if None in parts:
+                keys.append(b"")
+            else:
+                keys.append(scope.key(parts))
+                applies = True
+        return keys if applies else None
+
+    def check(self, keys: list[bytes], on_decision: OnDecision) -> None:
+        """Check and count one request; ``on_decision`` is called exactly once.
+
+        The local store, and the Redis store while its breaker is open, call it
+        before returning; otherwise it is called later from the event loop (at
+        most about [ratelimit.redis].timeout later).
+        """
+        self._limiter._check(self, keys, on_decision)

@@ -1,0 +1,114 @@
+"""The coredis client of one worker: built from the settings, kept open, rebuilt if it fails.
+
+coredis 6 clients are structured (anyio): a client must be entered with
+``async with`` by a task that outlives every use of it. ``RedisLink`` runs
+that one long-lived task per worker; the batch tasks use ``link.client``
+while it is set (None while connecting or after the client failed). No
+command is retried by coredis (``NoRetryPolicy``): a check that may already
+have been applied must not be sent twice.
+"""
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import coredis
+from coredis.connection import TCPLocation
+from coredis.retry import NoRetryPolicy
+
+from fastgate.ratelimit.config import BreakerSettings, RedisSettings
+
+log = logging.getLogger("fastgate")
+
+
+class RedisLink:
+    def __init__(self, settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self._settings = settings
+        self._reconnect = reconnect
+        self._loop = loop
+        self.client: Any = None
+        """The entered coredis client (Redis or RedisCluster), or None."""
+        self.cluster = bool(settings.cluster_nodes)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def drop_connections(self) -> None:
+        """Close every pooled connection (requests stuck on them fail); new ones are made on demand."""
+        if self.client is not None:
+            self.client.connection_pool.disconnect()
+
+    async def _run(self) -> None:
+        delay = float(self._reconnect.open_time)
+        while True:
+            try:
+                async with open_client(self._settings) as client:
+                    self.client = client
+                    delay = float(self._reconnect.open_time)
+                    await asyncio.Future()  # until cancelled by close(), or the client's task group fails
+            except Exception as exc:
+                log.warning("rate limit: Redis client failed (%s: %s); rebuilding it in %.1fs",
+                            type(exc).__name__, exc, delay)
+            finally:
+                self.client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, float(self._reconnect.max_open_time))
+
+
+@asynccontextmanager
+async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
+    """An entered coredis client for a single server, a cluster, or the primary behind sentinels."""
+    options: dict[str, Any] = {
+        "stream_timeout": float(settings.timeout),
+        "connect_timeout": float(settings.timeout),
+        "retry_policy": NoRetryPolicy(),
+    }
+    if settings.username:
+        options["username"] = settings.username
+    if settings.password:
+        options["password"] = settings.password
+    if settings.tls or settings.url.startswith("rediss://"):
+        options["ssl_context"] = tls_context(settings)
+    if settings.cluster_nodes:
+        nodes = [_host_port(node) for node in settings.cluster_nodes]
+        async with coredis.RedisCluster(startup_nodes=[{"host": h, "port": p} for h, p in nodes],
+                                        **options) as client:
+            yield client
+    elif settings.sentinel_nodes:
+        sentinel_options = {k: options[k] for k in ("stream_timeout", "connect_timeout") if k in options}
+        if settings.sentinel_password:
+            sentinel_options["password"] = settings.sentinel_password
+        if "ssl_context" in options:
+            sentinel_options["ssl_context"] = options["ssl_context"]
+        sentinel = coredis.Sentinel([TCPLocation(*_host_port(node)) for node in settings.sentinel_nodes],
+                                    sentinel_kwargs=sentinel_options, **options)
+        async with sentinel, sentinel.primary_for(settings.sentinel_service) as client:
+            yield client
+    else:
+        async with coredis.Redis.from_url(settings.url, **options) as client:
+            yield client
+
+
+def tls_context(settings: RedisSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+    if settings.tls_cert_file:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+    if not settings.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return host.strip("[]"), int(port)

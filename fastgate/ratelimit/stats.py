@@ -1,0 +1,57 @@
+"""Counters of one worker's rate limiter, as plain attributes (the metrics exporter reads them)."""
+
+from fastgate.ratelimit.decision import Decision
+from fastgate.ratelimit.shared_table import SharedTable
+
+
+class RateLimitStats:
+    def __init__(self, table: SharedTable) -> None:
+        self._table = table
+        self.checks = 0
+        """Decisions delivered (every check, whatever decided it)."""
+        self.allowed = 0
+        self.limited = 0
+        """Answered 429."""
+        self.unavailable = 0
+        """Answered 503 (Redis unavailable, policy "deny")."""
+        self.fallback_local = 0
+        """Checks decided by the local store because Redis failed or the breaker was open."""
+        self.fallback_allowed = 0
+        """Checks admitted unchecked because Redis failed (policy "allow")."""
+        self.redis_checks = 0
+        """Checks sent to Redis."""
+        self.redis_round_trips = 0
+        """Script calls (pipelines count once) sent to Redis; redis_checks / redis_round_trips is the batching factor."""
+        self.redis_failures = 0
+        """Round trips that failed (error or deadline)."""
+        self.redis_timeouts = 0
+        """Checks whose deadline passed before Redis answered."""
+        self.script_loads = 0
+        """Times the script was (re)loaded after NOSCRIPT or by a breaker probe."""
+        self.breaker_state = "closed"
+        """"closed" (Redis in use), "open" (failure policy applies) or "half_open" (a probe is running)."""
+        self.breaker_transitions = 0
+
+    def count(self, decision: Decision) -> None:
+        self.checks += 1
+        if decision.allowed:
+            self.allowed += 1
+        elif decision.status == 429:
+            self.limited += 1
+        else:
+            self.unavailable += 1
+
+    @property
+    def local_evictions(self) -> int:
+        """Live keys dropped from the full local table by this worker."""
+        return self._table.evictions
+
+    @property
+    def local_lock_takeovers(self) -> int:
+        """Times this worker inherited the local table lock from a process that died holding it."""
+        return self._table.lock_takeovers
+
+    @property
+    def local_lock_timeouts(self) -> int:
+        """Checks this worker admitted because a live process held the local table lock too long."""
+        return self._table.lock_timeouts
