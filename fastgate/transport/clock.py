@@ -17,6 +17,8 @@ import asyncio
 import time
 from email.utils import formatdate
 
+from fastgate.observe.errorlog import log
+
 
 class Clock:
     __slots__ = ("loop", "tick_s", "now", "date_header", "watched", "_handle", "_second")
@@ -47,9 +49,13 @@ class Clock:
             self.date_header = b"\r\nDate: " + formatdate(second, usegmt=True).encode()
 
     def _tick(self) -> None:
+        self._handle = self.loop.call_later(self.tick_s, self._tick)
         self.now = now = self.loop.time()
         self._refresh_date()
         expired = [w for w in self.watched if 0.0 < w.deadline <= now]
         for watched in expired:
-            watched.on_deadline()
-        self._handle = self.loop.call_later(self.tick_s, self._tick)
+            try:
+                watched.on_deadline()
+            except Exception:
+                log.exception("internal error in a timeout handler")
+                self.watched.discard(watched)

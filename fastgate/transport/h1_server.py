@@ -27,6 +27,7 @@ pauses; when the client's is full, upstream reading pauses.
 import asyncio
 import time
 
+from fastgate.observe.errorlog import log
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.context import WorkerContext
@@ -133,18 +134,30 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = 0.0
 
     def data_received(self, data: bytes) -> None:
-        state = self.state
-        if state == HEAD:
-            self._head_bytes(data)
-        elif state == BODY:
-            self._body_bytes(data)
-        elif state == TUNNEL:
-            self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
-            self.upstream.transport.write(data)
-        elif state == WAIT:
-            self.buffer += data
-            if len(self.buffer) > self.ctx.max_head_bytes:
-                self._pause_reading()
+        try:
+            state = self.state
+            if state == HEAD:
+                self._head_bytes(data)
+            elif state == BODY:
+                self._body_bytes(data)
+            elif state == TUNNEL:
+                self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
+                self.upstream.transport.write(data)
+            elif state == WAIT:
+                self.buffer += data
+                if len(self.buffer) > self.ctx.max_head_bytes:
+                    self._pause_reading()
+        except Exception:
+            self.internal_error()
+
+    def internal_error(self) -> None:
+        """A bug met while serving this connection: log it, answer 500 if still possible, close."""
+        log.exception("internal error serving %s", self.client_ip.decode("latin-1"))
+        try:
+            self._refuse(500, "internal error")
+        except Exception:
+            self.state = CLOSED
+            self.transport.abort()
 
     def on_deadline(self) -> None:
         waiting = self.waiting

@@ -19,7 +19,9 @@ event about the response goes to that exchange, through this contract:
   keep-alive timeout raced our reuse); the request never reached the
   application, so a bodiless request may be sent again on a new connection;
 - ``pause_client_reading()`` / ``resume_client_reading()``: this socket's
-  write buffer is over / back under its high-water mark.
+  write buffer is over / back under its high-water mark;
+- ``internal_error()``: a bug was met while handling the response: log it,
+  answer 500 if nothing was sent yet, close.
 
 States: IDLE (in the pool), HEAD (reading a response head), LENGTH,
 CHUNKED, UNTIL_CLOSE (reading a body framed that way), TUNNEL, CLOSED.
@@ -27,6 +29,7 @@ CHUNKED, UNTIL_CLOSE (reading a body framed that way), TUNNEL, CLOSED.
 
 import asyncio
 
+from fastgate.observe.errorlog import log
 from fastgate.wire.chunked import ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, parse_response_head
 
@@ -89,6 +92,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.resume_client_reading()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception:
+            exchange = self.exchange
+            self.abort()
+            if exchange is not None:
+                exchange.internal_error()
+            else:
+                log.exception("internal error reading from upstream %s", self.pool.label)
+
+    def _received(self, data: bytes) -> None:
         state = self.state
         if state == TUNNEL:
             self.exchange.on_response_data(data)
