@@ -14,6 +14,9 @@ import msgspec
 from fastgate.config.errors import ConfigError, FieldError
 from fastgate.config.schema import Config
 from fastgate.config.units import decode_hook
+from fastgate.ratelimit import RateLimiter
+from fastgate.ratelimit import validate as validate_limits
+from fastgate.routing.route import route_name
 from fastgate.routing.router import Router, compile_routes
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
@@ -30,9 +33,16 @@ class LoadedConfig:
     config: Config
     router: Router
     upstreams: dict[str, UpstreamGroup]
+    limiter: RateLimiter
+    """Rate limits; its local table is shared memory, so load in the master, before forking."""
 
 
-def load_config(path: str) -> LoadedConfig:
+def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig:
+    """Load, check and compile ``path``; raise ConfigError.
+
+    On reload pass the running config as ``previous``: the local rate-limit
+    counters carry over to the new config.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -53,10 +63,11 @@ def load_config(path: str) -> LoadedConfig:
     _check(path, config)
     upstreams = compile_upstreams(config.upstreams)
     try:
-        router = compile_routes(config.routes, upstreams, config.http)
+        limiter = RateLimiter.create_shared(config.ratelimit, previous.limiter if previous else None)
+        router = compile_routes(config.routes, upstreams, config.http, limiter)
     except FieldError as exc:
         raise ConfigError(path, exc.field, exc.reason) from None
-    return LoadedConfig(path, config, router, upstreams)
+    return LoadedConfig(path, config, router, upstreams, limiter)
 
 
 def _check(path: str, config: Config) -> None:
@@ -115,6 +126,7 @@ def _check_fields(config: Config) -> None:
             raise FieldError(where, "pool sizes cannot be negative")
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)
+    validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
 
 
 def _check_route(route, where: str, upstream_names: set[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from fastgate.config.units import Duration, Size
+from fastgate.ratelimit.config import Limit, RateLimitSettings
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -165,6 +166,9 @@ class Route(_Section):
     """Header edits on the response sent to the client."""
     request_id: bool = True
     """Keep the client's X-Request-ID or generate one, send it upstream and echo it back."""
+    limits: list[Limit] = []
+    """Rate limits checked (all together) before the request is answered or forwarded;
+    see fastgate/ratelimit/config.py and the README."""
 
 
 class Config(_Section):
@@ -175,3 +179,4 @@ class Config(_Section):
     listeners: list[Listener] = []
     upstreams: list[Upstream] = []
     routes: list[Route] = []
+    ratelimit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)

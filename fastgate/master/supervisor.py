@@ -294,7 +294,7 @@ class Master:
             return
         sd_notify("RELOADING=1", monotonic_usec())
         try:
-            loaded = load_config(self.config_path)
+            loaded = load_config(self.config_path, self.current.loaded)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             sd_notify("READY=1", "STATUS=reload refused: bad config")

@@ -52,6 +52,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     ctx = WorkerContext(loaded, clock)
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
+    loaded.limiter.attach(loop)
     proto_header = b"\r\nX-Forwarded-Proto: http"
     servers = [
         await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)
@@ -98,5 +99,6 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     for group in loaded.upstreams.values():
         for pool in group.pools:
             pool.close_idle()
+    await loaded.limiter.close()
     clock.stop()
     return code

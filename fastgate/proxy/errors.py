@@ -16,13 +16,16 @@ class ErrorBody(msgspec.Struct):
 _encode = msgspec.json.Encoder().encode
 
 
-def error_response(status: int, message: str, request_id: bytes, date_header: bytes, close: bool) -> bytes:
-    """A complete HTTP/1.1 error response with a JSON body."""
+def error_response(
+    status: int, message: str, request_id: bytes, date_header: bytes, close: bool, extra_headers: bytes = b""
+) -> bytes:
+    """A complete HTTP/1.1 error response with a JSON body; ``extra_headers`` are ``\r\nName: value`` pieces."""
     body = _encode(ErrorBody(message, status, request_id.decode("latin-1")))
     return b"".join((
         status_line(status),
         b"\r\nContent-Type: application/json\r\nContent-Length: %d" % len(body),
         date_header,
+        extra_headers,
         b"\r\nX-Request-ID: " + request_id if request_id else b"",
         b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
         body,

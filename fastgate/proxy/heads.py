@@ -56,9 +56,11 @@ def upstream_request_head(
 
 def client_response_head(
     head: ResponseHead, route: Route, request_id: bytes, close: bool, http_1_0: bool, dechunk: bool,
+    extra: bytes = b"",
 ) -> bytes:
     """The response head for the client, ending in CRLF CRLF.
 
+    ``extra`` is appended as given (``\r\nName: value`` pieces, e.g. rate-limit headers).
     ``close`` adds ``Connection: close``; an HTTP/1.0 client that stays
     connected gets ``Connection: keep-alive``; ``dechunk`` drops
     Transfer-Encoding (the body goes out without its chunked coding).
@@ -76,6 +78,7 @@ def client_response_head(
         drops.sort()
     splice_headers(parts, raw, head.line_end, drops)
     parts.append(edits.extra)
+    parts.append(extra)
     if request_id:
         parts.append(b"\r\nX-Request-ID: " + request_id)
     if close:

@@ -42,7 +42,8 @@ class CircuitBreaker:
         self._stats = stats
         self.state = CLOSED
         self._failures = 0
-        self._open_s = float(settings.open_time)
+        self.open_s = float(settings.open_time)
+        """The current open period: open_time, doubled after each failed probe up to max_open_time."""
         self._opened_at = 0.0
         self._reopen_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -59,14 +60,14 @@ class CircuitBreaker:
         if self._failures >= self._settings.failures:
             self._opened_at = self._loop.time()
             log.warning("rate limit: Redis failed %d times in a row (last: %s); circuit breaker open for %.1fs",
-                        self._failures, reason, self._open_s)
+                        self._failures, reason, self.open_s)
             self._open()
             self._on_open()
 
     def retry_after_s(self) -> float:
         """Seconds until the next probe (at least the whole open time while closed)."""
         if self.state == CLOSED:
-            return self._open_s
+            return self.open_s
         return max(0.0, self._reopen_at - self._loop.time())
 
     def close(self) -> None:
@@ -83,7 +84,7 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self._move(OPEN)
-        self._reopen_at = self._loop.time() + self._open_s
+        self._reopen_at = self._loop.time() + self.open_s
         self._timer = self._loop.call_at(self._reopen_at, self._half_open)
 
     def _half_open(self) -> None:
@@ -95,15 +96,15 @@ class CircuitBreaker:
         try:
             await self._probe()
         except Exception as exc:
-            self._open_s = min(self._open_s * 2, float(self._settings.max_open_time))
+            self.open_s = min(self.open_s * 2, float(self._settings.max_open_time))
             log.info("rate limit: Redis probe failed (%s); circuit breaker open for %.1fs",
-                     describe(exc), self._open_s)
+                     describe(exc), self.open_s)
             self._open()
         else:
             log.warning("rate limit: Redis answers again; circuit breaker closed after %.1fs",
                         self._loop.time() - self._opened_at)
             self._failures = 0
-            self._open_s = float(self._settings.open_time)
+            self.open_s = float(self._settings.open_time)
             self._move(CLOSED)
         finally:
             self._probe_task = None

@@ -8,13 +8,14 @@ A source is written in the config as:
 - ``body.path``: a field of the request body. ``application/x-www-form-urlencoded``
   bodies are read as forms (first occurrence of the field named by the whole
   path, e.g. ``body.phone`` or ``body.user[phone]``); any other body is read as
-  JSON, where dots walk into objects (``body.user.phone``) and numbers index
-  arrays. Strings are used as they are, other JSON values in their JSON form.
+  JSON, where dots walk into objects (``body.user.phone``), numbers index
+  arrays and a repeated object key counts with its last value. Strings are
+  used as they are, other JSON values in their JSON form.
 
 A source whose value is absent gives None. A body that cannot be read (not
-JSON, cut off at the read limit, multipart) gives ``UNPARSEABLE`` for every
-body source, so all such requests share one budget per limit rather than
-escaping it.
+JSON, multipart, or cut off at the read limit: a client could otherwise push
+the field past it) gives ``UNPARSEABLE`` for every body source, so all such
+requests share one budget per limit rather than escaping it.
 """
 
 from collections.abc import Callable
@@ -67,9 +68,12 @@ HeaderLookup = Callable[[bytes], bytes | None]
 """Returns the value of the first header with this lower-case name, or None."""
 
 
-def read_sources(sources: tuple[Source, ...], client_ip: bytes, header_lookup: HeaderLookup,
-                 query: bytes, body_prefix: bytes | None, content_type: bytes | None) -> list[bytes | None]:
-    """The value of each source for one request (the body is parsed at most once)."""
+def read_sources(sources: tuple[Source, ...], client_ip: bytes, header_lookup: HeaderLookup, query: bytes,
+                 body_prefix: bytes | None, content_type: bytes | None, truncated: bool) -> list[bytes | None]:
+    """The value of each source for one request (the body is parsed at most once).
+
+    ``truncated``: ``body_prefix`` is only the start of a longer body.
+    """
     values: list[bytes | None] = []
     body: object = _NOT_PARSED
     for source in sources:
@@ -83,7 +87,7 @@ def read_sources(sources: tuple[Source, ...], client_ip: bytes, header_lookup: H
             values.append(query_value(query, source.name))
         else:
             if body is _NOT_PARSED:
-                body = parse_body(body_prefix, content_type)
+                body = parse_body(body_prefix, content_type, truncated)
             values.append(_body_value(body, source.path))
     return values
 
@@ -97,10 +101,11 @@ def query_value(query: bytes, name: bytes) -> bytes | None:
     return None
 
 
-def body_field(body_prefix: bytes | None, content_type: bytes | None, path: str) -> bytes | None:
+def body_field(body_prefix: bytes | None, content_type: bytes | None, path: str,
+               truncated: bool = False) -> bytes | None:
     """The value of body field ``path`` ("phone", "user.phone"); None when absent, UNPARSEABLE when
-    the body is neither JSON nor a form, or was cut off at the read limit."""
-    return _body_value(parse_body(body_prefix, content_type), tuple(path.split(".")))
+    the body is neither JSON nor a form, or ``truncated`` (only its start was read)."""
+    return _body_value(parse_body(body_prefix, content_type, truncated), tuple(path.split(".")))
 
 
 _NOT_PARSED = object()
@@ -111,10 +116,12 @@ class _Form(dict):
     """A form body: field name -> its first value."""
 
 
-def parse_body(body_prefix: bytes | None, content_type: bytes | None) -> object:
+def parse_body(body_prefix: bytes | None, content_type: bytes | None, truncated: bool) -> object:
     """A form as {name: first value}, JSON as decoded, None without a body, _UNREADABLE otherwise."""
     if not body_prefix:
         return None
+    if truncated:
+        return _UNREADABLE
     media_type = (content_type or b"").partition(b";")[0].strip().lower()
     if media_type == _FORM:
         form = _Form()

@@ -110,10 +110,13 @@ class RouteLimits:
         (that limit does not apply), None when no limit applies (do not call check).
 
         ``header_lookup`` gets lower-case header names; ``query`` is the raw query
-        string (without "?"); ``body_prefix`` the first body_read_limit bytes of
-        the body (None without a body or when needs_body is False).
+        string (without "?"); ``body_prefix`` the body, or its first
+        body_read_limit bytes when it is longer (None without a body or when
+        needs_body is False). A prefix of body_read_limit bytes counts as cut
+        off: its body fields are UNPARSEABLE (keys.py).
         """
-        values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type)
+        truncated = body_prefix is not None and len(body_prefix) >= self.body_read_limit
+        values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type, truncated)
         keys: list[bytes] = []
         applies = False
         for scope, indices in self._per_limit:

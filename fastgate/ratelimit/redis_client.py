@@ -2,8 +2,8 @@
 
 coredis 6 clients are structured (anyio): a client must be entered with
 ``async with`` by a task that outlives every use of it. ``RedisLink`` runs
-that one long-lived task per worker; the batch tasks use ``link.client``
-while it is set (None while connecting or after the client failed). No
+that one long-lived task per worker; the batch tasks get the client from
+``link.connected()``, which waits while it is being built. No
 command is retried by coredis (``NoRetryPolicy``): a check that may already
 have been applied must not be sent twice.
 """
@@ -30,9 +30,15 @@ class RedisLink:
         self._reconnect = reconnect
         self._loop = loop
         self.client: Any = None
-        """The entered coredis client (Redis or RedisCluster), or None."""
+        """The entered coredis client (Redis or RedisCluster), or None while there is none."""
         self.cluster = bool(settings.cluster_nodes)
+        self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
+
+    async def connected(self) -> Any:
+        """The client, once it is entered (callers bound the wait with their deadline)."""
+        await self._ready.wait()
+        return self.client
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._run())
@@ -54,6 +60,7 @@ class RedisLink:
             try:
                 async with open_client(self._settings) as client:
                     self.client = client
+                    self._ready.set()
                     delay = float(self._reconnect.open_time)
                     await asyncio.Future()  # until cancelled by close(), or the client's task group fails
             except Exception as exc:
@@ -61,6 +68,7 @@ class RedisLink:
                             type(exc).__name__, exc, delay)
             finally:
                 self.client = None
+                self._ready.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, float(self._reconnect.max_open_time))
 

@@ -140,22 +140,18 @@ class RedisStore:
     async def _decide(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]]) -> list[Decision]:
         """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
         decisions: list[Decision | None] = [None] * len(batch)
-        client = self._link.client
         deadline = batch[0][3] + self._timeout
         if self.breaker.state != CLOSED:
             pass  # opened while this batch waited: the failure policy decides all of it
-        elif client is None:
-            self._stats.redis_failures += 1
-            self.breaker.record_failure("not connected")
         elif self._loop.time() >= deadline:
             self._stats.redis_timeouts += len(batch)  # it waited for earlier batches, which count as failures
         else:
-            await self._ask(client, batch, deadline, decisions)
+            await self._ask(batch, deadline, decisions)
         return [d if d is not None else self._fallback(route, keys)
                 for d, (route, keys, _, _) in zip(decisions, batch)]
 
-    async def _ask(self, client: Any, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]],
-                   deadline: float, decisions: list[Decision | None]) -> None:
+    async def _ask(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]], deadline: float,
+                   decisions: list[Decision | None]) -> None:
         """Send the batch, fill ``decisions`` for the checks Redis answered, feed the breaker."""
         stats = self._stats
         groups = self._groups(batch, self._link.cluster)
@@ -165,6 +161,7 @@ class RedisStore:
         timed_out = False
         try:
             async with asyncio.timeout_at(deadline):
+                client = self._link.client or await self._link.connected()
                 await self._send(client, groups, replies)
         except Exception as exc:
             failure = describe(exc)
@@ -262,8 +259,6 @@ class RedisStore:
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""
         async with asyncio.timeout(self._timeout):
-            client = self._link.client
-            if client is None:
-                raise ConnectionError("not connected")
+            client = self._link.client or await self._link.connected()
             await client.script_load(SCRIPT)
         self._stats.script_loads += 1

@@ -141,9 +141,10 @@ class ScopeRegistry:
         if limit.burst and limit.algorithm != "gcra":
             raise FieldError(f"{where}.burst", "burst applies only to the gcra algorithm")
         name = limit.scope or (route_name if route_limits == 1 else f"{route_name}.{'+'.join(limit.key)}")
-        if not name or len(name) > 200 or not name.isprintable() or " " in name or _FORBIDDEN_IN_SCOPE & set(name):
+        if (not name or len(name) > 200 or not name.isascii() or not name.isprintable() or " " in name
+                or _FORBIDDEN_IN_SCOPE & set(name)):
             field = f"{where}.scope" if limit.scope else where
-            raise FieldError(field, f"scope {name!r} must be 1-200 printable characters without spaces, "
+            raise FieldError(field, f"scope {name!r} must be 1-200 printable ASCII characters without spaces, "
                                     'braces, quotes or backslashes (set scope explicitly)')
         return Scope(name, tuple(limit.key), limit.algorithm, rate, limit.burst, fallback, route_name), sources
 

@@ -3,11 +3,17 @@
 import re
 
 from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.ratelimit import RateLimiter
 from fastgate.routing.rewrite import CompiledEdits
 from fastgate.upstream.group import UpstreamGroup
 from fastgate.wire.status import status_line
 
 EXACT, REGEX, PREFIX = 0, 1, 2
+
+
+def route_name(config: RouteConfig, index: int) -> str:
+    """A route's name for logs, metrics and rate-limit scopes: its own, or "routes[i]"."""
+    return config.name or f"routes[{index}]"
 
 
 class Route:
@@ -17,11 +23,12 @@ class Route:
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
         "respond_body",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
-        "request_id",
+        "request_id", "limits",
     )
 
-    def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http) -> None:
-        self.name = config.name or f"routes[{index}]"
+    def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
+                 limiter: RateLimiter) -> None:
+        self.name = route_name(config, index)
         self.index = index
         if config.path is not None:
             self.path_kind, self.path = EXACT, config.path.encode()
@@ -51,6 +58,8 @@ class Route:
         """The Host header sent upstream instead of the client's, or None to pass it through."""
         self.request_edits = CompiledEdits(config.request_headers)
         self.request_id = config.request_id
+        self.limits = limiter.compile_route(self.name, config.limits)
+        """The route's rate limits (ratelimit.RouteLimits), or None."""
 
     def matches(self, path: bytes, method: bytes) -> bool:
         kind = self.path_kind

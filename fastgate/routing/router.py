@@ -11,6 +11,7 @@ go on to less specific hosts.
 
 from fastgate.config.errors import FieldError
 from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.ratelimit import RateLimiter
 from fastgate.routing.route import Route
 from fastgate.upstream.group import UpstreamGroup
 
@@ -66,11 +67,12 @@ def _host_name(host: bytes) -> bytes:
     return name.rstrip(b".")
 
 
-def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http) -> Router:
+def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
+                   limiter: RateLimiter) -> Router:
     routes = []
     for i, config in enumerate(configs):
         try:
-            routes.append(Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http))
+            routes.append(Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter))
         except (ValueError, UnicodeError) as exc:
             raise FieldError(f"routes[{i}]", str(exc)) from None
     return Router(routes, [c.hosts for c in configs])

@@ -16,6 +16,11 @@ States:
 - WAIT: request fully read; the response is on its way. New bytes are
   pipelined requests: they are buffered, and reading pauses past a bound.
 - TUNNEL: after a 101, bytes flow both ways untouched.
+- LIMIT: the route's rate limits are being checked in Redis; new bytes are
+  buffered as in WAIT until the decision comes.
+- PREFIX: a limit is keyed by a body field: the first body bytes (up to
+  [ratelimit].body_read_limit) are collected, then the limits are checked
+  and the collected bytes are forwarded unchanged.
 - CLOSED.
 
 The response side is driven by the upstream connection through the
@@ -32,9 +37,10 @@ from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import ChunkedFramer, FramingError
-from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
+from fastgate.transport.body_prefix import BodyPrefix
+from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
-HEAD, BODY, WAIT, TUNNEL, CLOSED = range(5)
+HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
 # what the deadline is for
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
@@ -49,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
+        "limit_headers", "checking", "prefix",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -91,6 +98,12 @@ class ClientConnection(asyncio.Protocol):
         self.dechunk: ChunkedFramer | None = None
         """Set when a chunked response goes to an HTTP/1.0 client without its coding."""
         self.sent_continue = False
+        self.limit_headers = b""
+        """Rate-limit headers for this request's response (from the limit decision)."""
+        self.checking = False
+        """True while a rate-limit check runs, so a synchronous decision is told from a later one."""
+        self.prefix: BodyPrefix | None = None
+        """The body bytes collected for a body-keyed limit (state PREFIX)."""
         self.corked_head = b""
         """A response head held back to go out in one write with the first body bytes."""
 
@@ -143,10 +156,12 @@ class ClientConnection(asyncio.Protocol):
             elif state == TUNNEL:
                 self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
                 self.upstream.transport.write(data)
-            elif state == WAIT:
+            elif state == WAIT or state == LIMIT:
                 self.buffer += data
                 if len(self.buffer) > self.ctx.max_head_bytes:
                     self._pause_reading()
+            elif state == PREFIX:
+                self._prefix_bytes(data)
         except Exception:
             self.internal_error()
 
@@ -195,20 +210,25 @@ class ClientConnection(asyncio.Protocol):
             if end > ctx.max_head_bytes:
                 self._refuse(414 if data.find(b"\r\n") > ctx.max_line_bytes else 431, "request header fields too large")
                 return
-            data = self._request(data, b"") if end == len(data) else self._request(data[:end], data[end:])
+            if end == len(data):
+                self._request(data, b"")
+            else:
+                self._request(data[:end], data[end:])
             if self.state != HEAD:
                 return
+            data = self.buffer
+            self.buffer = b""
         self.waiting = _IDLE
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
 
-    def _request(self, raw: bytes, rest: bytes) -> bytes:
-        """Handle one complete request head; return the bytes still to parse as heads."""
+    def _request(self, raw: bytes, rest: bytes) -> None:
+        """Handle one complete request head; bytes left to parse as heads go to ``buffer``."""
         ctx = self.ctx
         try:
             head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser)
         except HeadError as exc:
             self._refuse(exc.status, exc.reason)
-            return b""
+            return
         if head.has_body or head.upgrade:
             self.parser = new_request_parser()
         self.head = head
@@ -217,32 +237,111 @@ class ClientConnection(asyncio.Protocol):
         self.route = route
         self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
         if route is None:
-            return self._answer_locally(error_response(
+            self._answer_locally(error_response(
                 404, "no route matches this request", self.request_id, ctx.clock.date_header,
                 not self.keep_alive or head.has_body), rest)
+            return
         if head.content_length > route.max_body_bytes:
             self._refuse(413, "request body too large")
-            return b""
-        if route.respond_head is not None:
-            close = not self.keep_alive or head.has_body
-            return self._answer_locally(b"".join((
-                route.respond_head, ctx.clock.date_header,
-                b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
-                b"\r\nConnection: close\r\n\r\n" if close else (
-                    b"\r\nConnection: keep-alive\r\n\r\n" if head.http_1_0 else b"\r\n\r\n"),
-                route.respond_body if head.method != b"HEAD" else b"",
-            )), rest)
-        self._forward(head, route, rest)
-        return b""
+            return
+        limits = route.limits
+        if limits is None:
+            self._dispatch(head, route, rest)
+        elif limits.needs_body and head.has_body:
+            self._collect_prefix(head, route, rest)
+        else:
+            self._check_limits(None, rest)
 
-    def _answer_locally(self, response: bytes, rest: bytes) -> bytes:
+    def _dispatch(self, head, route, rest: bytes) -> None:
+        """The request passed its limits: answer it here or forward it."""
+        if route.respond_head is None:
+            self._forward(head, route, rest)
+            return
+        close = not self.keep_alive or head.has_body
+        self._answer_locally(b"".join((
+            route.respond_head, self.ctx.clock.date_header, self.limit_headers,
+            b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
+            b"\r\nConnection: close\r\n\r\n" if close else (
+                b"\r\nConnection: keep-alive\r\n\r\n" if head.http_1_0 else b"\r\n\r\n"),
+            route.respond_body if head.method != b"HEAD" else b"",
+        )), rest)
+
+    def _answer_locally(self, response: bytes, rest: bytes) -> None:
         """Write a response made here; a request with a body ends the connection."""
         self.transport.write(response)
         if not self.keep_alive or self.head.has_body:
             self._close()
-            return b""
+            return
         self.head = self.route = None
-        return rest
+        self.limit_headers = b""
+        self.state = HEAD
+        self.buffer = rest
+
+    # -- rate limits -----------------------------------------------------------
+    def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
+        head = self.head
+        raw = head.raw
+        keys = self.route.limits.keys(
+            self.client_ip, lambda name: header_value(raw, name), head.query[1:], body_prefix,
+            header_value(raw, b"content-type") if body_prefix is not None else None)
+        if keys is None:
+            self.state = HEAD
+            self._dispatch(head, self.route, rest)
+            return
+        self.state = LIMIT
+        self.buffer = rest
+        self.waiting = _IDLE
+        self.deadline = 0.0  # the limiter decides within its own deadline
+        self.checking = True
+        try:
+            self.route.limits.check(keys, self._limit_decided)
+        finally:
+            self.checking = False
+
+    def _limit_decided(self, decision) -> None:
+        if self.state != LIMIT:
+            return  # the connection closed while Redis was asked
+        later = not self.checking
+        rest = self.buffer
+        self.buffer = b""
+        self.state = HEAD
+        if decision.allowed:
+            self.limit_headers = decision.headers
+            self._dispatch(self.head, self.route, rest)
+        else:
+            status = decision.status
+            self._answer_locally(error_response(
+                status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
+                self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
+                decision.headers), rest)
+        if later:
+            self._resume_reading()
+            if self.state == HEAD:
+                self._head_bytes(b"")
+
+    def _collect_prefix(self, head, route, rest: bytes) -> None:
+        self.state = PREFIX
+        self.prefix = BodyPrefix(head, route.limits.body_read_limit, route.max_body_bytes)
+        if head.expect_continue and not rest:
+            self.sent_continue = True
+            head.expect_continue = False
+            self.transport.write(_CONTINUE)
+        self.waiting = _BODY_TIMEOUT
+        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        if rest:
+            self._prefix_bytes(rest)
+
+    def _prefix_bytes(self, data: bytes) -> None:
+        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        try:
+            complete = self.prefix.feed(data)
+        except FramingError as exc:
+            self._refuse(413 if str(exc) == "too large" else 400, f"malformed request body: {exc}")
+            return
+        if complete:
+            prefix = self.prefix
+            self.prefix = None
+            self._check_limits(prefix.payload(), prefix.raw())
 
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
@@ -401,7 +500,7 @@ class ClientConnection(asyncio.Protocol):
         if close:
             self.keep_alive = False
         self.corked_head = client_response_head(
-            head, self.route, self.request_id, close, self.head.http_1_0, dechunk)
+            head, self.route, self.request_id, close, self.head.http_1_0, dechunk, self.limit_headers)
 
     def on_response_data(self, data: bytes) -> None:
         if self.state == TUNNEL:
@@ -444,6 +543,7 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.head = self.route = None
+        self.limit_headers = b""
         self._after_response(self.keep_alive)
 
     def on_upstream_stale(self) -> None:

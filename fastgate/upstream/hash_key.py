@@ -3,7 +3,7 @@
 import re
 from typing import Callable
 
-from fastgate.wire.h1 import RequestHead
+from fastgate.wire.h1 import RequestHead, header_value
 
 KeyOf = Callable[[RequestHead, bytes], bytes | None]
 
@@ -20,13 +20,8 @@ def compile_hash_key(spec: str) -> KeyOf:
     if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
         raise ValueError(f"{spec!r} is not \"ip\", \"header:NAME\" or \"cookie:NAME\"")
     if kind == "header":
-        header = re.compile(rb"\r\n" + re.escape(name.encode()) + rb"[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
-
-        def from_header(head: RequestHead, client_ip: bytes) -> bytes | None:
-            m = header.search(head.raw)
-            return m.group(1).rstrip() if m else None
-
-        return from_header
+        lower = name.lower().encode()
+        return lambda head, client_ip: header_value(head.raw, lower)
     if kind == "cookie":
         cookie_header = re.compile(rb"\r\ncookie[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
         cookie = re.compile(rb"(?:^|;)[ \t]*" + re.escape(name.encode()) + rb"=([^;]*)")

@@ -312,6 +312,23 @@ def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
     return head
 
 
+_HEADER_PATTERNS: dict[bytes, re.Pattern] = {}
+
+
+def header_value(raw: bytes, name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower case) in a head, or None.
+
+    For the few headers a filter asks for by name; the pattern per name is
+    compiled once.
+    """
+    pattern = _HEADER_PATTERNS.get(name)
+    if pattern is None:
+        pattern = _HEADER_PATTERNS[name] = re.compile(
+            rb"\r\n" + re.escape(name) + rb"[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+    m = pattern.search(raw)
+    return m.group(1).rstrip() if m else None
+
+
 def _spans_of(raw: bytes, names: list[bytes]) -> list[tuple[int, int]]:
     """Spans of the headers named in a Connection header (the rare, slow path)."""
     pattern = re.compile(

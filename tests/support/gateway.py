@@ -81,6 +81,7 @@ class Gateway:
         ready = {"name": "readiness", "path": READY_PATH,
                  "respond": {"status": 200, "body": READY_BODY}}
         return {
+            **config,  # other tables (e.g. ratelimit) pass through as given
             "server": server,
             "http": http,
             "listeners": config.get("listeners", [{"address": f"127.0.0.1:{self.port}"}]),

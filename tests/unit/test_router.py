@@ -1,12 +1,13 @@
 """Route precedence: the most specific route wins, as documented in routing/router.py."""
 
 from fastgate.config.schema import Http, Route as RouteConfig, Respond
+from fastgate.ratelimit import RateLimiter, RateLimitSettings
 from fastgate.routing.router import compile_routes
 
 
 def router(*routes: dict):
     configs = [RouteConfig(name=f"r{i}", respond=Respond(), **r) for i, r in enumerate(routes)]
-    return compile_routes(configs, {}, Http())
+    return compile_routes(configs, {}, Http(), RateLimiter.create_shared(RateLimitSettings()))
 
 
 def name(r, host=b"x", path=b"/", method=b"GET"):

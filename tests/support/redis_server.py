@@ -1,0 +1,224 @@
+"""Real redis-server processes for the tests: single server (password, TLS), a 3-node cluster, a sentinel.
+
+Every server listens on 127.0.0.1 on a port the OS chose, keeps nothing on
+disk (``--save "" --appendonly no``) and runs in its own process group.
+``close()`` (or leaving the ``with`` block) stops it, also when the test
+failed; a frozen (SIGSTOP) server is thawed first so it can exit.
+
+With ``tls=True`` the server only accepts TLS, with a self-signed
+certificate for 127.0.0.1 made by the openssl command (``ca_file``).
+
+Faults a test can inject: ``kill()`` (SIGKILL, the port is closed at once),
+``freeze()``/``thaw()`` (SIGSTOP/SIGCONT: connections stay open and nothing
+is answered), and ``start()`` again on the same port after a kill.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def _answers(port: int, tls: ssl.SSLContext | None = None) -> bool:
+    """True when something on ``port`` answers PING with any RESP reply (+PONG, or -NOAUTH)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
+            with (tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64)[:1] in (b"+", b"-")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server process. ``password`` protects the default user; ``cluster`` enables cluster mode."""
+
+    def __init__(self, password: str | None = None, cluster: bool = False, tls: bool = False) -> None:
+        self.password = password
+        self.cluster = cluster
+        self.tls = tls
+        self.port = free_port()
+        self.bus_port = free_port() if cluster else 0
+        self._dir = tempfile.mkdtemp(prefix="fastgate-redis-")
+        self.process: subprocess.Popen | None = None
+        self._frozen = False
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def ca_file(self) -> str:
+        """The self-signed certificate of a TLS server, to trust in clients."""
+        return str(Path(self._dir) / "server.crt")
+
+    def _make_certificate(self) -> None:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(Path(self._dir) / "server.key"), "-out", self.ca_file],
+                       capture_output=True, timeout=30, check=True)
+
+    def start(self) -> "RedisServer":
+        """Start (or restart after ``kill``) on the same port; return when it answers PING."""
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self._dir, "--daemonize", "no",
+                "--logfile", str(Path(self._dir) / "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
+        tls_context = None
+        if self.tls:
+            if not Path(self.ca_file).exists():
+                self._make_certificate()
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", self.ca_file, "--tls-key-file", str(Path(self._dir) / "server.key"),
+                     "--tls-ca-cert-file", self.ca_file, "--tls-auth-clients", "no"]
+            tls_context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
+                     "--cluster-config-file", str(Path(self._dir) / "nodes.conf"),
+                     "--cluster-node-timeout", "2000"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        try:
+            wait_until(lambda: self.process.poll() is None and _answers(self.port, tls_context),
+                       f"redis-server answers on port {self.port}", timeout_s=10.0)
+        except AssertionError:
+            self.close()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server; its port refuses connections from now on."""
+        self.thaw()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its sockets open but answers nothing until ``thaw``."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+            self._frozen = True
+
+    def thaw(self) -> None:
+        if self._frozen and self.process is not None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+            self._frozen = False
+
+    def cli(self, *args: str) -> str:
+        """Run ``redis-cli`` against this server and return its output."""
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        tls = ["--tls", "--cacert", self.ca_file] if self.tls else []
+        return subprocess.run([REDIS_CLI, "-p", str(self.port), *auth, *tls, *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout
+
+    def close(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
+        self.thaw()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisClusterServers:
+    """Three redis-server processes joined into one cluster (no replicas), all slots covered."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [RedisServer(cluster=True) for _ in range(size)]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{node.port}" for node in self.nodes]
+
+    def start(self) -> "RedisClusterServers":
+        try:
+            for node in self.nodes:
+                node.start()
+            subprocess.run([REDIS_CLI, "--cluster", "create", *self.addresses,
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           capture_output=True, text=True, timeout=30, check=True)
+            for node in self.nodes:
+                wait_until(lambda: "cluster_state:ok" in node.cli("cluster", "info"),
+                           f"cluster node {node.port} reports cluster_state:ok", timeout_s=15.0)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> "RedisClusterServers":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
+class RedisSentinel:
+    """A redis-server in sentinel mode that monitors ``primary`` as the service ``service``."""
+
+    def __init__(self, primary: RedisServer, service: str = "mymaster") -> None:
+        self.primary = primary
+        self.service = service
+        self.port = free_port()
+        self._dir = tempfile.mkdtemp(prefix="fastgate-sentinel-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "RedisSentinel":
+        config = Path(self._dir) / "sentinel.conf"
+        config.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+                          f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n")
+        self.process = subprocess.Popen([REDIS_SERVER, str(config), "--sentinel"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(lambda: self.process.poll() is None and _answers(self.port),
+                       f"redis sentinel answers on port {self.port}", timeout_s=10.0)
+        except AssertionError:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisSentinel":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

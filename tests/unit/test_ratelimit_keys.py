@@ -1,0 +1,109 @@
+"""Key extraction (ip, header, query, JSON and form body fields, combinations) and key names."""
+
+import pytest
+
+from fastgate.ratelimit import UNPARSEABLE, Limit, RateLimiter, RateLimitSettings, body_field
+from fastgate.ratelimit.keys import digest, parse_source, query_value
+
+JSON = b"application/json"
+FORM = b"application/x-www-form-urlencoded; charset=utf-8"
+
+
+def headers(**values):
+    table = {k.replace("_", "-").encode(): v.encode() for k, v in values.items()}
+    return table.get
+
+
+@pytest.fixture(scope="module")
+def limiter():
+    return RateLimiter.create_shared(RateLimitSettings(local_capacity=64))
+
+
+def test_json_fields_nested_indexed_and_non_string():
+    body = b'{"phone": "+15551234", "user": {"id": 42, "tags": ["a", "b"], "vip": true}, "none": null}'
+    assert body_field(body, JSON, "phone") == b"+15551234"
+    assert body_field(body, JSON, "user.id") == b"42"
+    assert body_field(body, JSON, "user.tags.1") == b"b"
+    assert body_field(body, JSON, "user.vip") == b"true"
+    assert body_field(b'{"phone": "1", "phone": "2"}', JSON, "phone") == b"2"
+    assert body_field(body, b"text/plain", "phone") == b"+15551234"  # not a form: read as JSON
+    for absent in ("missing", "user.tags.7", "phone.x", "none"):
+        assert body_field(body, JSON, absent) is None
+
+
+def test_form_fields_decoded_first_occurrence_wins():
+    body = b"phone=%2B1+555&phone=other&user%5Bid%5D=7&empty="
+    assert body_field(body, FORM, "phone") == b"+1 555"
+    assert body_field(body, FORM, "user[id]") == b"7"
+    assert body_field(body, FORM, "empty") == b""
+    assert body_field(body, FORM, "missing") is None
+
+
+def test_unreadable_bodies_share_one_value_and_no_body_means_absent():
+    assert body_field(b'{"phone": "+1555', JSON, "phone") == UNPARSEABLE  # not valid JSON
+    assert body_field(b"phone=%2B1555&x=", FORM, "phone", truncated=True) == UNPARSEABLE
+    assert body_field(b"--x\r\n", b"multipart/form-data; boundary=x", "phone") == UNPARSEABLE
+    assert body_field(b"", JSON, "phone") is None
+    assert body_field(None, None, "phone") is None
+
+
+def test_query_values():
+    query = b"a=1&phone=%2B1+555&phone=2&flag&b%61d=x"
+    assert query_value(query, b"phone") == b"+1 555"
+    assert query_value(query, b"flag") == b""
+    assert query_value(query, b"bad") == b"x"
+    assert query_value(query, b"missing") is None
+
+
+def test_source_syntax():
+    assert parse_source("header:X-API-Key").name == b"x-api-key"
+    assert parse_source("body.user.phone").path == ("user", "phone")
+    for bad in ("ipv4", "header:", "header:a b", "query:a=b", "body.", "body.a..b", "cookie:x"):
+        with pytest.raises(ValueError):
+            parse_source(bad)
+
+
+def test_route_keys_combine_sources_and_skip_limits_whose_source_is_absent(limiter):
+    route = limiter.compile_route("keys-combo", [
+        Limit(key=["header:X-API-Key", "query:tenant"], rate="10/s", scope="combo"),
+        Limit(key=["ip"], rate="10/s", scope="combo-ip"),
+    ])
+    assert not route.needs_body
+    keys = route.keys(b"203.0.113.9", headers(x_api_key="  k1 "), b"tenant=t1", None, None)
+    assert keys[0].endswith(digest([b"k1", b"t1"]))
+    assert keys[1].endswith(digest([b"203.0.113.9"]))
+    assert digest([b"k1", b"t1"]) != digest([b"k1t", b"1"])  # parts are length-prefixed
+    keys = route.keys(b"203.0.113.9", headers(), b"tenant=t1", None, None)
+    assert keys[0] == b"" and keys[1]
+    ip_only = limiter.compile_route("keys-ip-only", [Limit(key=["header:X-API-Key"], rate="1/s", scope="k")])
+    assert ip_only.keys(b"203.0.113.9", headers(), b"", None, None) is None
+
+
+def test_a_body_at_the_read_limit_counts_as_cut_off():
+    limiter = RateLimiter.create_shared(RateLimitSettings(local_capacity=64, body_read_limit=32))
+    route = limiter.compile_route("cut", [Limit(key=["body.phone"], rate="1/s")])
+    assert route.needs_body and route.body_read_limit == 32
+    padded = b"pad=" + b"x" * 20 + b"&phone=1555"  # 35 bytes: the gateway passes the first 32
+    cut = route.keys(b"192.0.2.1", headers(), b"", padded[:32], FORM)
+    assert cut == route.keys(b"192.0.2.1", headers(), b"", b'{"broken', JSON)  # the shared unreadable budget
+    assert route.keys(b"192.0.2.1", headers(), b"", padded[:31], FORM) is None  # complete, no phone
+
+
+def test_key_names_and_hash_tags(limiter):
+    """Same-source scopes use the key value as hash tag; scopes checked with other sources share one tag,
+    and a scope keeps one name whichever route reaches it."""
+    api = limiter.compile_route("api", [Limit(key=["ip"], rate="10/s"), Limit(key=["ip"], rate="1000/h",
+                                                                             scope="api-hourly")])
+    keys = api.keys(b"198.51.100.1", headers(), b"", None, None)
+    d = digest([b"198.51.100.1"])
+    assert keys == [b"fg:rl:api.ip:g:{%s}" % d, b"fg:rl:api-hourly:g:{%s}" % d]
+    login = limiter.compile_route("login", [Limit(key=["ip"], rate="5/m", algorithm="fixed_window",
+                                                  scope="shared-ip")])
+    otp = limiter.compile_route("otp", [Limit(key=["body.phone"], rate="3/10m", scope="otp-phone"),
+                                        Limit(key=["ip"], rate="5/m", algorithm="fixed_window", scope="shared-ip")])
+    assert otp.needs_body
+    otp_keys = otp.keys(b"198.51.100.1", headers(), b"", b'{"phone": "+1555"}', JSON)
+    tag = otp_keys[0][otp_keys[0].index(b"{"):otp_keys[0].index(b"}") + 1]
+    assert otp_keys == [b"fg:rl:otp-phone:g:%s:%s" % (tag, digest([b"+1555"])),
+                        b"fg:rl:shared-ip:f:%s:%s" % (tag, d)]
+    assert login.keys(b"198.51.100.1", headers(), b"", None, None) == [otp_keys[1]]

@@ -1,0 +1,62 @@
+"""The local store in one process: all limits of a route counted together, a full table, the stats."""
+
+import time
+
+from fastgate.ratelimit import Limit, RateLimiter, RateLimitSettings
+from fastgate.ratelimit.shared_table import SharedTable
+
+JSON = b"application/json"
+
+
+def no_headers(name: bytes) -> None:
+    return None
+
+
+def decide(route, ip: bytes, body: bytes | None = None):
+    decisions = []
+    route.check(route.keys(ip, no_headers, b"", body, JSON), decisions.append)
+    assert len(decisions) == 1  # the local store answers before check() returns
+    return decisions[0]
+
+
+def test_a_request_denied_by_one_limit_consumes_none():
+    limiter = RateLimiter.create_shared(RateLimitSettings(local_capacity=1024))
+    otp = limiter.compile_route("otp", [Limit(key=["body.phone"], rate="1/d", scope="phone"),
+                                        Limit(key=["ip"], rate="3/d", scope="ip")])
+    phone = lambda n: b'{"phone": "+1555000%d"}' % n  # noqa: E731
+    assert decide(otp, b"192.0.2.1", phone(1)).allowed
+    for _ in range(5):  # the phone limit denies: the IP budget must not shrink
+        d = decide(otp, b"192.0.2.1", phone(1))
+        assert (d.allowed, d.status) == (False, 429)
+    assert [decide(otp, b"192.0.2.1", phone(n)).allowed for n in (2, 3, 4)] == [True, True, False]
+    assert decide(otp, b"192.0.2.2", phone(4)).allowed
+    # No phone in the body: only the IP limit applies.
+    assert decide(otp, b"192.0.2.2", b'{"email": "x@example.com"}').allowed
+    s = limiter.stats
+    assert (s.checks, s.allowed, s.limited) == (11, 5, 6)
+
+
+def test_a_full_table_drops_the_key_expiring_first_and_keeps_working():
+    table = SharedTable(64)
+    assert table.capacity == 64 and SharedTable.rounded(100) == 128
+    now = time.monotonic_ns() // 1000
+    assert table.acquire()
+    try:
+        for n in range(200):
+            slot, state = table.lookup(b"key-%d" % n, now)
+            assert state is None
+            table.store(slot, (n, 0, 0), now + 10_000_000 + n)
+        assert table.evictions > 0
+        slot, state = table.lookup(b"key-199", now)  # the newest keys are still there
+        assert state == (199, 0, 0)
+    finally:
+        table.release()
+
+
+def test_headers_follow_the_settings():
+    legacy = RateLimiter.create_shared(RateLimitSettings(headers="legacy", headers_on_allowed=False))
+    route = legacy.compile_route("r", [Limit(key=["ip"], rate="1/m")])
+    first, second = decide(route, b"192.0.2.9"), decide(route, b"192.0.2.9")
+    assert first.headers == b""
+    assert second.headers.startswith(b"\r\nRateLimit-Limit: 1\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: ")
+    assert b"\r\nRetry-After: " in second.headers and 0 < second.retry_after_s <= 60
