@@ -9,7 +9,7 @@ from pathlib import Path
 from bench import tomlwrite
 from bench.peers.base import Proxy, ProxySpec
 
-SUPPORTED = frozenset({"request_id", "forwarded_headers"})
+SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit"})
 """Gateway features fastgate has; the gateway scenario asks every proxy for exactly these."""
 
 ALWAYS_ON = frozenset({"forwarded_headers"})
@@ -23,8 +23,13 @@ def gateway_settings(features: frozenset[str]) -> tuple[dict, dict]:
     (a local rate limit, a JSON access log): add its config here and its name
     to SUPPORTED, and the gateway scenario asks nginx and HAProxy for it too.
     """
-    route = {"request_id": "request_id" in features}
-    return route, {}
+    route: dict = {"request_id": "request_id" in features}
+    tables: dict = {}
+    if "rate_limit" in features:
+        # A per-IP limit that never triggers; no RateLimit headers on admitted answers, like nginx's limit_req.
+        route["limits"] = [{"key": ["ip"], "rate": "1000000/s"}]
+        tables["ratelimit"] = {"headers_on_allowed": False}
+    return route, tables
 
 
 def fastgate_command() -> list[str]:

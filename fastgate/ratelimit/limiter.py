@@ -15,19 +15,17 @@ Lifecycle::
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastgate.ratelimit.config import Limit, RateLimitSettings
-from fastgate.ratelimit.decision import Decision
+from fastgate.ratelimit.decision import OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.keys import HeaderLookup, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
-from fastgate.ratelimit.redis_store import RedisStore
 from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
 from fastgate.ratelimit.shared_table import SharedTable
 from fastgate.ratelimit.stats import RateLimitStats
-
-OnDecision = Callable[[Decision], None]
 
 
 class RateLimiter:
@@ -36,12 +34,13 @@ class RateLimiter:
     def __init__(self, settings: RateLimitSettings, table: SharedTable) -> None:
         self.settings = settings
         self.table = table
+        """The shared-memory table of the local store (and of the Redis store's local fallback)."""
         self.stats = RateLimitStats(table)
         """This process's counters."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer)
-        self._registry = ScopeRegistry(settings.redis.key_prefix if settings.redis else "fg:rl")
-        self._redis: RedisStore | None = None
+        self._registry = ScopeRegistry(settings.key_prefix)
+        self._redis: "RedisStore | None" = None
         self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
             self._check_local if settings.store == "local" else _not_attached)
 
@@ -64,8 +63,13 @@ class RateLimiter:
         return RouteLimits(self, route_name, self._registry.compile(route_name, limits))
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In each worker, after fork: start the Redis store's client (it connects lazily)."""
+        """In each worker, after fork, once: start the Redis store's client (it connects lazily)."""
+        if self._redis is not None:
+            raise RuntimeError("RateLimiter.attach was already called in this process")
         if self.settings.store == "redis":
+            # coredis costs ~30 MB of RSS per process: only a Redis store imports it.
+            from fastgate.ratelimit.redis_store import RedisStore
+
             self._redis = RedisStore(self.settings, loop, self._local, self._writer, self.stats)
             self._redis.start()
             self._check = self._redis.check
@@ -93,7 +97,7 @@ class RouteLimits:
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
-        sources = tuple(dict.fromkeys(source for spec in specs for source in spec.sources))
+        sources = tuple(dict.fromkeys(source for spec in specs for source in spec.scope.sources))
         self.needs_body = any(source.kind == "body" for source in sources)
         """Some limit is keyed by a body field: read up to body_read_limit bytes before calling keys()."""
         self.body_read_limit = int(limiter.settings.body_read_limit)
@@ -102,7 +106,7 @@ class RouteLimits:
         """The same limits at their fallback rates (local store while Redis fails)."""
         self._limiter = limiter
         self._sources = sources
-        self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.sources)) for spec in specs)
+        self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.scope.sources)) for spec in specs)
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:
