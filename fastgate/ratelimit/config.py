@@ -119,11 +119,16 @@ class RateLimitSettings(_Section):
     headers_on_allowed: bool = True
     """Send the rate-limit headers on admitted responses too, not only on 429."""
     local_capacity: int = 65536
-    """Keys the local store holds (about 64 bytes each, shared by all workers); when full,
+    """Keys the local store holds (40 bytes each, shared by all workers); when full,
     the key expiring soonest is dropped."""
     body_read_limit: Size = Size(64 * 1024)
     """Most body bytes read to find a body.* key; a body that does not parse within it shares
     one budget per limit with every other such body."""
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of counter keys (also used in the local table)."""
+        return (self.redis or RedisSettings()).key_prefix
 
 
 def validate(settings: RateLimitSettings, routes: Sequence[tuple[str, Sequence[Limit]]]) -> None:
@@ -134,7 +139,7 @@ def validate(settings: RateLimitSettings, routes: Sequence[tuple[str, Sequence[L
     agree on key, rate, burst, algorithm and fallback_rate.
     """
     _validate_settings(settings)
-    registry = ScopeRegistry(settings.redis.key_prefix if settings.redis else "fg:rl")
+    registry = ScopeRegistry(settings.key_prefix)
     for i, (route_name, limits) in enumerate(routes):
         try:
             registry.compile(route_name, limits)

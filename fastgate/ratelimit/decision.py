@@ -1,6 +1,7 @@
 """The answer to one rate-limit check, as the gateway uses it."""
 
 import math
+from collections.abc import Callable
 
 
 class Decision:
@@ -33,3 +34,7 @@ def unavailable(retry_after_s: float) -> Decision:
     """503 for policy "deny" while Redis is unavailable."""
     seconds = max(1, math.ceil(retry_after_s))
     return Decision(False, 503, float(seconds), b"\r\nRetry-After: %d" % seconds)
+
+
+OnDecision = Callable[[Decision], None]
+"""The callback ``RouteLimits.check`` calls exactly once with the decision."""

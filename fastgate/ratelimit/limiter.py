@@ -27,6 +27,9 @@ from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
 from fastgate.ratelimit.shared_table import SharedTable
 from fastgate.ratelimit.stats import RateLimitStats
 
+if TYPE_CHECKING:
+    from fastgate.ratelimit.redis_store import RedisStore
+
 
 class RateLimiter:
     """All rate limits of one config. Create with ``create_shared`` in the master, before forking."""

@@ -16,13 +16,13 @@ class LimitSet:
 
     def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter) -> None:
         params = [spec.fallback if fallback else spec.params for spec in specs]
-        self.functions = tuple(ALGORITHMS[spec.algorithm] for spec in specs)
+        self.functions = tuple(ALGORITHMS[spec.scope.algorithm] for spec in specs)
         """The algorithm of each limit (algorithms.py), for the local store."""
         self.params = tuple(params)
         self.headers = writer.prepare([spec.scope.name for spec in specs], [p.count for p in params],
                                       [p.period_us // 1_000_000 for p in params])
         self.script_args = tuple(
-            (b"%d" % ALGORITHM_CODES[spec.algorithm], b"%d" % p.count, b"%d" % p.period_us,
+            (b"%d" % ALGORITHM_CODES[spec.scope.algorithm], b"%d" % p.count, b"%d" % p.period_us,
              b"%d" % p.capacity, b"%d" % p.interval_us)
             for spec, p in zip(specs, params))
         """The five script arguments of each limit (lua.py)."""

@@ -34,14 +34,13 @@ may have reached Redis, so a healthy Redis never counts a request twice.
 """
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from coredis.exceptions import NoScriptError, ResponseError
 
 from fastgate.ratelimit.breaker import CLOSED, CircuitBreaker, describe
 from fastgate.ratelimit.config import RateLimitSettings
-from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, unavailable
+from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.lua import SCRIPT, SHA
@@ -51,7 +50,8 @@ from fastgate.ratelimit.stats import RateLimitStats
 if TYPE_CHECKING:
     from fastgate.ratelimit.limiter import RouteLimits
 
-OnDecision = Callable[[Decision], None]
+Pending = tuple["RouteLimits", list[bytes], OnDecision, float]
+"""A submitted check: route, keys, callback, loop time of submission."""
 
 
 class _Group:
@@ -81,7 +81,7 @@ class RedisStore:
         self._stats = stats
         self._link = RedisLink(redis, settings.breaker, loop)
         self.breaker = CircuitBreaker(settings.breaker, loop, self._probe, self._link.drop_connections, stats)
-        self._pending: list[tuple[RouteLimits, list[bytes], OnDecision, float]] = []
+        self._pending: list[Pending] = []
         self._flush_scheduled = False
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
@@ -124,7 +124,7 @@ class RedisStore:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _round_trip(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]]) -> None:
+    async def _round_trip(self, batch: list[Pending]) -> None:
         decisions: list[Decision] | None = None
         try:
             decisions = await self._decide(batch)
@@ -137,20 +137,19 @@ class RedisStore:
             for (_, _, on_decision, _), decision in zip(batch, decisions):
                 self._deliver(on_decision, decision)
 
-    async def _decide(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]]) -> list[Decision]:
+    async def _decide(self, batch: list[Pending]) -> list[Decision]:
         """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
         decisions: list[Decision | None] = [None] * len(batch)
         deadline = batch[0][3] + self._timeout
-        if self.breaker.state != CLOSED:
-            pass  # opened while this batch waited: the failure policy decides all of it
-        elif self._loop.time() >= deadline:
-            self._stats.redis_timeouts += len(batch)  # it waited for earlier batches, which count as failures
-        else:
-            await self._ask(batch, deadline, decisions)
+        if self.breaker.state == CLOSED:  # else it opened while this batch waited: the policy decides all
+            if self._loop.time() < deadline:
+                await self._ask(batch, deadline, decisions)
+            else:  # it waited for earlier batches, which count as failures
+                self._stats.redis_timeouts += len(batch)
         return [d if d is not None else self._fallback(route, keys)
                 for d, (route, keys, _, _) in zip(decisions, batch)]
 
-    async def _ask(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]], deadline: float,
+    async def _ask(self, batch: list[Pending], deadline: float,
                    decisions: list[Decision | None]) -> None:
         """Send the batch, fill ``decisions`` for the checks Redis answered, feed the breaker."""
         stats = self._stats
@@ -179,7 +178,7 @@ class RedisStore:
         else:
             self.breaker.record_success()
 
-    def _groups(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]], cluster: bool) -> list[_Group]:
+    def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
         groups: list[_Group] = []
         open_groups: dict[bytes, _Group] = {}
         for index, (route, keys, _, _) in enumerate(batch):
@@ -227,7 +226,7 @@ class RedisStore:
                 pipe.evalsha(SHA, keys=group.keys, args=group.args)
         return list(pipe.results)
 
-    def _decode(self, batch: list[tuple["RouteLimits", list[bytes], OnDecision, float]], group: _Group,
+    def _decode(self, batch: list[Pending], group: _Group,
                 reply: list[int], decisions: list[Decision | None]) -> None:
         decide = self._writer.decide
         pos = 0

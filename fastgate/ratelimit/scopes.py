@@ -53,7 +53,7 @@ class Scope:
     __slots__ = ("name", "sources", "algorithm", "rate", "burst", "fallback_rate", "route", "key_prefix",
                  "per_key_tag")
 
-    def __init__(self, name: str, sources: tuple[str, ...], algorithm: str, rate: Rate, burst: int,
+    def __init__(self, name: str, sources: tuple[Source, ...], algorithm: str, rate: Rate, burst: int,
                  fallback_rate: Rate, route: str) -> None:
         self.name = name
         self.sources = sources
@@ -81,8 +81,6 @@ class LimitSpec:
     """One compiled limit of one route."""
 
     scope: Scope
-    sources: tuple[Source, ...]
-    algorithm: str
     params: LimitParams
     """At the configured rate."""
     fallback: LimitParams
@@ -104,7 +102,7 @@ class ScopeRegistry:
         specs: list[LimitSpec] = []
         new_scopes: dict[str, Scope] = {}
         for j, limit in enumerate(limits):
-            scope, sources = self._scope_of(route_name, limit, len(limits), f"limits[{j}]")
+            scope = self._scope_of(route_name, limit, len(limits), f"limits[{j}]")
             if scope.name in new_scopes:
                 raise FieldError(f"limits[{j}].scope",
                                  f"another limit of this route already uses scope {scope.name!r}; give each its own")
@@ -114,10 +112,7 @@ class ScopeRegistry:
                                  f"scope {scope.name!r} is defined differently by route {known.route!r} "
                                  "(key, rate, burst, algorithm and fallback_rate must match)")
             scope = new_scopes[scope.name] = known or scope
-            specs.append(LimitSpec(
-                scope, sources, scope.algorithm,
-                LimitParams.of(scope.rate.count, scope.rate.period_s * 1_000_000, scope.burst),
-                LimitParams.of(scope.fallback_rate.count, scope.fallback_rate.period_s * 1_000_000, scope.burst)))
+            specs.append(LimitSpec(scope, _params(scope.rate, scope.burst), _params(scope.fallback_rate, scope.burst)))
         for name, scope in new_scopes.items():
             self.scopes.setdefault(name, scope)
         if new_scopes:
@@ -125,7 +120,7 @@ class ScopeRegistry:
         self._place()
         return specs
 
-    def _scope_of(self, route_name: str, limit: Limit, route_limits: int, where: str) -> tuple[Scope, tuple[Source, ...]]:
+    def _scope_of(self, route_name: str, limit: Limit, route_limits: int, where: str) -> Scope:
         if not 1 <= len(limit.key) <= MAX_SOURCES_PER_KEY:
             raise FieldError(f"{where}.key", f"give between 1 and {MAX_SOURCES_PER_KEY} key sources")
         if len(set(limit.key)) != len(limit.key):
@@ -140,13 +135,17 @@ class ScopeRegistry:
             raise FieldError(f"{where}.burst", "must be between 0 and 1000000000")
         if limit.burst and limit.algorithm != "gcra":
             raise FieldError(f"{where}.burst", "burst applies only to the gcra algorithm")
+        for r in (rate, fallback):
+            params = _params(r, limit.burst)
+            if params.capacity * params.interval_us >= 1 << 52:  # beyond exact integers in Lua's doubles
+                raise FieldError(f"{where}.burst", "too large for this rate")
         name = limit.scope or (route_name if route_limits == 1 else f"{route_name}.{'+'.join(limit.key)}")
         if (not name or len(name) > 200 or not name.isascii() or not name.isprintable() or " " in name
                 or _FORBIDDEN_IN_SCOPE & set(name)):
             field = f"{where}.scope" if limit.scope else where
             raise FieldError(field, f"scope {name!r} must be 1-200 printable ASCII characters without spaces, "
                                     'braces, quotes or backslashes (set scope explicitly)')
-        return Scope(name, tuple(limit.key), limit.algorithm, rate, limit.burst, fallback, route_name), sources
+        return Scope(name, sources, limit.algorithm, rate, limit.burst, fallback, route_name)
 
     def _place(self) -> None:
         """Assign every scope its key prefix: per-key hash tags, or one tag per mixed-source group."""
@@ -171,6 +170,10 @@ class ScopeRegistry:
                 base = f"{self._key_prefix}:{scope.name}:{_ALGORITHM_LETTER[scope.algorithm]}:"
                 scope.per_key_tag = same_sources
                 scope.key_prefix = (base if same_sources else f"{base}{{{tag}}}:").encode()
+
+
+def _params(rate: Rate, burst: int) -> LimitParams:
+    return LimitParams.of(rate.count, rate.period_s * 1_000_000, burst)
 
 
 def _rate(text: str, where: str) -> Rate:

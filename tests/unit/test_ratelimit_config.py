@@ -63,6 +63,7 @@ def test_limit_errors_name_the_route_and_field():
         (Limit(key=[], rate="5/m"), "routes[1].limits[0].key"),
         (Limit(key=["ip", "ip"], rate="5/m"), "routes[1].limits[0].key"),
         (Limit(key=["ip"], rate="5/m", burst=2, algorithm="fixed_window"), "routes[1].limits[0].burst"),
+        (Limit(key=["ip"], rate="1/366d", burst=10**9), "routes[1].limits[0].burst"),
         (Limit(key=["ip"], rate="5/m", fallback_rate="x"), "routes[1].limits[0].fallback_rate"),
         (Limit(key=["ip"], rate="5/m", scope="a b"), "routes[1].limits[0].scope"),
         (Limit(key=["ip"], rate="5/m", scope="caf\u00e9"), "routes[1].limits[0].scope"),

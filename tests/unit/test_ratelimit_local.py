@@ -60,3 +60,14 @@ def test_headers_follow_the_settings():
     assert first.headers == b""
     assert second.headers.startswith(b"\r\nRateLimit-Limit: 1\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: ")
     assert b"\r\nRetry-After: " in second.headers and 0 < second.retry_after_s <= 60
+
+
+def test_a_reload_keeps_the_local_counters_when_the_capacity_is_unchanged():
+    old = RateLimiter.create_shared(RateLimitSettings(local_capacity=1000))
+    assert decide(old.compile_route("r", [Limit(key=["ip"], rate="1/d")]), b"192.0.2.3").allowed
+    same = RateLimiter.create_shared(RateLimitSettings(local_capacity=1024), previous=old)
+    assert same.table is old.table
+    assert not decide(same.compile_route("r", [Limit(key=["ip"], rate="1/d")]), b"192.0.2.3").allowed
+    bigger = RateLimiter.create_shared(RateLimitSettings(local_capacity=4096), previous=old)
+    assert bigger.table is not old.table
+    assert decide(bigger.compile_route("r", [Limit(key=["ip"], rate="1/d")]), b"192.0.2.3").allowed
