@@ -40,6 +40,17 @@ def _answers(port: int, tls: ssl.SSLContext | None = None) -> bool:
         return False
 
 
+def _stop_group(process: subprocess.Popen | None) -> None:
+    """Stop a server's process group: SIGTERM, then SIGKILL after 5 s."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
 class RedisServer:
     """One redis-server process. ``password`` protects the default user; ``cluster`` enables cluster mode."""
 
@@ -126,13 +137,7 @@ class RedisServer:
     def close(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
         self.thaw()
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        _stop_group(self.process)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> "RedisServer":
@@ -208,13 +213,7 @@ class RedisSentinel:
         return self
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        _stop_group(self.process)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> "RedisSentinel":
