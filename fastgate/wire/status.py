@@ -9,9 +9,3 @@ def status_line(status: int) -> bytes:
     """``HTTP/1.1 404 Not Found`` (no CRLF), for any status code."""
     return _LINES.get(status) or b"HTTP/1.1 %d Unknown" % status
 
-
-def reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
