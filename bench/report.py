@@ -32,6 +32,8 @@ def summarize(runs: list[dict]) -> dict:
         "cpu_cores_busy": statistics.median(r["cpu_cores_busy"] for r in runs),
         "socket_errors": sum(sum(r["socket_errors"].values()) for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
+        **({"redis_round_trips_per_request": statistics.median(r["redis_round_trips_per_request"] for r in runs)}
+           if "redis_round_trips_per_request" in runs[0] else {}),
     }
 
 
@@ -67,6 +69,10 @@ def scenario_entry(scenario: Scenario, pinning: dict | None, results: dict) -> d
         "pinning": pinning,
         "proxies": proxies,
         "ratio_fastgate_nginx": ratios(proxies["fastgate"], ref) if "fastgate" in proxies else None,
+        "limit": scenario.limit or None,
+        "ratio_limited_unlimited": (
+            ratios(proxies["fastgate"], proxies["fastgate-unlimited"])
+            if "fastgate" in proxies and "fastgate-unlimited" in proxies else None),
     }
 
 
@@ -92,7 +98,7 @@ def _print_scenarios(scenarios: list[dict]) -> None:
     print("\nthroughput, latency and proxy CPU per request (busy: CPU cores the proxy used; "
           "below its worker count, the load side was the limit)\n"
           "'x nginx' = proxy / nginx (req/s: higher is better; p99 and CPU: lower is better)")
-    print(f"{'scenario':<9} {'proxy':<8} {'req/s median (min-max)':>25} {'p50 ms':>7} {'p99 ms':>7} "
+    print(f"{'scenario':<11} {'proxy':<18} {'req/s median (min-max)':>25} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'CPU us/req (usr+sys)':>21} {'busy':>5} {'errors':>6} | {'x nginx req/s':>13} {'p99':>6} {'CPU':>6}")
     for s in scenarios:
         ref = s["proxies"].get(REFERENCE)
@@ -100,10 +106,17 @@ def _print_scenarios(scenarios: list[dict]) -> None:
             rps, cpu, r = p["rps"], p["cpu_us_per_request"], ratios(p, ref) or {}
             rps_text = f"{rps['median']:,.0f} ({rps['min']:,.0f}-{rps['max']:,.0f})"
             cpu_text = f"{cpu['total']:.1f} ({cpu['user']:.1f}+{cpu['system']:.1f})"
-            print(f"{s['name']:<9} {name:<8} {rps_text:>25} {p['p50_ms']['median']:>7.2f} "
+            print(f"{s['name']:<11} {name:<18} {rps_text:>25} {p['p50_ms']['median']:>7.2f} "
                   f"{p['p99_ms']['median']:>7.2f} {cpu_text:>21} {p['cpu_cores_busy']:>5.2f} "
                   f"{p['socket_errors'] + p['non_2xx']:>6} | "
                   f"{_x(r.get('rps')):>13} {_x(r.get('p99_ms')):>6} {_x(r.get('cpu_us_per_request')):>6}")
+    for s in scenarios:
+        limited = s.get("ratio_limited_unlimited")
+        if limited:
+            trips = s["proxies"]["fastgate"].get("redis_round_trips_per_request")
+            print(f"{s['name']}: fastgate with the limit / without: req/s {_x(limited.get('rps'))}, "
+                  f"CPU {_x(limited.get('cpu_us_per_request'))}"
+                  + (f", Redis round trips per request {trips:.4f}" if trips is not None else ""))
 
 
 def _print_memory(memory: dict) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from bench import procfs, pyspy
 from bench.peers import Proxy, ProxySpec, Running
-from bench.peers.fastgate import SUPPORTED
+from bench.peers.fastgate import SUPPORTED, UnlimitedFastgate
 from bench.probe import ProbeError, probe
 from bench.procs import Pinning, ProcError, free_port
+from bench.redis import script_calls, start_redis
 from bench.scenarios import Scenario
 from bench.wrk import WrkResult, run_wrk
 
@@ -69,11 +70,19 @@ def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
     }
 
 
-def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
-           pin: Pinning | None, workdir: Path, stack: ExitStack) -> tuple[Running, str]:
+def _features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
+    """The gateway features ``proxy`` runs with in ``scenario``."""
     features = SUPPORTED if scenario.gateway else frozenset()
+    if scenario.limit and proxy.name != UnlimitedFastgate.name:
+        redis = scenario.limit == "redis" and proxy.name == "fastgate"
+        features = features | {"rate_limit_redis" if redis else "rate_limit"}
+    return features
+
+
+def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
+           pin: Pinning | None, workdir: Path, stack: ExitStack, redis_port: int) -> tuple[Running, str]:
     spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
-                     scenario.workers, features, max_connections)
+                     scenario.workers, _features(scenario, proxy), max_connections, redis_port)
     server = proxy.start(spec, pin.proxy if pin else None)
     stack.callback(server.proc.stop)
     probe(spec.port, scenario, server.features)
@@ -91,11 +100,18 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
 
     results: dict[str, dict] = {}
     with ExitStack() as stack:
+        redis_port = 0
+        if scenario.limit:
+            if any(p.name == "fastgate" for p in proxies):
+                proxies = [*proxies, UnlimitedFastgate()]
+            if scenario.limit == "redis":
+                redis, redis_port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
+                stack.callback(redis.stop)
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:
             try:
                 server, url = _start(proxy, scenario, origin_port, MAX_CONNECTIONS + settings.connections,
-                                     pin, workdir, stack)
+                                     pin, workdir, stack, redis_port)
                 wrk(url, settings.warmup_s)()
             except (ProcError, ProbeError, RuntimeError) as exc:
                 failures.append(f"{scenario.name}/{proxy.name}: {exc}")
@@ -104,11 +120,17 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
             results[proxy.name] = {"features": server.features, "runs": []}
         for _ in range(settings.reps):
             for name, (server, url) in list(running.items()):
+                calls = script_calls(redis_port) if redis_port and name == "fastgate" else 0
                 try:
-                    results[name]["runs"].append(_measure(server, wrk(url, settings.duration_s)))
+                    run = _measure(server, wrk(url, settings.duration_s))
                 except (ProcError, RuntimeError) as exc:
                     failures.append(f"{scenario.name}/{name}: {exc}")
                     del running[name]
+                    continue
+                if redis_port and name == "fastgate":
+                    run["redis_round_trips_per_request"] = round(
+                        (script_calls(redis_port) - calls) / max(run["requests"], 1), 4)
+                results[name]["runs"].append(run)
         if settings.profile == scenario.name and "fastgate" in running:
             server, url = running["fastgate"]
             svg = settings.results_dir / f"profile-{scenario.name}.svg"

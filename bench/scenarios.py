@@ -17,6 +17,10 @@ class Scenario:
     """A new connection per request (wrk sends ``Connection: close``)."""
     gateway: bool = False
     """The proxies run the gateway route features (see peers.base.GATEWAY_FEATURES)."""
+    limit: str = ""
+    """"local" or "redis": fastgate checks a per-IP rate limit that never triggers, kept in that
+    store, and runs beside an unlimited fastgate ("fastgate-unlimited") for the ratio between
+    the two; nginx and HAProxy run their local limit as the usual reference."""
 
     @property
     def body_bytes(self) -> int:
@@ -34,6 +38,8 @@ SCENARIOS = {s.name: s for s in (
     Scenario("close", "12 B body, new connection per request", "/small", close=True),
     Scenario("small-2w", "12 B body, keep-alive, 2 workers", "/small", workers=2),
     Scenario("gateway", "12 B body, gateway route features", "/small", gateway=True),
+    Scenario("limit-local", "12 B body, a local per-IP rate limit", "/small", limit="local"),
+    Scenario("limit-redis", "12 B body, a per-IP rate limit in Redis", "/small", limit="redis"),
 )}
 
 SMOKE = ("small", "16k", "gateway")

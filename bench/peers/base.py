@@ -12,6 +12,7 @@ GATEWAY_FEATURES = {
     "request_id": "keep the client's X-Request-ID or generate one, send it upstream, echo it back",
     "forwarded_headers": "set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host upstream",
     "rate_limit": "a local per-client-IP rate limit with a rate that never triggers",
+    "rate_limit_redis": "the same limit kept in Redis (fastgate only)",
     "json_access_log": "one JSON line per request written to a file",
 }
 """The work a "gateway" route does beyond plain proxying; each proxy implements what it can."""
@@ -33,6 +34,8 @@ class ProxySpec:
     """Client connections it must hold at once. Sizes nginx's worker_connections and
     HAProxy's maxconn, which both preallocate for that many: a cap sized to the
     open-file limit would inflate their memory figures."""
+    redis_port: int = 0
+    """The redis-server for the rate_limit_redis feature, or 0."""
 
 
 @dataclass

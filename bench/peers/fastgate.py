@@ -9,14 +9,14 @@ from pathlib import Path
 from bench import tomlwrite
 from bench.peers.base import Proxy, ProxySpec
 
-SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit"})
+SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit", "rate_limit_redis"})
 """Gateway features fastgate has; the gateway scenario asks every proxy for exactly these."""
 
 ALWAYS_ON = frozenset({"forwarded_headers"})
 """Features fastgate applies on every route, plain scenarios included."""
 
 
-def gateway_settings(features: frozenset[str]) -> tuple[dict, dict]:
+def gateway_settings(features: frozenset[str], redis_port: int = 0) -> tuple[dict, dict]:
     """Route keys and top-level tables that turn on the gateway ``features``.
 
     The one place to extend when fastgate gains another of GATEWAY_FEATURES
@@ -25,10 +25,12 @@ def gateway_settings(features: frozenset[str]) -> tuple[dict, dict]:
     """
     route: dict = {"request_id": "request_id" in features}
     tables: dict = {}
-    if "rate_limit" in features:
+    if features & {"rate_limit", "rate_limit_redis"}:
         # A per-IP limit that never triggers; no RateLimit headers on admitted answers, like nginx's limit_req.
         route["limits"] = [{"key": ["ip"], "rate": "1000000/s"}]
         tables["ratelimit"] = {"headers_on_allowed": False}
+    if "rate_limit_redis" in features:
+        tables["ratelimit"].update(store="redis", redis={"url": f"redis://127.0.0.1:{redis_port}", "timeout": "100ms"})
     return route, tables
 
 
@@ -57,11 +59,11 @@ class Fastgate(Proxy):
 
     def routes(self, spec: ProxySpec) -> list[dict]:
         """The ``[[routes]]``: everything to the origin, with the gateway features of ``spec``."""
-        route, _ = gateway_settings(spec.features & SUPPORTED)
+        route, _ = gateway_settings(spec.features & SUPPORTED, spec.redis_port)
         return [{"path_prefix": "/", "upstream": "origin", **route}]
 
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
-        _, tables = gateway_settings(spec.features & SUPPORTED)
+        _, tables = gateway_settings(spec.features & SUPPORTED, spec.redis_port)
         config = {
             "server": {
                 "workers": spec.workers,
@@ -82,3 +84,9 @@ class Fastgate(Proxy):
         conf = spec.workdir / "fastgate.toml"
         conf.write_text(tomlwrite.dumps(config))
         return [*fastgate_command(), "-c", str(conf)], sorted((spec.features & SUPPORTED) | ALWAYS_ON)
+
+
+class UnlimitedFastgate(Fastgate):
+    """fastgate without the limit, beside the limited one in a limit-* scenario."""
+
+    name = "fastgate-unlimited"
