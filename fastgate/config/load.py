@@ -122,6 +122,8 @@ def _check_fields(config: Config) -> None:
         for name in ("connect_timeout", "read_timeout", "idle_timeout"):
             if getattr(upstream, name) <= 0:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")
+        if not 0 <= upstream.connect_retries <= 10:
+            raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
         if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
             raise FieldError(where, "pool sizes cannot be negative")
     for i, route in enumerate(config.routes):

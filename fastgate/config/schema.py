@@ -93,6 +93,9 @@ class Upstream(_Section):
     """For consistent_hash: "ip" (the client address), "header:NAME" or "cookie:NAME"."""
     connect_timeout: Duration = Duration(5.0)
     """Time to establish a TCP connection to a server; then 504."""
+    connect_retries: int = 1
+    """Further attempts, each on another server of the group, when a connection cannot be made
+    (refused, unreachable, timed out). Nothing reached the upstream yet, so any request may go again."""
     read_timeout: Duration = Duration(60.0)
     """Longest pause while waiting for response bytes from a server; then 504."""
     total_timeout: Duration = Duration(0.0)

@@ -55,7 +55,7 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix",
+        "limit_headers", "checking", "prefix", "tried",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -84,6 +84,8 @@ class ClientConnection(asyncio.Protocol):
         """The pool of the server chosen for this request; counts it in flight until released."""
         self.started_s = 0.0
         """When the request went upstream, for balancers that track response times."""
+        self.tried: list | None = None
+        """Pools this request failed to connect to, once a connect retry happened."""
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
@@ -181,7 +183,8 @@ class ClientConnection(asyncio.Protocol):
         elif waiting == _BODY_TIMEOUT and not self.response_started:
             self._refuse(408, "request body not received in time")
         elif waiting == _CONNECT:
-            self.on_upstream_failed(504, "upstream connect timed out")
+            self._abandon_connect()
+            self._connect_failed(504, "upstream connect timed out")
         else:  # idle keep-alive, stalled body, slow reader, idle tunnel
             self._abort()
 
@@ -360,6 +363,7 @@ class ClientConnection(asyncio.Protocol):
             head, route, self.request_id, self.client_ip, self.proto_header, pool.label.encode()
         )
         self.upstream_head = request_head
+        self.tried = None
         upstream = pool.acquire()
         if upstream is not None:
             self.upstream = upstream
@@ -429,6 +433,24 @@ class ClientConnection(asyncio.Protocol):
         self.waiting = _CONNECT
         self.deadline = self.ctx.clock.now + self.pool.group.connect_timeout_s
 
+    def _connect_failed(self, status: int, reason: str) -> None:
+        """No connection to the chosen server: try another one (connect_retries), else answer."""
+        pool = self.pool
+        group = pool.group
+        tried = self.tried or [pool]
+        other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
+        if other is None:
+            self.on_upstream_failed(status, reason)
+            return
+        tried.append(other)
+        self.tried = tried
+        self._release_pool()
+        other.active += 1
+        self.pool = other
+        self.connecting = other.connect(self._connected)
+        self.waiting = _CONNECT
+        self.deadline = self.ctx.clock.now + group.connect_timeout_s
+
     def _send_upstream(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
@@ -447,8 +469,8 @@ class ClientConnection(asyncio.Protocol):
             return
         exc = future.exception()
         if exc is not None:
-            self.on_upstream_failed(502, "upstream refused the connection" if isinstance(exc, ConnectionRefusedError)
-                                    else f"cannot connect to upstream: {exc.__class__.__name__}")
+            self._connect_failed(502, "upstream refused the connection" if isinstance(exc, ConnectionRefusedError)
+                                 else f"cannot connect to upstream: {exc.__class__.__name__}")
             return
         upstream = future.result()[1]
         if self.state == CLOSED:
@@ -618,16 +640,20 @@ class ClientConnection(asyncio.Protocol):
     def _drop_upstream(self) -> None:
         """Let go of the upstream side mid-exchange: it cannot be reused."""
         self._release_pool()
-        if self.connecting is not None:
-            connecting = self.connecting
-            self.connecting = None
-            connecting.add_done_callback(_close_made_connection)
-            connecting.cancel()
+        self._abandon_connect()
         self.pending = []
         upstream = self.upstream
         if upstream is not None:
             self.upstream = None
             upstream.abort()
+
+    def _abandon_connect(self) -> None:
+        """Give up a connect in progress; a connection it still makes is closed."""
+        connecting = self.connecting
+        if connecting is not None:
+            self.connecting = None
+            connecting.add_done_callback(_close_made_connection)
+            connecting.cancel()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.state != CLOSED:

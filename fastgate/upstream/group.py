@@ -30,12 +30,14 @@ class UpstreamGroup:
     """
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
-                 "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer")
+                 "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer",
+                 "connect_retries")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
         self.servers = tuple(ServerSpec(s) for s in config.servers)
         self.connect_timeout_s = float(config.connect_timeout)
+        self.connect_retries = config.connect_retries
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
@@ -57,6 +59,14 @@ class UpstreamGroup:
         if balancer.needs_key:
             return balancer.pick(self.key_of(head, client_ip))
         return balancer.pick()
+
+    def pick_other(self, head, client_ip: bytes, tried: list):
+        """A server not tried yet for this request, for a retry; None when every one was."""
+        for _ in range(len(self.pools)):
+            pool = self.pick(head, client_ip)
+            if pool is not None and pool not in tried:
+                return pool
+        return next((p for p in self.balancer.candidates if p not in tried), None)
 
 
 def compile_upstreams(configs: list[Upstream]) -> dict[str, UpstreamGroup]:
