@@ -124,6 +124,13 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")
         if not 0 <= upstream.connect_retries <= 10:
             raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
+        if not 0 <= upstream.retries <= 10:
+            raise FieldError(f"{where}.retries", "must be between 0 and 10")
+        if not 0.0 <= upstream.retry_budget <= 1.0:
+            raise FieldError(f"{where}.retry_budget", "must be between 0 and 1")
+        for j, status in enumerate(upstream.retry_on_status):
+            if not 500 <= status <= 599:
+                raise FieldError(f"{where}.retry_on_status[{j}]", "only 5xx statuses can be retried")
         if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
             raise FieldError(where, "pool sizes cannot be negative")
     for i, route in enumerate(config.routes):

@@ -96,6 +96,18 @@ class Upstream(_Section):
     connect_retries: int = 1
     """Further attempts, each on another server of the group, when a connection cannot be made
     (refused, unreachable, timed out). Nothing reached the upstream yet, so any request may go again."""
+    retries: int = 1
+    """Further attempts, each on another server, of an idempotent request without a body (GET, HEAD,
+    OPTIONS, TRACE, PUT, DELETE) when its server reset or closed the connection, sent garbage or
+    timed out before the response head, or answered one of retry_on_status. 0 turns this off."""
+    retry_on_status: list[int] = msgspec.field(default_factory=lambda: [502, 503, 504])
+    """Response statuses that count as a failed attempt (the response is dropped and the request
+    goes to another server while attempts remain)."""
+    retry_backoff: Duration = Duration(0.025)
+    """Base of the back-off before a retry: a random wait between 0 and base x 2^(attempt-1)."""
+    retry_budget: float = 0.2
+    """Retries in flight may be at most this share of the group's requests in flight (but 3 are
+    always allowed), so that retries cannot snowball when every server struggles."""
     read_timeout: Duration = Duration(60.0)
     """Longest pause while waiting for response bytes from a server; then 504."""
     total_timeout: Duration = Duration(0.0)

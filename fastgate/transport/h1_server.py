@@ -30,6 +30,7 @@ pauses; when the client's is full, upstream reading pauses.
 """
 
 import asyncio
+import random
 import time
 
 from fastgate.observe.errorlog import log
@@ -45,6 +46,7 @@ HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _PENDING_HIGH_BYTES = 256 * 1024
 
 
@@ -55,7 +57,7 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix", "tried",
+        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -85,7 +87,12 @@ class ClientConnection(asyncio.Protocol):
         self.started_s = 0.0
         """When the request went upstream, for balancers that track response times."""
         self.tried: list | None = None
-        """Pools this request failed to connect to, once a connect retry happened."""
+        """Pools this request was sent or tried to connect to, once it went to a second server."""
+        self.attempt = 0
+        """Retries this request had after it was sent (Upstream.retries)."""
+        self.retry_group = None
+        """The group whose retry budget this request holds while it is being retried."""
+        self.retry_timer: asyncio.TimerHandle | None = None
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
@@ -364,6 +371,7 @@ class ClientConnection(asyncio.Protocol):
         )
         self.upstream_head = request_head
         self.tried = None
+        self.attempt = 0
         upstream = pool.acquire()
         if upstream is not None:
             self.upstream = upstream
@@ -440,7 +448,7 @@ class ClientConnection(asyncio.Protocol):
         tried = self.tried or [pool]
         other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
         if other is None:
-            self.on_upstream_failed(status, reason)
+            self._fail_upstream(status, reason)
             return
         tried.append(other)
         self.tried = tried
@@ -510,6 +518,8 @@ class ClientConnection(asyncio.Protocol):
             self.buffer = b""
 
     def on_response_head(self, head) -> None:
+        if head.status in self.pool.group.retry_on_status and self._retry():
+            return
         self.response_started = True
         if self.started_s:
             self.pool.observe(time.monotonic() - self.started_s)
@@ -545,6 +555,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport.writelines(payload)
 
     def on_response_end(self, reusable: bool) -> None:
+        self._end_retry()
         if self.corked_head:
             self.transport.write(self.corked_head)
             self.corked_head = b""
@@ -577,6 +588,11 @@ class ClientConnection(asyncio.Protocol):
         self._connect(self.upstream_head)
 
     def on_upstream_failed(self, status: int, reason: str) -> None:
+        if not self._retry():
+            self._fail_upstream(status, reason)
+
+    def _fail_upstream(self, status: int, reason: str) -> None:
+        """Answer ``status`` (nothing was sent yet) or cut the response short."""
         self._drop_upstream()
         if self.state == CLOSED:
             return
@@ -629,6 +645,67 @@ class ClientConnection(asyncio.Protocol):
         self._drop_upstream()
         self.transport.abort()
 
+    # -- retries after the request was sent -------------------------------------
+    def _retry(self) -> bool:
+        """Send the request again to another server if it may go again; False when it may not.
+
+        Only an idempotent request without a body, before any of a response
+        went to the client, within the group's attempt cap and retry budget,
+        and only to a server it has not been sent to.
+        """
+        head = self.head
+        pool = self.pool
+        if (pool is None or self.response_started or self.state != WAIT or head.has_body or head.upgrade
+                or head.method not in _IDEMPOTENT):
+            return False
+        group = pool.group
+        if self.attempt >= group.retries or (not self.attempt and not group.retry_allowed()):
+            return False
+        tried = self.tried or [pool]
+        other = group.pick_other(head, self.client_ip, tried)
+        if other is None:
+            return False
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+        self._release_pool()
+        if not self.attempt:
+            group.retries_in_flight += 1
+            self.retry_group = group
+        self.attempt += 1
+        tried.append(other)
+        self.tried = tried
+        other.active += 1
+        self.pool = other
+        self.waiting = _IDLE
+        self.deadline = 0.0
+        backoff_s = random.uniform(0.0, group.retry_backoff_s * 2 ** (self.attempt - 1))
+        self.retry_timer = self.ctx.clock.loop.call_later(backoff_s, self._send_again)
+        return True
+
+    def _send_again(self) -> None:
+        self.retry_timer = None
+        if self.state == CLOSED:
+            return
+        upstream = self.pool.acquire()
+        if upstream is None:
+            self._connect(self.upstream_head)
+            return
+        self.upstream = upstream
+        upstream.start(self, self.head.method)
+        upstream.transport.write(self.upstream_head)
+
+    def _end_retry(self) -> None:
+        """The request is over: give its place in the retry budget back."""
+        group = self.retry_group
+        if group is not None:
+            self.retry_group = None
+            group.retries_in_flight -= 1
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
+
     def _release_pool(self) -> None:
         """The exchange with the chosen server is over: it no longer counts as in flight."""
         pool = self.pool
@@ -639,6 +716,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _drop_upstream(self) -> None:
         """Let go of the upstream side mid-exchange: it cannot be reused."""
+        self._end_retry()
         self._release_pool()
         self._abandon_connect()
         self.pending = []

@@ -4,6 +4,9 @@ from fastgate.config.schema import Upstream, UpstreamServer
 from fastgate.upstream.balancer import BALANCERS, Balancer
 from fastgate.upstream.hash_key import compile_hash_key
 
+_MIN_RETRY_CONCURRENCY = 3
+"""Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
+
 
 class ServerSpec:
     """One server of a group as configured."""
@@ -31,13 +34,20 @@ class UpstreamGroup:
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer",
-                 "connect_retries")
+                 "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
+                 "retries_in_flight")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
         self.servers = tuple(ServerSpec(s) for s in config.servers)
         self.connect_timeout_s = float(config.connect_timeout)
         self.connect_retries = config.connect_retries
+        self.retries = config.retries
+        self.retry_on_status = frozenset(config.retry_on_status)
+        self.retry_backoff_s = float(config.retry_backoff)
+        self.retry_budget = config.retry_budget
+        self.retries_in_flight = 0
+        """Requests of this worker that are on a retry now (for the budget)."""
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
@@ -59,6 +69,11 @@ class UpstreamGroup:
         if balancer.needs_key:
             return balancer.pick(self.key_of(head, client_ip))
         return balancer.pick()
+
+    def retry_allowed(self) -> bool:
+        """Whether the retry budget lets one more request retry now."""
+        in_flight = sum(p.active for p in self.pools)
+        return self.retries_in_flight < max(_MIN_RETRY_CONCURRENCY, self.retry_budget * in_flight)
 
     def pick_other(self, head, client_ip: bytes, tried: list):
         """A server not tried yet for this request, for a retry; None when every one was."""
