@@ -169,3 +169,14 @@ class Proc:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_listening(name: str, argv: list[str], log_path: Path, cpus: tuple[int, ...] | None, port: int) -> Proc:
+    """Start a server and wait until it listens on ``port``; it is stopped if it does not."""
+    proc = Proc(name, argv, log_path, cpus)
+    try:
+        proc.wait_for_port(port, 20.0)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc

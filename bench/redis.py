@@ -3,7 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from bench.procs import Proc, free_port
+from bench.procs import Proc, free_port, start_listening
 
 
 def start_redis(workdir: Path, cpus: tuple[int, ...] | None) -> tuple[Proc, int]:
@@ -13,13 +13,7 @@ def start_redis(workdir: Path, cpus: tuple[int, ...] | None) -> tuple[Proc, int]
     log = workdir / "redis.log"
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(workdir)]
-    proc = Proc("redis", argv, log, cpus)
-    try:
-        proc.wait_for_port(port, 20.0)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, port
+    return start_listening("redis", argv, log, cpus, port), port
 
 
 def script_calls(port: int) -> int:

@@ -20,6 +20,17 @@ def upstream() -> Iterator[Upstream]:
         yield server
 
 
+@pytest.fixture
+def three_upstreams() -> Iterator[list[Upstream]]:
+    """Three origin servers for one test, for load balancing and retries."""
+    servers = [Upstream().start() for _ in range(3)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
 def module_upstream() -> Iterator[Upstream]:
     """An HTTP origin server shared by a module's tests; they tell their requests apart by path."""

@@ -9,7 +9,7 @@ probe can check what a proxy sent upstream.
 from pathlib import Path
 
 from bench.peers.nginx import nginx_argv, nginx_conf
-from bench.procs import Proc, free_port
+from bench.procs import Proc, free_port, start_listening
 
 BODIES = {"/small": 12, "/16k": 16 * 1024, "/1m": 1024 * 1024}
 """Path -> size in bytes of the body served there."""
@@ -48,10 +48,4 @@ def start_origin(workdir: Path, cpus: tuple[int, ...] | None) -> tuple[Proc, int
     }}"""
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_conf(workdir, log, 1, ORIGIN_CONNECTIONS, body))
-    proc = Proc("origin", nginx_argv(workdir, conf, log), log, cpus)
-    try:
-        proc.wait_for_port(port, 20.0)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, port
+    return start_listening("origin", nginx_argv(workdir, conf, log), log, cpus, port), port

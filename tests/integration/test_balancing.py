@@ -5,18 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.upstream import Upstream
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def three_upstreams():
-    servers = [Upstream().start() for _ in range(3)]
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def served_by(servers, marker: str) -> list[int]:

@@ -10,18 +10,7 @@ import httpx
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.upstream import Upstream
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def three_upstreams():
-    servers = [Upstream().start() for _ in range(3)]
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def gateway(gateways, servers, **upstream):
