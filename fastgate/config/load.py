@@ -126,6 +126,8 @@ def _check_fields(config: Config) -> None:
             raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
         if not 0 <= upstream.retries <= 10:
             raise FieldError(f"{where}.retries", "must be between 0 and 10")
+        if upstream.eject_after_failures < 0 or not 0.0 <= upstream.max_ejected <= 1.0:
+            raise FieldError(f"{where}.eject_after_failures", "needs eject_after_failures >= 0 and max_ejected in 0..1")
         if not 0.0 <= upstream.retry_budget <= 1.0:
             raise FieldError(f"{where}.retry_budget", "must be between 0 and 1")
         for j, status in enumerate(upstream.retry_on_status):

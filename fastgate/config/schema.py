@@ -105,6 +105,14 @@ class Upstream(_Section):
     goes to another server while attempts remain)."""
     retry_backoff: Duration = Duration(0.025)
     """Base of the back-off before a retry: a random wait between 0 and base x 2^(attempt-1)."""
+    eject_after_failures: int = 5
+    """Passive health: a server whose last this-many exchanges failed in a row (no connection,
+    reset, timeout, or a 5xx answer) is taken out of the balancer for a while. 0 turns this off."""
+    ejection_time: Duration = Duration(10.0)
+    """How long an ejected server stays out, times the number of times it was ejected (up to 10x)."""
+    max_ejected: float = 0.5
+    """Share of the group's servers that may be out at once (rounded down: a single server is
+    never ejected)."""
     retry_budget: float = 0.2
     """Retries in flight may be at most this share of the group's requests in flight (but 3 are
     always allowed), so that retries cannot snowball when every server struggles."""

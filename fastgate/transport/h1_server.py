@@ -445,6 +445,7 @@ class ClientConnection(asyncio.Protocol):
         """No connection to the chosen server: try another one (connect_retries), else answer."""
         pool = self.pool
         group = pool.group
+        group.record_failure(pool)
         tried = self.tried or [pool]
         other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
         if other is None:
@@ -518,8 +519,13 @@ class ClientConnection(asyncio.Protocol):
             self.buffer = b""
 
     def on_response_head(self, head) -> None:
-        if head.status in self.pool.group.retry_on_status and self._retry():
-            return
+        pool = self.pool
+        if head.status >= 500:
+            pool.group.record_failure(pool)
+            if head.status in pool.group.retry_on_status and self._retry():
+                return
+        elif pool.failures:
+            pool.failures = 0
         self.response_started = True
         if self.started_s:
             self.pool.observe(time.monotonic() - self.started_s)
@@ -588,6 +594,8 @@ class ClientConnection(asyncio.Protocol):
         self._connect(self.upstream_head)
 
     def on_upstream_failed(self, status: int, reason: str) -> None:
+        if self.pool is not None:
+            self.pool.group.record_failure(self.pool)
         if not self._retry():
             self._fail_upstream(status, reason)
 

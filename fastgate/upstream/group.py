@@ -1,9 +1,12 @@
 """A named group of upstream servers, compiled from config; pools and balancer are per worker."""
 
 from fastgate.config.schema import Upstream, UpstreamServer
-from fastgate.upstream.balancer import BALANCERS, Balancer
+from fastgate.observe.errorlog import log
+from fastgate.upstream.balancer import BALANCERS, Balancer, candidate_pools
 from fastgate.upstream.hash_key import compile_hash_key
 
+_MAX_EJECTION_FACTOR = 10
+"""An ejection lasts at most this many times ejection_time."""
 _MIN_RETRY_CONCURRENCY = 3
 """Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
 
@@ -35,7 +38,7 @@ class UpstreamGroup:
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer",
                  "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
-                 "retries_in_flight")
+                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -48,6 +51,9 @@ class UpstreamGroup:
         self.retry_budget = config.retry_budget
         self.retries_in_flight = 0
         """Requests of this worker that are on a retry now (for the budget)."""
+        self.eject_after = config.eject_after_failures
+        self.ejection_time_s = float(config.ejection_time)
+        self.max_ejected = int(config.max_ejected * len(self.servers))
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
@@ -69,6 +75,31 @@ class UpstreamGroup:
         if balancer.needs_key:
             return balancer.pick(self.key_of(head, client_ip))
         return balancer.pick()
+
+    # -- passive health: per worker, like the pools --------------------------------
+    def record_failure(self, pool) -> None:
+        """An exchange with ``pool``'s server failed; eject it after eject_after failures in a row."""
+        pool.failures += 1
+        if (not self.eject_after or pool.failures < self.eject_after or pool.ejected
+                or sum(p.ejected for p in self.pools) >= self.max_ejected):
+            return
+        pool.ejected = True
+        pool.ejections += 1
+        pool.failures = 0
+        clock = pool.clock
+        pool.deadline = clock.now + self.ejection_time_s * min(pool.ejections, _MAX_EJECTION_FACTOR)
+        clock.watched.add(pool)
+        self.balancer.set_candidates(candidate_pools(self.pools))
+        log.warning("upstream %s: server %s ejected for %.1fs after failing %d times in a row",
+                    self.name, pool.label, pool.deadline - clock.now, self.eject_after)
+
+    def restore(self, pool) -> None:
+        """An ejection ended: the server takes requests again (its next failures count anew)."""
+        pool.ejected = False
+        pool.deadline = 0.0
+        pool.clock.watched.discard(pool)
+        self.balancer.set_candidates(candidate_pools(self.pools))
+        log.info("upstream %s: server %s back after ejection", self.name, pool.label)
 
     def retry_allowed(self) -> bool:
         """Whether the retry budget lets one more request retry now."""

@@ -19,7 +19,7 @@ class ServerPool:
     """
 
     __slots__ = ("group", "host", "port", "label", "loop", "clock", "idle", "weight", "backup", "drain",
-                 "active", "ewma_s")
+                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline")
 
     def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
         self.group = group
@@ -37,6 +37,14 @@ class ServerPool:
         """Requests in flight to this server from this worker."""
         self.ewma_s = _EWMA_START_S
         """Smoothed time to the response head, for p2c_ewma."""
+        # passive health (UpstreamGroup.record_failure)
+        self.failures = 0
+        """Failed exchanges in a row."""
+        self.ejected = False
+        self.ejections = 0
+        """Times this server was ejected; the next ejection lasts that much longer."""
+        self.deadline = 0.0
+        """While ejected, when it comes back (the clock calls on_deadline)."""
 
     def acquire(self) -> UpstreamConnection | None:
         """An idle connection that is still open, or None."""
@@ -71,6 +79,9 @@ class ServerPool:
             self.idle.remove(conn)
         except ValueError:
             pass
+
+    def on_deadline(self) -> None:
+        self.group.restore(self)
 
     def observe(self, seconds: float) -> None:
         """Fold one response time into the moving average."""

@@ -14,6 +14,7 @@ class Pool:
     weight: int = 1
     backup: bool = False
     drain: bool = False
+    ejected: bool = False
     active: int = 0
     ewma_s: float = 0.001
 
