@@ -124,6 +124,8 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")
         if not 0 <= upstream.connect_retries <= 10:
             raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
+        if upstream.max_concurrent_requests < 0:
+            raise FieldError(f"{where}.max_concurrent_requests", "cannot be negative")
         if not 0 <= upstream.retries <= 10:
             raise FieldError(f"{where}.retries", "must be between 0 and 10")
         if upstream.eject_after_failures < 0 or not 0.0 <= upstream.max_ejected <= 1.0:

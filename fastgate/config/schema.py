@@ -105,6 +105,9 @@ class Upstream(_Section):
     goes to another server while attempts remain)."""
     retry_backoff: Duration = Duration(0.025)
     """Base of the back-off before a retry: a random wait between 0 and base x 2^(attempt-1)."""
+    max_concurrent_requests: int = 0
+    """Most requests in flight to this upstream from one worker; past it the answer is 503 at
+    once instead of a queue. 0: no limit."""
     eject_after_failures: int = 5
     """Passive health: a server whose last this-many exchanges failed in a row (no connection,
     reset, timeout, or a 5xx answer) is taken out of the balancer for a while. 0 turns this off."""

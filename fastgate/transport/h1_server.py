@@ -355,7 +355,11 @@ class ClientConnection(asyncio.Protocol):
 
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
-        pool = route.upstream.pick(head, self.client_ip)
+        group = route.upstream
+        if group.max_concurrent and group.overloaded():
+            self._refuse(503, "upstream overloaded")
+            return
+        pool = group.pick(head, self.client_ip)
         if pool is None:
             self._refuse(503, "no upstream server available")
             return

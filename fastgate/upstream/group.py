@@ -36,9 +36,9 @@ class UpstreamGroup:
     """
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
-                 "max_idle", "idle_timeout_s", "max_requests", "balance", "key_of", "pools", "balancer",
+                 "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
                  "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
-                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected")
+                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -51,6 +51,7 @@ class UpstreamGroup:
         self.retry_budget = config.retry_budget
         self.retries_in_flight = 0
         """Requests of this worker that are on a retry now (for the budget)."""
+        self.max_concurrent = config.max_concurrent_requests
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
         self.max_ejected = int(config.max_ejected * len(self.servers))
@@ -58,7 +59,7 @@ class UpstreamGroup:
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
         self.idle_timeout_s = float(config.idle_timeout)
-        self.max_requests = config.max_requests_per_connection
+        self.max_requests_per_conn = config.max_requests_per_connection
         self.balance = config.balance
         self.key_of = compile_hash_key(config.hash_key) if config.balance == "consistent_hash" else None
         self.pools: tuple = ()
@@ -100,6 +101,10 @@ class UpstreamGroup:
         pool.clock.watched.discard(pool)
         self.balancer.set_candidates(candidate_pools(self.pools))
         log.info("upstream %s: server %s back after ejection", self.name, pool.label)
+
+    def overloaded(self) -> bool:
+        """Whether max_concurrent_requests are in flight from this worker (False without a limit)."""
+        return bool(self.max_concurrent) and sum(p.active for p in self.pools) >= self.max_concurrent
 
     def retry_allowed(self) -> bool:
         """Whether the retry budget lets one more request retry now."""

@@ -67,7 +67,7 @@ class ServerPool:
     def release(self, conn: UpstreamConnection) -> None:
         group = self.group
         if (len(self.idle) < group.max_idle and conn.usable()
-                and (not group.max_requests or conn.requests < group.max_requests)):
+                and (not group.max_requests_per_conn or conn.requests < group.max_requests_per_conn)):
             conn.deadline = self.clock.now + group.idle_timeout_s
             self.idle.append(conn)
         else:
