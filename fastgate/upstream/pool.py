@@ -14,7 +14,7 @@ class ServerPool:
 
     A connection comes back through ``release`` only after a clean, complete
     exchange; the pool keeps it if there is room and it has not served
-    ``max_requests`` requests, else closes it. Idle connections older than
+    ``max_requests_per_connection`` requests, else closes it. Idle connections older than
     the group's idle timeout are closed by the clock's sweep.
     """
 
