@@ -604,14 +604,25 @@ class ClientConnection(asyncio.Protocol):
             self._fail_upstream(status, reason)
 
     def _fail_upstream(self, status: int, reason: str) -> None:
-        """Answer ``status`` (nothing was sent yet) or cut the response short."""
+        """Answer ``status`` if nothing of the response reached the client yet, else cut it short."""
         self._drop_upstream()
         if self.state == CLOSED:
             return
-        if self.response_started or self.state == TUNNEL:
+        if self._response_sent() or self.state == TUNNEL:
             self._abort()
         else:
+            self._forget_response()
             self._refuse(status, reason)
+
+    def _response_sent(self) -> bool:
+        """Whether bytes of the response went to the client (a head still corked has not)."""
+        return self.response_started and not self.corked_head
+
+    def _forget_response(self) -> None:
+        """Drop a response head that never reached the client (its exchange failed)."""
+        self.response_started = False
+        self.corked_head = b""
+        self.dechunk = None
 
     def pause_client_reading(self) -> None:
         self._pause_reading()
@@ -667,7 +678,7 @@ class ClientConnection(asyncio.Protocol):
         """
         head = self.head
         pool = self.pool
-        if (pool is None or self.response_started or self.state != WAIT or head.has_body or head.upgrade
+        if (pool is None or self._response_sent() or self.state != WAIT or head.has_body or head.upgrade
                 or head.method not in _IDEMPOTENT):
             return False
         group = pool.group
@@ -682,6 +693,7 @@ class ClientConnection(asyncio.Protocol):
         if upstream is not None:
             upstream.abort()
         self._release_pool()
+        self._forget_response()
         if not self.attempt:
             group.retries_in_flight += 1
             self.retry_group = group

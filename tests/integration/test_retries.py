@@ -97,3 +97,12 @@ def test_killing_one_of_three_servers_under_load_costs_no_request(gateways, tmp_
         for server in servers:
             server.kill()
             server.wait()
+
+
+def test_a_server_that_dies_after_its_head_is_retried_or_answered_502(gateways, three_upstreams):
+    """Nothing of a failed response reached the client (its head was still held back): the
+    request may go again, and when no attempt is left the client gets a JSON 502, not a bare close."""
+    gw = gateway(gateways, three_upstreams, retries=1, retry_backoff="1ms")
+    response = httpx.get(gw.url("/dies?fail=headonly"))
+    assert response.status_code == 502 and response.json()["status"] == 502
+    assert reached(three_upstreams, "/dies?") == 2

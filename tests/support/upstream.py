@@ -25,7 +25,8 @@ What the server answers is chosen by the request's query string, so any path
 - ``fail=reset`` (RST after reading the request), ``fail=close`` (close
   without answering), ``fail=stale`` (close without answering, unless the
   request is the first on its connection: a keep-alive race),
-  ``fail=garbage`` (a non-HTTP answer), ``fail=midbody`` (head and half the
+  ``fail=garbage`` (a non-HTTP answer), ``fail=headonly`` (a response head promising a
+  body, then close), ``fail=midbody`` (head and half the
   body, then RST);
 - ``idle_close=1`` closes the connection shortly after the response, without
   having announced it (a keep-alive connection that goes stale).
@@ -333,6 +334,11 @@ class Upstream:
             _reset(writer)
             return False
         if fail == "close" or (fail == "stale" and request.index_on_conn > 0):
+            writer.close()
+            return False
+        if fail == "headonly":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            await writer.drain()
             writer.close()
             return False
         if fail == "garbage":
