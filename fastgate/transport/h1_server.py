@@ -36,9 +36,9 @@ import time
 from fastgate.observe.errorlog import log
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
+from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import ChunkedFramer, FramingError
-from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
 HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
@@ -100,7 +100,7 @@ class ClientConnection(asyncio.Protocol):
         """Bytes for the upstream while its connection is being made."""
         self.pending_bytes = 0
         self.upstream_head = b""
-        """The request head as sent upstream, kept to replay it after a stale pooled connection."""
+        """The request head as sent upstream, kept to send it again (stale connection, retry)."""
         self.body_remaining = 0
         self.body_framer: ChunkedFramer | None = None
         self.response_started = False
