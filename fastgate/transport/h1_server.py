@@ -38,7 +38,7 @@ from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.context import WorkerContext
-from fastgate.wire.chunked import ChunkedFramer, FramingError
+from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
 HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
@@ -345,8 +345,11 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
         try:
             complete = self.prefix.feed(data)
+        except BodyTooLarge:
+            self._refuse(413, "request body too large")
+            return
         except FramingError as exc:
-            self._refuse(413 if str(exc) == "too large" else 400, f"malformed request body: {exc}")
+            self._refuse(400, f"malformed request body: {exc}")
             return
         if complete:
             prefix = self.prefix
@@ -371,7 +374,7 @@ class ClientConnection(asyncio.Protocol):
         self.sent_continue = False
         self.dechunk = None
         request_head = upstream_request_head(
-            head, route, self.request_id, self.client_ip, self.proto_header, pool.label.encode()
+            head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header
         )
         self.upstream_head = request_head
         self.tried = None
@@ -413,11 +416,11 @@ class ClientConnection(asyncio.Protocol):
         if framer is not None:
             try:
                 end = framer.feed(data)
+            except BodyTooLarge:
+                self._refuse(413, "request body too large")
+                return
             except FramingError as exc:
-                if str(exc) == "too large":
-                    self._refuse(413, "request body too large")
-                else:
-                    self._refuse(400, f"malformed request body: {exc}")
+                self._refuse(400, f"malformed request body: {exc}")
                 return
             if end < 0:
                 self._send_upstream(data)

@@ -18,7 +18,7 @@ class ServerPool:
     the group's idle timeout are closed by the clock's sweep.
     """
 
-    __slots__ = ("group", "host", "port", "label", "loop", "clock", "idle", "weight", "backup", "drain",
+    __slots__ = ("group", "host", "port", "label", "host_header", "loop", "clock", "idle", "weight", "backup", "drain",
                  "active", "ewma_s", "failures", "ejected", "ejections", "deadline")
 
     def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
@@ -26,6 +26,8 @@ class ServerPool:
         self.host = spec.host
         self.port = spec.port
         self.label = f"{spec.host}:{spec.port}"
+        self.host_header = self.label.encode()
+        """Host sent upstream for an HTTP/1.0 request that had none."""
         self.loop = loop
         self.clock = clock
         self.idle: list[UpstreamConnection] = []

@@ -28,6 +28,10 @@ class FramingError(Exception):
     """The bytes are not a valid chunked body."""
 
 
+class BodyTooLarge(FramingError):
+    """The body's payload passed ``max_body_bytes``."""
+
+
 class ChunkedFramer:
     __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes")
 
@@ -39,7 +43,7 @@ class ChunkedFramer:
         self.body_bytes = 0
         """Payload bytes seen so far (without the chunked coding)."""
         self.max_body_bytes = max_body_bytes
-        """Above this many payload bytes FramingError is raised with 'too large'; 0 means no limit."""
+        """Above this many payload bytes BodyTooLarge is raised; 0 means no limit."""
 
     @property
     def done(self) -> bool:
@@ -101,7 +105,7 @@ class ChunkedFramer:
             return
         self.body_bytes += size
         if self.max_body_bytes and self.body_bytes > self.max_body_bytes:
-            raise FramingError("too large")
+            raise BodyTooLarge("too large")
         self._state = _DATA
         self._remaining = size
 
