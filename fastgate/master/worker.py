@@ -16,6 +16,8 @@ import uvloop
 from fastgate.config.load import LoadedConfig
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.observe.observer import RequestObserver
+from fastgate.observe.sinks import build_sinks
 from fastgate.transport.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.h1_server import ClientConnection
@@ -49,7 +51,10 @@ def _tick_s(loaded: LoadedConfig) -> float:
 async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
     config = loaded.config
     clock = Clock(loop, _tick_s(loaded))
-    ctx = WorkerContext(loaded, clock)
+    observer = RequestObserver(build_sinks(loaded, loop))
+    if observer.sinks:
+        clock.on_tick.append(observer.flush)
+    ctx = WorkerContext(loaded, clock, observer)
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
     loaded.limiter.attach(loop)
@@ -60,6 +65,10 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     ]
     clock.start()
     stopped = loop.create_future()
+
+    def reopen_logs() -> None:
+        errorlog.reopen()
+        observer.reopen()
 
     def stop(code: int) -> None:
         if not stopped.done():
@@ -86,7 +95,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     loop.add_signal_handler(signal.SIGQUIT, graceful)
     loop.add_signal_handler(signal.SIGTERM, stop, 0)
     loop.add_signal_handler(signal.SIGINT, stop, 0)
-    loop.add_signal_handler(signal.SIGUSR1, errorlog.reopen)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     os.write(ready_fd, b"1")
     os.close(ready_fd)
@@ -100,5 +109,6 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
         for pool in group.pools:
             pool.close_idle()
     await loaded.limiter.close()
+    await observer.close()
     clock.stop()
     return code

@@ -21,7 +21,7 @@ class Route:
 
     __slots__ = (
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
-        "respond_body",
+        "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
         "request_id", "limits",
     )
@@ -41,7 +41,9 @@ class Route:
         self.upstream = upstream
         self.response_edits = CompiledEdits(config.response_headers)
         self.respond_head = self.respond_body = None
+        self.respond_status = 0
         if config.respond is not None:
+            self.respond_status = config.respond.status
             body = config.respond.body.encode()
             self.respond_body = body
             self.respond_head = b"".join((

@@ -21,7 +21,7 @@ from fastgate.observe.errorlog import log
 
 
 class Clock:
-    __slots__ = ("loop", "tick_s", "now", "date_header", "watched", "_handle", "_second")
+    __slots__ = ("loop", "tick_s", "now", "date_header", "watched", "on_tick", "_handle", "_second")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tick_s: float) -> None:
         self.loop = loop
@@ -30,6 +30,8 @@ class Clock:
         self.date_header = b""
         """``\\r\\nDate: ...`` for responses the gateway writes itself."""
         self.watched: set = set()
+        self.on_tick: list = []
+        """Functions called on every tick, after the deadlines (e.g. flushing buffered logs)."""
         self._second = -1
         self._handle: asyncio.TimerHandle | None = None
         self._refresh_date()
@@ -59,3 +61,8 @@ class Clock:
             except Exception:
                 log.exception("internal error in a timeout handler")
                 self.watched.discard(watched)
+        for call in self.on_tick:
+            try:
+                call()
+            except Exception:
+                log.exception("internal error in a clock tick handler")

@@ -1,6 +1,7 @@
 """What every client connection of one worker shares: config, clock, ids, limits."""
 
 from fastgate.config.load import LoadedConfig
+from fastgate.observe.observer import RequestObserver
 from fastgate.proxy.request_id import RequestIds
 from fastgate.transport.clock import Clock
 
@@ -11,14 +12,16 @@ class WorkerContext:
     __slots__ = (
         "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer",
     )
 
-    def __init__(self, loaded: LoadedConfig, clock: Clock) -> None:
+    def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
         http = loaded.config.http
         self.router = loaded.router
         self.clock = clock
         self.request_ids = RequestIds()
+        self.observer = observer
+        """The log phase (observe/observer.py)."""
         self.connections: set = set()
         """Open client connections, for drain and stop."""
         self.draining = False

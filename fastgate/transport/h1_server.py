@@ -34,6 +34,7 @@ import random
 import time
 
 from fastgate.observe.errorlog import log
+from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_NONE, LIMIT_UNAVAILABLE
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.body_prefix import BodyPrefix
@@ -58,6 +59,7 @@ class ClientConnection(asyncio.Protocol):
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
         "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
+        "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -115,6 +117,19 @@ class ClientConnection(asyncio.Protocol):
         """The body bytes collected for a body-keyed limit (state PREFIX)."""
         self.corked_head = b""
         """A response head held back to go out in one write with the first body bytes."""
+        # what the log phase reads (observe/observer.py, observe/record.py)
+        self.received_s = 0.0
+        """When the current request's head arrived (time.monotonic); 0.0 between requests."""
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status = 0
+        """The status of the response sent or being sent, 0 before one."""
+        self.upstream_label = ""
+        """host:port of the server whose response is relayed."""
+        self.upstream_s = 0.0
+        """Seconds from sending the request upstream to its response head."""
+        self.limit_outcome = LIMIT_NONE
+        self.trace_id = ""
 
     # -- asyncio callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -127,6 +142,8 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.received_s:  # the client went away during a request
+            self._finished(self.status if self._response_sent() else 499)
         self.state = CLOSED
         ctx = self.ctx
         ctx.connections.discard(self)
@@ -234,6 +251,13 @@ class ClientConnection(asyncio.Protocol):
     def _request(self, raw: bytes, rest: bytes) -> None:
         """Handle one complete request head; bytes left to parse as heads go to ``buffer``."""
         ctx = self.ctx
+        self.received_s = time.monotonic()
+        self.bytes_in = len(raw)
+        self.bytes_out = 0
+        self.status = 0
+        self.upstream_label = ""
+        self.upstream_s = 0.0
+        self.limit_outcome = LIMIT_NONE
         try:
             head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser)
         except HeadError as exc:
@@ -247,7 +271,7 @@ class ClientConnection(asyncio.Protocol):
         self.route = route
         self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
         if route is None:
-            self._answer_locally(error_response(
+            self._answer_locally(404, error_response(
                 404, "no route matches this request", self.request_id, ctx.clock.date_header,
                 not self.keep_alive or head.has_body), rest)
             return
@@ -268,7 +292,7 @@ class ClientConnection(asyncio.Protocol):
             self._forward(head, route, rest)
             return
         close = not self.keep_alive or head.has_body
-        self._answer_locally(b"".join((
+        self._answer_locally(route.respond_status, b"".join((
             route.respond_head, self.ctx.clock.date_header, self.limit_headers,
             b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
             b"\r\nConnection: close\r\n\r\n" if close else (
@@ -276,9 +300,11 @@ class ClientConnection(asyncio.Protocol):
             route.respond_body if head.method != b"HEAD" else b"",
         )), rest)
 
-    def _answer_locally(self, response: bytes, rest: bytes) -> None:
+    def _answer_locally(self, status: int, response: bytes, rest: bytes) -> None:
         """Write a response made here; a request with a body ends the connection."""
         self.transport.write(response)
+        self.bytes_out += len(response)
+        self._finished(status)
         if not self.keep_alive or self.head.has_body:
             self._close()
             return
@@ -316,11 +342,13 @@ class ClientConnection(asyncio.Protocol):
         self.buffer = b""
         self.state = HEAD
         if decision.allowed:
+            self.limit_outcome = LIMIT_ALLOWED
             self.limit_headers = decision.headers
             self._dispatch(self.head, self.route, rest)
         else:
             status = decision.status
-            self._answer_locally(error_response(
+            self.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
+            self._answer_locally(status, error_response(
                 status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
                 self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
                 decision.headers), rest)
@@ -368,8 +396,7 @@ class ClientConnection(asyncio.Protocol):
             return
         pool.active += 1
         self.pool = pool
-        if pool.group.balancer.tracks_latency:
-            self.started_s = time.monotonic()
+        self.started_s = time.monotonic()
         self.response_started = False
         self.sent_continue = False
         self.dechunk = None
@@ -517,6 +544,8 @@ class ClientConnection(asyncio.Protocol):
             self.on_upstream_failed(502, "upstream switched protocols unasked")
             return
         self.response_started = True
+        self.status = 101
+        self.upstream_label = self.pool.label if self.pool is not None else ""
         self.state = TUNNEL
         self.waiting = _TUNNEL_IDLE
         self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
@@ -534,8 +563,12 @@ class ClientConnection(asyncio.Protocol):
         elif pool.failures:
             pool.failures = 0
         self.response_started = True
+        self.status = head.status
+        self.upstream_label = pool.label
         if self.started_s:
-            self.pool.observe(time.monotonic() - self.started_s)
+            self.upstream_s = upstream_s = time.monotonic() - self.started_s
+            if pool.group.balancer.tracks_latency:
+                pool.observe(upstream_s)
             self.started_s = 0.0
         close = not self.keep_alive or head.until_close or self.state == BODY or self.ctx.draining
         dechunk = head.chunked and self.head.http_1_0
@@ -554,24 +587,25 @@ class ClientConnection(asyncio.Protocol):
             if self.corked_head:
                 data = self.corked_head + data
                 self.corked_head = b""
+            self.bytes_out += len(data)
             self.transport.write(data)
             return
         if self.corked_head:
-            self.transport.write(self.corked_head)
-            self.corked_head = b""
+            self._write_corked_head()
         payload: list[bytes] = []
         try:
             self.dechunk.feed(data, 0, payload)
         except FramingError:
             self._abort()
             return
+        self.bytes_out += sum(map(len, payload))
         self.transport.writelines(payload)
 
     def on_response_end(self, reusable: bool) -> None:
         self._end_retry()
         if self.corked_head:
-            self.transport.write(self.corked_head)
-            self.corked_head = b""
+            self._write_corked_head()
+        self._finished(self.status)
         self._release_pool()
         upstream = self.upstream
         self.upstream = None
@@ -627,6 +661,11 @@ class ClientConnection(asyncio.Protocol):
         self.corked_head = b""
         self.dechunk = None
 
+    def _write_corked_head(self) -> None:
+        self.bytes_out += len(self.corked_head)
+        self.transport.write(self.corked_head)
+        self.corked_head = b""
+
     def pause_client_reading(self) -> None:
         self._pause_reading()
 
@@ -653,9 +692,14 @@ class ClientConnection(asyncio.Protocol):
             return
         self._drop_upstream()
         if not self.response_started:
-            self.transport.write(error_response(
+            response = error_response(
                 status, reason, self.request_id if self.head is not None else b"",
-                self.ctx.clock.date_header, True))
+                self.ctx.clock.date_header, True)
+            self.transport.write(response)
+            self.bytes_out += len(response)
+            self._finished(status)
+        else:
+            self._finished(self.status)
         self._close()
 
     def _close(self) -> None:
@@ -666,6 +710,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport.close()
 
     def _abort(self) -> None:
+        """Cut the connection: a stalled or broken exchange, or an idle keep-alive timeout."""
+        self._finished(self.status if self._response_sent() else 499)
         self.state = CLOSED
         self.ctx.clock.watched.discard(self)
         self._drop_upstream()
@@ -732,6 +778,12 @@ class ClientConnection(asyncio.Protocol):
         if self.retry_timer is not None:
             self.retry_timer.cancel()
             self.retry_timer = None
+
+    def _finished(self, status: int) -> None:
+        """The log phase, once per request (observe/observer.py)."""
+        if self.received_s:
+            self.ctx.observer.done(self, status)
+            self.received_s = 0.0
 
     def _release_pool(self) -> None:
         """The exchange with the chosen server is over: it no longer counts as in flight."""

@@ -1,0 +1,42 @@
+"""The log phase: what runs once for every finished request.
+
+``ClientConnection`` calls ``RequestObserver.done(conn, status)`` exactly
+once per request, whatever its end: a proxied response completed, a local
+answer, a refusal, an abort, or the client going away (status 499). Sinks
+(access log, event publishers) receive a ``RequestRecord``; they must not
+block and must not raise: they buffer, and write on ``flush()``, which the
+worker clock calls on every tick.
+"""
+
+import time
+
+from fastgate.observe.record import make_record
+
+
+class RequestObserver:
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks: list) -> None:
+        self.sinks = tuple(sinks)
+        """Objects with ``write(record)``, ``flush()``, ``reopen()`` and ``async close()``."""
+
+    def done(self, conn, status: int) -> None:
+        sinks = self.sinks
+        if sinks:
+            record = make_record(conn, status, time.monotonic() - conn.received_s)
+            for sink in sinks:
+                sink.write(record)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def reopen(self) -> None:
+        """SIGUSR1: reopen files (after logrotate moved them)."""
+        for sink in self.sinks:
+            sink.reopen()
+
+    async def close(self) -> None:
+        """Worker exit: write what is buffered."""
+        for sink in self.sinks:
+            await sink.close()
