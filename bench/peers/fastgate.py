@@ -72,6 +72,7 @@ class Fastgate(Proxy):
                 "log_level": "warning",
             },
             "listeners": [{"address": f"127.0.0.1:{spec.port}"}],
+            "admin": {"address": ""},  # metrics still count; two fastgates run side by side
             "upstreams": [{
                 "name": "origin",
                 "servers": [f"127.0.0.1:{spec.origin_port}"],

@@ -97,6 +97,10 @@ def _check_fields(config: Config) -> None:
         seen.add(address)
         if not 1 <= listener.backlog <= 65535:
             raise FieldError(f"listeners[{i}].backlog", "must be between 1 and 65535")
+    if config.admin.address:
+        admin = parse_address(config.admin.address, "admin.address")
+        if admin in seen:
+            raise FieldError("admin.address", f"{config.admin.address} is also a listener")
     names: set[str] = set()
     for i, upstream in enumerate(config.upstreams):
         where = f"upstreams[{i}]"

@@ -197,6 +197,18 @@ class Route(_Section):
     see fastgate/ratelimit/config.py and the README."""
 
 
+class Admin(_Section):
+    """The admin listener: /healthz, /readyz, /metrics, /status, /status.html, /config."""
+
+    address: str = "127.0.0.1:9901"
+    """host:port it listens on, served by the workers; "" turns it off. Never expose it publicly."""
+    token: str = ""
+    """When set, every endpoint but /healthz and /readyz requires ``Authorization: Bearer <token>``
+    (the status page also takes ``?token=``)."""
+    metrics: bool = True
+    """Count requests, upstream events and rate-limit decisions in shared memory (no I/O per request)."""
+
+
 class Config(_Section):
     """The whole config file."""
 
@@ -206,3 +218,4 @@ class Config(_Section):
     upstreams: list[Upstream] = []
     routes: list[Route] = []
     ratelimit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    admin: Admin = msgspec.field(default_factory=Admin)

@@ -31,15 +31,19 @@ from dataclasses import dataclass, field
 from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
 from fastgate.config.load import LoadedConfig, parse_address
+from fastgate.config.schema import Listener
 from fastgate.master.notify import monotonic_usec, sd_notify
 from fastgate.master.sockets import ListenerSockets
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.observe.instance import InstanceMetrics
+from fastgate.observe.shm import READY, STOPPING
 
 _READY_TIMEOUT_S = 10.0
 _KILL_GRACE_S = 5.0
 _MAX_BACKOFF_S = 10.0
 _FAST_DEATH_S = 2.0
+_ADMIN_BACKLOG = 128
 _SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
 
 
@@ -50,6 +54,8 @@ class _Worker:
     generation: int
     ready_fd: int
     started: float
+    seat: int = 0
+    """Its seat in the shared metrics region (0: none)."""
     ready: bool = False
     stopping: bool = False
     kill_at: float = 0.0
@@ -85,12 +91,14 @@ class Master:
         self.stopping = False
         self.fast_stop = False
         self.pid_file = ""
+        self.metrics: InstanceMetrics | None = None
         self._wake_r = self._wake_w = -1
 
     # -- life cycle ------------------------------------------------------------
     def run(self, loaded: LoadedConfig) -> int:
         config = loaded.config
         errorlog.setup(config.server.error_log, config.server.log_level)
+        self.metrics = InstanceMetrics(self.workers_override or _worker_count(loaded))
         self._bind(loaded)
         self.pid_file = config.server.pid_file
         with open(self.pid_file, "w") as f:
@@ -108,6 +116,7 @@ class Master:
         while True:
             if not announced and self.current and self._all_ready(self.current):
                 announced = True
+                self.metrics.set_state(READY)
                 sd_notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
             if self.stopping and not self.workers:
                 return 0
@@ -174,6 +183,9 @@ class Master:
             for key in _listener_keys(generation.loaded)
             for sock in self.listeners[key].slots_of(index, generation.workers)
         ]
+        admin = _admin_key(generation.loaded)
+        admin_sockets = self.listeners[admin].slots_of(index, generation.workers) if admin else []
+        seat = self.metrics.seat_for(index, generation.number)
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -183,13 +195,13 @@ class Master:
                 self._forget_in_child()
                 from fastgate.master.worker import run_worker
 
-                code = run_worker(generation.loaded, sockets, ready_w)
+                code = run_worker(generation.loaded, sockets, admin_sockets, ready_w, self.metrics.region, seat)
             except BaseException:
                 log.exception("worker failed")
             finally:
                 os._exit(code)
         os.close(ready_w)
-        self.workers[pid] = _Worker(pid, index, generation.number, ready_r, time.monotonic())
+        self.workers[pid] = _Worker(pid, index, generation.number, ready_r, time.monotonic(), seat)
 
     def _forget_in_child(self) -> None:
         """In a new worker: drop the master's signal handling and pipes."""
@@ -234,10 +246,13 @@ class Master:
                 continue
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
+            current = self.current
+            respawn = (not worker.stopping and not self.stopping and current is not None
+                       and worker.generation == current.number)
+            self.metrics.worker_exited(worker.seat, restarted=respawn)
             if worker.stopping or self.stopping:
                 continue
-            current = self.current
-            if current is not None and worker.generation == current.number:
+            if respawn:
                 self._schedule_respawn(current, worker, status)
             elif self.pending is not None and worker.generation == self.pending.number:
                 log.error("new worker %d exited during reload (%s); keeping the old config", pid, _describe(status))
@@ -297,12 +312,14 @@ class Master:
             loaded = load_config(self.config_path, self.current.loaded)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
+            self.metrics.reloaded("refused")
             sd_notify("READY=1", "STATUS=reload refused: bad config")
             return
         try:
             self._bind(loaded)
         except OSError as exc:
             log.error("reload refused, keeping the running config: cannot listen: %s", exc)
+            self.metrics.reloaded("refused")
             sd_notify("READY=1", "STATUS=reload refused: cannot listen")
             return
         self.pending = self._start_generation(loaded, self.current.number + 1)
@@ -314,7 +331,9 @@ class Master:
         self.pending = None
         errorlog.setup(self.current.loaded.config.server.error_log, self.current.loaded.config.server.log_level)
         self._retire(old.number)
+        self.metrics.reloaded("ok")
         keep = set(_listener_keys(self.current.loaded))
+        keep.add(_admin_key(self.current.loaded))
         for key in list(self.listeners):
             if key not in keep:
                 self.listeners.pop(key).close()
@@ -338,6 +357,7 @@ class Master:
         self.stopping = True
         self.fast_stop = not graceful
         sd_notify("STOPPING=1")
+        self.metrics.set_state(STOPPING)
         log.info("stopping (%s)", "graceful" if graceful else "fast")
         for listener in self.listeners.values():
             listener.close()
@@ -367,8 +387,11 @@ class Master:
     def _bind(self, loaded: LoadedConfig) -> None:
         """Create sockets for listeners not bound yet (existing ones are kept as they are)."""
         count = self.workers_override or _worker_count(loaded)
-        for i, listener in enumerate(loaded.config.listeners):
-            host, port = parse_address(listener.address, f"listeners[{i}].address")
+        listeners = list(loaded.config.listeners)
+        if loaded.config.admin.address:
+            listeners.append(Listener(address=loaded.config.admin.address, backlog=_ADMIN_BACKLOG))
+        for listener in listeners:
+            host, port = parse_address(listener.address, "")
             group = self.listeners.get((host, port))
             if group is None:
                 group = ListenerSockets(listener, host, port)
@@ -378,6 +401,11 @@ class Master:
 
 def _listener_keys(loaded: LoadedConfig) -> list[tuple[str, int]]:
     return [parse_address(l.address, "") for l in loaded.config.listeners]
+
+
+def _admin_key(loaded: LoadedConfig) -> tuple[str, int] | None:
+    address = loaded.config.admin.address
+    return parse_address(address, "") if address else None
 
 
 def _worker_count(loaded: LoadedConfig) -> int:

@@ -10,13 +10,19 @@ import asyncio
 import os
 import signal
 import socket
+import time
 
 import uvloop
 
+from fastgate import __version__
+from fastgate.admin.endpoints import AdminEndpoints
+from fastgate.admin.server import AdminConnection
 from fastgate.config.load import LoadedConfig
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.observe.metrics import NO_METRICS, WorkerMetrics
 from fastgate.observe.observer import RequestObserver
+from fastgate.observe.shm import STOPPING, MetricsRegion, SeatTooSmall
 from fastgate.observe.sinks import build_sinks
 from fastgate.transport.clock import Clock
 from fastgate.transport.context import WorkerContext
@@ -27,12 +33,13 @@ _ACCEPT_SETTLE_S = 0.1
 """After closing the listeners, time for already-accepted connections to be set up."""
 
 
-def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
-    """Serve until told to stop; returns the exit code."""
+def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets: list[socket.socket], ready_fd: int,
+               region: MetricsRegion, seat: int) -> int:
+    """Serve until told to stop; returns the exit code. ``seat`` is this worker's place in ``region`` (0: none)."""
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(loop, loaded, sockets, ready_fd))
+        return loop.run_until_complete(_serve(loop, loaded, sockets, admin_sockets, ready_fd, region, seat))
     finally:
         loop.close()
 
@@ -48,21 +55,27 @@ def _tick_s(loaded: LoadedConfig) -> float:
     return min(1.0, max(0.05, min(timeouts) / 4))
 
 
-async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
+async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets: list[socket.socket],
+                 ready_fd: int, region: MetricsRegion, seat: int) -> int:
     config = loaded.config
     clock = Clock(loop, _tick_s(loaded))
-    observer = RequestObserver(build_sinks(loaded, loop))
-    if observer.sinks:
-        clock.on_tick.append(observer.flush)
-    ctx = WorkerContext(loaded, clock, observer)
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
     loaded.limiter.attach(loop)
+    sinks = build_sinks(loaded, loop)
+    metrics = _metrics(loaded, sinks, region, seat)
+    observer = RequestObserver(metrics, sinks)
+    ctx = WorkerContext(loaded, clock, observer)
+    clock.on_tick.append(lambda: metrics.refresh_gauges(len(ctx.connections)))
+    if sinks:
+        clock.on_tick.append(observer.flush)
     proto_header = b"\r\nX-Forwarded-Proto: http"
     servers = [
         await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)
         for sock in sockets
     ]
+    endpoints = AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__)
+    admin_servers = [await loop.create_server(lambda: AdminConnection(endpoints), sock=sock) for sock in admin_sockets]
     clock.start()
     stopped = loop.create_future()
 
@@ -80,6 +93,9 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
         ctx.draining = True
         for server in servers:
             server.close()
+        if region.state != STOPPING:  # retired by a reload: the new generation answers the admin listener
+            for server in admin_servers:
+                server.close()
         loop.call_later(float(config.server.drain_timeout), stop, 0)
         # Connections the loop accepted just before the close may not have
         # reached connection_made yet; judge emptiness only after they have.
@@ -101,7 +117,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     os.close(ready_fd)
     log.debug("worker serving %d sockets", len(sockets))
     code = await stopped
-    for server in servers:
+    for server in servers + admin_servers:
         server.close()
     for conn in list(ctx.connections):
         conn.transport.abort()
@@ -112,3 +128,16 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     await observer.close()
     clock.stop()
     return code
+
+
+def _metrics(loaded: LoadedConfig, sinks: list, region: MetricsRegion, seat: int):
+    """This worker's metrics, counting in its shared seat; a no-op stand-in when they are off."""
+    if not loaded.config.admin.metrics:
+        return NO_METRICS
+    metrics = WorkerMetrics(loaded, tuple(sinks))
+    if seat:
+        try:
+            metrics.bind(region.publish_layout(seat, metrics.layout))
+        except SeatTooSmall as exc:
+            log.warning("metrics of this worker stay private: %s", exc)
+    return metrics

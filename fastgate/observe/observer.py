@@ -14,16 +14,20 @@ from fastgate.observe.record import make_record
 
 
 class RequestObserver:
-    __slots__ = ("sinks",)
+    __slots__ = ("metrics", "sinks")
 
-    def __init__(self, sinks: list) -> None:
+    def __init__(self, metrics, sinks: list) -> None:
+        self.metrics = metrics
+        """observe/metrics.py WorkerMetrics, or NO_METRICS."""
         self.sinks = tuple(sinks)
-        """Objects with ``write(record)``, ``flush()``, ``reopen()`` and ``async close()``."""
+        """Objects with ``write(record)``, ``flush()``, ``reopen()``, ``async close()`` and a ``dropped`` count."""
 
     def done(self, conn, status: int) -> None:
+        total_s = time.monotonic() - conn.received_s
+        self.metrics.request_done(conn, status, total_s)
         sinks = self.sinks
         if sinks:
-            record = make_record(conn, status, time.monotonic() - conn.received_s)
+            record = make_record(conn, status, total_s)
             for sink in sinks:
                 sink.write(record)
 

@@ -12,7 +12,7 @@ class WorkerContext:
     __slots__ = (
         "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
@@ -22,6 +22,8 @@ class WorkerContext:
         self.request_ids = RequestIds()
         self.observer = observer
         """The log phase (observe/observer.py)."""
+        self.metrics = observer.metrics
+        """Counters the request path bumps as things happen (observe/metrics.py)."""
         self.connections: set = set()
         """Open client connections, for drain and stop."""
         self.draining = False

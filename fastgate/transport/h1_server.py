@@ -139,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.clock.watched.add(self)
+        ctx.metrics.count_accepted()
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -408,6 +409,7 @@ class ClientConnection(asyncio.Protocol):
         self.attempt = 0
         upstream = pool.acquire()
         if upstream is not None:
+            ctx.metrics.count_connection(pool, True)
             self.upstream = upstream
             upstream.start(self, head.method)
             upstream.transport.write(request_head)
@@ -471,6 +473,7 @@ class ClientConnection(asyncio.Protocol):
         """Open a new upstream connection; ``request_head`` goes first once it is made."""
         self.pending = [request_head]
         self.pending_bytes = len(request_head)
+        self.ctx.metrics.count_connection(self.pool, False)
         self.connecting = self.pool.connect(self._connected)
         self.waiting = _CONNECT
         self.deadline = self.ctx.clock.now + self.pool.group.connect_timeout_s
@@ -480,6 +483,7 @@ class ClientConnection(asyncio.Protocol):
         pool = self.pool
         group = pool.group
         group.record_failure(pool)
+        self.ctx.metrics.count_upstream_error(pool, status, True)
         tried = self.tried or [pool]
         other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
         if other is None:
@@ -490,6 +494,7 @@ class ClientConnection(asyncio.Protocol):
         self._release_pool()
         other.active += 1
         self.pool = other
+        self.ctx.metrics.count_connection(other, False)
         self.connecting = other.connect(self._connected)
         self.waiting = _CONNECT
         self.deadline = self.ctx.clock.now + group.connect_timeout_s
@@ -635,8 +640,10 @@ class ClientConnection(asyncio.Protocol):
         self._connect(self.upstream_head)
 
     def on_upstream_failed(self, status: int, reason: str) -> None:
-        if self.pool is not None:
-            self.pool.group.record_failure(self.pool)
+        pool = self.pool
+        if pool is not None:
+            pool.group.record_failure(pool)
+            self.ctx.metrics.count_upstream_error(pool, status, False)
         if not self._retry():
             self._fail_upstream(status, reason)
 
@@ -747,6 +754,7 @@ class ClientConnection(asyncio.Protocol):
             group.retries_in_flight += 1
             self.retry_group = group
         self.attempt += 1
+        self.ctx.metrics.count_retry(group)
         tried.append(other)
         self.tried = tried
         other.active += 1
@@ -765,6 +773,7 @@ class ClientConnection(asyncio.Protocol):
         if upstream is None:
             self._connect(self.upstream_head)
             return
+        self.ctx.metrics.count_connection(self.pool, True)
         self.upstream = upstream
         upstream.start(self, self.head.method)
         upstream.transport.write(self.upstream_head)

@@ -65,6 +65,8 @@ class Gateway:
         self.args = tuple(args)
         self.config = config
         self.port = 0
+        self.admin_port = 0
+        """Where the admin listener answers (``admin.address``)."""
         self.proc: subprocess.Popen | None = None
 
     # -- config -----------------------------------------------------------
@@ -80,8 +82,11 @@ class Gateway:
         http.update(config.get("http", {}))
         ready = {"name": "readiness", "path": READY_PATH,
                  "respond": {"status": 200, "body": READY_BODY}}
+        admin = {"address": f"127.0.0.1:{self.admin_port}"}
+        admin.update(config.get("admin", {}))
         return {
             **config,  # other tables (e.g. ratelimit) pass through as given
+            "admin": admin,
             "server": server,
             "http": http,
             "listeners": config.get("listeners", [{"address": f"127.0.0.1:{self.port}"}]),
@@ -103,6 +108,7 @@ class Gateway:
     def start(self) -> "Gateway":
         for attempt in range(3):
             self.port = free_port()
+            self.admin_port = free_port()
             self.write_config()
             self.spawn()
             try:

@@ -1,0 +1,84 @@
+"""What each admin path answers. Every answer is (status, content type, body, extra headers)."""
+
+import hmac
+from importlib.resources import files
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from fastgate.admin.redact import redacted_config
+from fastgate.admin.status import status_document
+from fastgate.observe.collect import collect
+from fastgate.observe.prometheus import CONTENT_TYPE as PROMETHEUS, render
+from fastgate.observe.shm import READY, STARTING, MetricsRegion
+
+_JSON = b"application/json"
+_HTML = b"text/html; charset=utf-8"
+_OPEN_PATHS = frozenset(("/healthz", "/readyz"))
+
+
+class AdminEndpoints:
+    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str) -> None:
+        self.config = config
+        self.region = region
+        self.metrics_on = metrics_on
+        self.started = started
+        self.version = version
+        self.token = config.admin.token.encode()
+        self.page = files("fastgate.admin").joinpath("status.html").read_bytes()
+        self.paths = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/status": self._status,
+            "/status.html": self._page,
+            "/config": self._config,
+        }
+
+    def answer(self, method: bytes, target: bytes, headers: dict) -> tuple:
+        url = urlsplit(target.decode("latin-1"))
+        handler = self.paths.get(url.path)
+        if handler is None:
+            return _error(404, "no such admin endpoint")
+        if method not in (b"GET", b"HEAD"):
+            return _error(405, "admin endpoints answer GET and HEAD only", ((b"Allow", b"GET, HEAD"),))
+        if self.token and url.path not in _OPEN_PATHS and not self._authorized(headers, url.query):
+            return _error(401, "a valid admin token is required", ((b"WWW-Authenticate", b"Bearer"),))
+        return handler()
+
+    def _authorized(self, headers: dict, query: str) -> bool:
+        given = headers.get(b"authorization", b"")
+        if given.lower().startswith(b"bearer "):
+            given = given[7:].strip()
+        else:
+            given = parse_qs(query).get("token", [""])[0].encode()
+        return hmac.compare_digest(given, self.token)
+
+    def _healthz(self) -> tuple:
+        return 200, _JSON, b'{"status":"alive"}', ()
+
+    def _readyz(self) -> tuple:
+        state = self.region.state
+        if state == READY:
+            return 200, _JSON, b'{"status":"ready"}', ()
+        return 503, _JSON, b'{"status":"%s"}' % (b"starting" if state == STARTING else b"draining"), ()
+
+    def _metrics(self) -> tuple:
+        if not self.metrics_on:
+            return _error(404, "metrics are off (admin.metrics = false)")
+        return 200, PROMETHEUS, render(collect(self.region).totals), ()
+
+    def _status(self) -> tuple:
+        document = status_document(collect(self.region), self.region.state, self.started, self.version)
+        document["metrics"] = self.metrics_on
+        return 200, _JSON, msgspec.json.encode(document), ()
+
+    def _page(self) -> tuple:
+        return 200, _HTML, self.page, ()
+
+    def _config(self) -> tuple:
+        return 200, _JSON, redacted_config(self.config), ()
+
+
+def _error(status: int, message: str, extra: tuple = ()) -> tuple:
+    return status, _JSON, msgspec.json.encode({"error": message, "status": status}), extra

@@ -1,0 +1,74 @@
+"""One admin client connection, over h11: a strict HTTP/1.1 peer for low-traffic endpoints.
+
+Requests are answered one at a time, in order, by ``AdminEndpoints.answer``;
+request bodies are read and ignored (every endpoint is a GET). A malformed
+request gets h11's 400 and the connection closes.
+"""
+
+import asyncio
+
+import h11
+
+from fastgate.observe.errorlog import log
+
+_MAX_HEAD_BYTES = 16 * 1024
+
+
+class AdminConnection(asyncio.Protocol):
+    def __init__(self, endpoints) -> None:
+        self.endpoints = endpoints
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        self.transport: asyncio.Transport | None = None
+        self.request: h11.Request | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        try:
+            self._events()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            try:
+                self._send(status, b"application/json", b'{"error":"malformed request","status":%d}' % status)
+            except h11.LocalProtocolError:
+                pass  # too late for an answer
+            self.transport.close()
+        except Exception:
+            log.exception("internal error on the admin listener")
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def _events(self) -> None:
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is h11.PAUSED and self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+                    self.conn.start_next_cycle()
+                    continue
+                return
+            if isinstance(event, h11.Request):
+                self.request = event
+            elif isinstance(event, h11.EndOfMessage):
+                request, self.request = self.request, None
+                headers = {name: value for name, value in request.headers}
+                status, content_type, body, extra = self.endpoints.answer(request.method, request.target, headers)
+                self._send(status, content_type, body, extra, head_only=request.method == b"HEAD")
+                if self.conn.our_state is h11.MUST_CLOSE:
+                    self.transport.close()
+                    return
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.close()
+                return
+
+    def _send(self, status: int, content_type: bytes, body: bytes, extra: tuple = (), head_only: bool = False) -> None:
+        headers = [(b"Content-Type", content_type), (b"Content-Length", b"%d" % len(body)),
+                   (b"Cache-Control", b"no-store"), *extra]
+        out = self.conn.send(h11.Response(status_code=status, headers=headers))
+        if body and not head_only:
+            out += self.conn.send(h11.Data(data=body))
+        out += self.conn.send(h11.EndOfMessage())
+        self.transport.write(out)

@@ -1,0 +1,100 @@
+"""The /status document: the instance's numbers, per route, upstream server and worker."""
+
+import os
+import re
+import time
+
+from fastgate.observe.collect import Snapshot
+from fastgate.observe.metrics import STATUS_CLASSES
+from fastgate.observe.prometheus import quantile
+from fastgate.observe.shm import READY, STARTING
+
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+_STATES = {STARTING: "starting", READY: "ready"}
+_FRACTIONAL = frozenset(("fastgate_request_duration_seconds", "fastgate_upstream_duration_seconds"))
+
+
+def labels_of(text: str) -> dict[str, str]:
+    return dict(_LABEL.findall(text))
+
+
+def status_document(snapshot: Snapshot, state: int, started: float, version: str) -> dict:
+    totals = snapshot.totals
+    routes: dict[str, dict] = {}
+    durations: dict[str, dict[int, float]] = {}
+    servers: dict[tuple[str, str], dict] = {}
+    limits = {"allowed": 0, "limited": 0, "unavailable": 0}
+    redis = {"round_trips": 0, "failures": 0, "fallback": 0, "breaker_open_workers": 0}
+    for (family, text, part), value in totals.items():
+        if family not in _FRACTIONAL:
+            value = int(value)
+        if family == "fastgate_requests_total":
+            labels = labels_of(text)
+            route = routes.setdefault(labels["route"], _empty_route())
+            route["requests"] += value
+            route["status"][labels["status"]] += value
+        elif family == "fastgate_request_duration_seconds":
+            durations.setdefault(labels_of(text)["route"], {})[part] = value
+        elif family == "fastgate_ratelimit_decisions_total":
+            limits[labels_of(text)["outcome"]] += value
+        elif family.startswith("fastgate_upstream_") and 'server="' in text:
+            labels = labels_of(text)
+            server = servers.setdefault((labels["upstream"], labels["server"]), _empty_server())
+            name = family[len("fastgate_upstream_"):].removesuffix("_total")
+            if name == "responses":
+                server["responses"][labels["status"]] += value
+            else:
+                server[name] = value
+        elif family.startswith("fastgate_ratelimit_"):
+            name = family[len("fastgate_ratelimit_"):].removesuffix("_total").removeprefix("redis_")
+            if name == "breaker_open":
+                name = "breaker_open_workers"
+            if name in redis:
+                redis[name] = value
+    overall: dict[int, float] = {}
+    for name, parts in durations.items():
+        route = routes.setdefault(name, _empty_route())
+        route["latency_s"] = _percentiles(parts)
+        for part, value in parts.items():
+            overall[part] = overall.get(part, 0.0) + value
+    upstreams: dict[str, list] = {}
+    for (upstream, server), numbers in sorted(servers.items()):
+        upstreams.setdefault(upstream, []).append({"server": server, **numbers})
+    return {
+        "version": version,
+        "state": _STATES.get(state, "stopping"),
+        "master_pid": os.getppid(),
+        "uptime_s": round(time.time() - started, 3),
+        "requests": sum(r["requests"] for r in routes.values()),
+        "status": {c: sum(r["status"][c] for r in routes.values()) for c in STATUS_CLASSES},
+        "latency_s": _percentiles(overall),
+        "routes": [{"route": name, **numbers} for name, numbers in sorted(routes.items())],
+        "upstreams": [{"upstream": name, "servers": items} for name, items in upstreams.items()],
+        "ratelimit": {"decisions": limits, "redis": redis},
+        "workers": [_worker(header, values) for header, values in snapshot.workers],
+    }
+
+
+def _empty_route() -> dict:
+    return {"requests": 0, "status": dict.fromkeys(STATUS_CLASSES, 0), "latency_s": _percentiles({})}
+
+
+def _empty_server() -> dict:
+    return {"responses": dict.fromkeys(STATUS_CLASSES, 0), "connect_errors": 0, "timeouts": 0, "failures": 0,
+            "connections_opened": 0, "connections_reused": 0, "idle_connections": 0, "active_requests": 0,
+            "ejected": 0}
+
+
+def _percentiles(parts: dict[int, float]) -> dict[str, float]:
+    return {name: round(quantile(parts, q), 6) for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
+
+
+def _worker(header: dict, values: dict) -> dict:
+    requests = active = 0
+    for (family, _, _), value in values.items():
+        value = int(value)
+        if family == "fastgate_requests_total":
+            requests += value
+        elif family == "fastgate_connections_active":
+            active += value
+    return {**header, "requests": requests, "active_connections": active}

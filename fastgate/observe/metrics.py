@@ -1,0 +1,256 @@
+"""A worker's metrics: series named from the config, values in its shared-memory seat.
+
+Every value is a float64 in the worker's seat (observe/shm.py); the request
+path adds to it in place, so metrics cost no I/O per request. A series is
+``(family, labels, part)``: ``labels`` is the Prometheus label text
+(``route="api",status="2xx"``) and ``part`` is 0, or for a histogram the
+bucket index (``len(LATENCY_BUCKETS_S)`` is +Inf) or ``SUM``. Buckets are
+stored per bucket, not cumulated; the exposition cumulates them.
+
+Labels are route, upstream and server names from the config, method and
+status classes, never raw request data, so the number of series is bounded
+by the config.
+"""
+
+from bisect import bisect_left
+
+from fastgate.config.load import LoadedConfig
+from fastgate.routing.route import route_name
+from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
+
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+FAMILIES: dict[str, tuple[str, str]] = {
+    "fastgate_requests_total": (COUNTER, "Requests answered, by route, method and status class."),
+    "fastgate_request_duration_seconds": (HISTOGRAM, "Time from the request head to the end of the response, by route."),
+    "fastgate_request_bytes_total": (COUNTER, "Bytes received from clients (heads and bodies), by route."),
+    "fastgate_response_bytes_total": (COUNTER, "Bytes sent to clients (heads and bodies), by route."),
+    "fastgate_ratelimit_decisions_total": (COUNTER, "Rate-limit decisions, by route and outcome."),
+    "fastgate_upstream_responses_total": (COUNTER, "Responses relayed from upstream servers, by status class."),
+    "fastgate_upstream_duration_seconds": (HISTOGRAM, "Time from sending a request upstream to its response head."),
+    "fastgate_upstream_connect_errors_total": (COUNTER, "Connections to a server that could not be made."),
+    "fastgate_upstream_timeouts_total": (COUNTER, "Connect, read and total timeouts of a server."),
+    "fastgate_upstream_failures_total": (COUNTER, "Exchanges a server broke (reset, early close, malformed response)."),
+    "fastgate_upstream_retries_total": (COUNTER, "Requests sent again to another server after a failure."),
+    "fastgate_upstream_connections_opened_total": (COUNTER, "New connections to a server."),
+    "fastgate_upstream_connections_reused_total": (COUNTER, "Requests sent on a pooled keep-alive connection."),
+    "fastgate_upstream_idle_connections": (GAUGE, "Idle keep-alive connections in the pools."),
+    "fastgate_upstream_active_requests": (GAUGE, "Requests in flight to a server."),
+    "fastgate_upstream_ejected": (GAUGE, "Workers that have the server ejected by passive health checks."),
+    "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
+    "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
+    "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
+    "fastgate_ratelimit_redis_failures_total": (COUNTER, "Redis round trips that failed or passed their deadline."),
+    "fastgate_ratelimit_fallback_total": (COUNTER, "Checks decided by the failure policy while Redis was unusable."),
+    "fastgate_ratelimit_breaker_open": (GAUGE, "Workers whose Redis circuit breaker is open or half-open."),
+    "fastgate_ratelimit_breaker_transitions_total": (COUNTER, "Redis circuit breaker state changes."),
+    "fastgate_log_records_dropped_total": (COUNTER, "Access-log or event records dropped (sink slow, full or down)."),
+    "fastgate_worker_restarts_total": (COUNTER, "Workers respawned after they exited unexpectedly."),
+    "fastgate_reloads_total": (COUNTER, "Configuration reloads, by result."),
+}
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SUM = -1
+
+METHOD_CLASSES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other")
+_METHOD_INDEX = {m.encode(): i for i, m in enumerate(METHOD_CLASSES[:-1])}
+_OTHER_METHOD = len(METHOD_CLASSES) - 1
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+LIMIT_OUTCOMES = (LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE)
+_LIMIT_INDEX = {outcome: i for i, outcome in enumerate(LIMIT_OUTCOMES)}
+_HISTOGRAM_PARTS = len(LATENCY_BUCKETS_S) + 2  # buckets, +Inf, sum
+
+# offsets inside one route's block of series
+_R_DURATION = len(METHOD_CLASSES) * len(STATUS_CLASSES)
+_R_BYTES_IN = _R_DURATION + _HISTOGRAM_PARTS
+_R_BYTES_OUT = _R_BYTES_IN + 1
+_R_LIMITS = _R_BYTES_OUT + 1
+# offsets inside one server's block
+_S_CONNECT_ERRORS = len(STATUS_CLASSES)
+_S_TIMEOUTS, _S_FAILURES, _S_OPENED, _S_REUSED, _S_IDLE, _S_ACTIVE, _S_EJECTED = range(
+    _S_CONNECT_ERRORS + 1, _S_CONNECT_ERRORS + 8)
+_SERVER_FAMILIES = (
+    "fastgate_upstream_connect_errors_total", "fastgate_upstream_timeouts_total", "fastgate_upstream_failures_total",
+    "fastgate_upstream_connections_opened_total", "fastgate_upstream_connections_reused_total",
+    "fastgate_upstream_idle_connections", "fastgate_upstream_active_requests", "fastgate_upstream_ejected",
+)
+_LIMITER_FAMILIES = (
+    "fastgate_ratelimit_redis_round_trips_total", "fastgate_ratelimit_redis_failures_total",
+    "fastgate_ratelimit_fallback_total", "fastgate_ratelimit_breaker_open",
+    "fastgate_ratelimit_breaker_transitions_total",
+)
+
+UNMATCHED_ROUTE = "(none)"
+"""The route label of requests that matched no route (or were refused before routing)."""
+
+
+def label(**pairs: str) -> str:
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in pairs.items())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _LayoutBuilder:
+    """Series in the order they are added; ``add`` returns the index of the first."""
+
+    def __init__(self) -> None:
+        self.layout: list[tuple[str, str, int]] = []
+
+    def add(self, family: str, labels: str) -> int:
+        index = len(self.layout)
+        if FAMILIES[family][0] == HISTOGRAM:
+            self.layout.extend((family, labels, part) for part in range(len(LATENCY_BUCKETS_S) + 1))
+            self.layout.append((family, labels, SUM))
+        else:
+            self.layout.append((family, labels, 0))
+        return index
+
+    def route_block(self, route: str) -> int:
+        base = len(self.layout)
+        for method in METHOD_CLASSES:
+            for status in STATUS_CLASSES:
+                self.add("fastgate_requests_total", label(route=route, method=method, status=status))
+        self.add("fastgate_request_duration_seconds", label(route=route))
+        self.add("fastgate_request_bytes_total", label(route=route))
+        self.add("fastgate_response_bytes_total", label(route=route))
+        for outcome in LIMIT_OUTCOMES:
+            self.add("fastgate_ratelimit_decisions_total", label(route=route, outcome=outcome))
+        return base
+
+    def server_block(self, upstream: str, server: str) -> int:
+        base = len(self.layout)
+        for status in STATUS_CLASSES:
+            self.add("fastgate_upstream_responses_total", label(upstream=upstream, server=server, status=status))
+        for family in _SERVER_FAMILIES:
+            self.add(family, label(upstream=upstream, server=server))
+        return base
+
+
+class WorkerMetrics:
+    """The series of one worker, built from its config after its pools exist.
+
+    Values start in a private list; ``bind`` moves them into the worker's
+    shared seat. The ``request_done`` and ``count_*`` methods are the hot
+    path; ``refresh_gauges`` runs on the clock tick.
+    """
+
+    __slots__ = ("layout", "values", "route_bases", "unmatched_base", "pool_bases", "group_bases",
+                 "accepted", "active", "limiter_base", "dropped", "pools", "limiter", "sinks")
+
+    def __init__(self, loaded: LoadedConfig, sinks: tuple = ()) -> None:
+        b = _LayoutBuilder()
+        self.route_bases = [b.route_block(route_name(route, i)) for i, route in enumerate(loaded.config.routes)]
+        """By route index (Route.index)."""
+        self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
+        self.group_bases: dict[object, int] = {}
+        self.pool_bases: dict[object, int] = {}
+        self.pools: list = []
+        for group in loaded.upstreams.values():
+            up = label(upstream=group.name)
+            self.group_bases[group] = b.add("fastgate_upstream_duration_seconds", up)
+            b.add("fastgate_upstream_retries_total", up)
+            for pool in group.pools:
+                self.pool_bases[pool] = b.server_block(group.name, pool.label)
+                self.pools.append(pool)
+        self.accepted = b.add("fastgate_connections_accepted_total", label(protocol="http1"))
+        self.active = b.add("fastgate_connections_active", label(protocol="http1"))
+        self.limiter_base = len(b.layout)
+        for family in _LIMITER_FAMILIES:
+            b.add(family, "")
+        self.dropped = b.add("fastgate_log_records_dropped_total", "")
+        self.layout = b.layout
+        self.values = [0.0] * len(self.layout)
+        self.limiter = loaded.limiter
+        self.sinks = sinks
+
+    def bind(self, values: memoryview) -> None:
+        """Keep counting in the shared seat from now on."""
+        for i, value in enumerate(self.values):
+            values[i] = value
+        self.values = values
+
+    # -- the hot path -----------------------------------------------------------
+    def request_done(self, conn, status: int, total_s: float) -> None:
+        """Count one finished request of ``conn`` (transport/h1_server.py)."""
+        v = self.values
+        route = conn.route
+        base = self.route_bases[route.index] if route is not None else self.unmatched_base
+        head = conn.head
+        method = _METHOD_INDEX.get(head.method, _OTHER_METHOD) if head is not None else _OTHER_METHOD
+        v[base + method * 5 + min(status // 100, 5) - 1] += 1
+        duration = base + _R_DURATION
+        v[duration + bisect_left(LATENCY_BUCKETS_S, total_s)] += 1
+        v[duration + _HISTOGRAM_PARTS - 1] += total_s
+        v[base + _R_BYTES_IN] += conn.bytes_in
+        v[base + _R_BYTES_OUT] += conn.bytes_out
+        if conn.limit_outcome:
+            v[base + _R_LIMITS + _LIMIT_INDEX[conn.limit_outcome]] += 1
+        pool = conn.pool
+        if pool is not None and conn.upstream_label:
+            v[self.pool_bases[pool] + min(conn.status // 100, 5) - 1] += 1
+            duration = self.group_bases[pool.group]
+            v[duration + bisect_left(LATENCY_BUCKETS_S, conn.upstream_s)] += 1
+            v[duration + _HISTOGRAM_PARTS - 1] += conn.upstream_s
+
+    def count_accepted(self) -> None:
+        self.values[self.accepted] += 1
+
+    def count_connection(self, pool, reused: bool) -> None:
+        self.values[self.pool_bases[pool] + (_S_REUSED if reused else _S_OPENED)] += 1
+
+    def count_upstream_error(self, pool, status: int, connecting: bool) -> None:
+        """A failed exchange or connect: a timeout (504), else a connect error or a broken exchange."""
+        if status == 504:
+            part = _S_TIMEOUTS
+        else:
+            part = _S_CONNECT_ERRORS if connecting else _S_FAILURES
+        self.values[self.pool_bases[pool] + part] += 1
+
+    def count_retry(self, group) -> None:
+        self.values[self.group_bases[group] + _HISTOGRAM_PARTS] += 1
+
+    # -- on the clock tick --------------------------------------------------------
+    def refresh_gauges(self, open_connections: int) -> None:
+        """Copy gauges and the counters other parts keep as attributes into the seat."""
+        v = self.values
+        v[self.active] = open_connections
+        for pool in self.pools:
+            base = self.pool_bases[pool]
+            v[base + _S_IDLE] = len(pool.idle)
+            v[base + _S_ACTIVE] = pool.active
+            v[base + _S_EJECTED] = 1.0 if pool.ejected else 0.0
+        stats = self.limiter.stats
+        base = self.limiter_base
+        v[base] = stats.redis_round_trips
+        v[base + 1] = stats.redis_failures
+        v[base + 2] = stats.fallback_local + stats.fallback_allowed + stats.unavailable
+        v[base + 3] = 0.0 if stats.breaker_state == "closed" else 1.0
+        v[base + 4] = stats.breaker_transitions
+        v[self.dropped] = sum(sink.dropped for sink in self.sinks)
+
+
+class _NoMetrics:
+    """Stands in for WorkerMetrics when ``admin.metrics`` is off: every count is a no-op."""
+
+    def request_done(self, conn, status: int, total_s: float) -> None:
+        pass
+
+    def count_accepted(self) -> None:
+        pass
+
+    def count_connection(self, pool, reused: bool) -> None:
+        pass
+
+    def count_upstream_error(self, pool, status: int, connecting: bool) -> None:
+        pass
+
+    def count_retry(self, group) -> None:
+        pass
+
+    def refresh_gauges(self, open_connections: int) -> None:
+        pass
+
+
+NO_METRICS = _NoMetrics()

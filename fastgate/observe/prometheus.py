@@ -1,0 +1,63 @@
+"""The Prometheus text exposition format (version 0.0.4) of summed series."""
+
+from fastgate.observe.metrics import FAMILIES, HISTOGRAM, LATENCY_BUCKETS_S, SUM
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_LE = [repr(bound) for bound in LATENCY_BUCKETS_S] + ["+Inf"]
+
+
+def render(totals: dict) -> bytes:
+    """Every family, with HELP and TYPE, even when it has no series yet."""
+    by_family: dict[str, dict[str, dict[int, float]]] = {name: {} for name in FAMILIES}
+    for (family, labels, part), value in totals.items():
+        series = by_family.get(family)
+        if series is not None:
+            series.setdefault(labels, {})[part] = value
+    lines: list[str] = []
+    for family, series in by_family.items():
+        kind, help_text = FAMILIES[family]
+        lines.append(f"# HELP {family} {help_text}")
+        lines.append(f"# TYPE {family} {kind}")
+        if kind == HISTOGRAM:
+            for labels, parts in series.items():
+                _histogram(lines, family, labels, parts)
+        else:
+            for labels, parts in series.items():
+                lines.append(f"{family}{{{labels}}} {_number(parts[0])}" if labels else f"{family} {_number(parts[0])}")
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+def _histogram(lines: list[str], family: str, labels: str, parts: dict[int, float]) -> None:
+    prefix = labels + "," if labels else ""
+    cumulative = 0.0
+    for part, le in enumerate(_LE):
+        cumulative += parts.get(part, 0.0)
+        lines.append(f'{family}_bucket{{{prefix}le="{le}"}} {_number(cumulative)}')
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{family}_sum{braces} {_number(parts.get(SUM, 0.0))}")
+    lines.append(f"{family}_count{braces} {_number(cumulative)}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def quantile(parts: dict[int, float], q: float) -> float:
+    """An estimate of quantile ``q`` from histogram parts, interpolated within its bucket (as histogram_quantile)."""
+    counts = [parts.get(i, 0.0) for i in range(len(_LE))]
+    total = sum(counts)
+    if not total:
+        return 0.0
+    rank = q * total
+    seen = 0.0
+    lower = 0.0
+    for i, count in enumerate(counts):
+        if seen + count >= rank and count:
+            if i == len(LATENCY_BUCKETS_S):
+                return LATENCY_BUCKETS_S[-1]
+            upper = LATENCY_BUCKETS_S[i]
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+        lower = LATENCY_BUCKETS_S[i] if i < len(LATENCY_BUCKETS_S) else lower
+    return LATENCY_BUCKETS_S[-1]
