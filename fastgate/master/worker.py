@@ -14,6 +14,7 @@ import socket
 import uvloop
 
 from fastgate.config.load import LoadedConfig
+from fastgate.health.view import HealthView
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
 from fastgate.transport.clock import Clock
@@ -52,6 +53,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready
     ctx = WorkerContext(loaded, clock)
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
+    HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     proto_header = b"\r\nX-Forwarded-Proto: http"
     servers = [

@@ -1,0 +1,56 @@
+"""A worker's view of the health table: servers found down leave its balancers, and come back.
+
+The view sits in the worker clock's ``watched`` set with a deadline that has
+always passed by the next tick, so ``on_deadline`` runs once per tick. It
+reads one word, the table's generation, and only when that changed reads the
+servers' states, sets ``pool.down`` and rebuilds the candidates of the
+groups whose servers changed. Requests never look at the table.
+"""
+
+from fastgate.health.state import HealthTable
+from fastgate.transport.clock import Clock
+from fastgate.upstream.balancer import candidate_pools
+
+
+class HealthView:
+    __slots__ = ("table", "clock", "checked", "seen", "deadline")
+
+    def __init__(self, table: HealthTable, groups, clock: Clock) -> None:
+        self.table = table
+        self.clock = clock
+        self.checked = [
+            (group, [(pool, spec.health_slot) for pool, spec in zip(group.pools, group.servers)])
+            for group in groups if group.health is not None
+        ]
+        """(group, [(pool, slot)]) for each group with health checks; its pools must be attached."""
+        self.seen = -1
+        """The table generation the pools reflect."""
+        self.deadline = clock.now
+
+    @classmethod
+    def attach(cls, table: HealthTable, groups, clock: Clock) -> "HealthView | None":
+        """Apply the table to the worker's pools now and on every tick; None when nothing is checked."""
+        if not table.slots:
+            return None
+        view = cls(table, groups, clock)
+        view.refresh()
+        clock.watched.add(view)
+        return view
+
+    def on_deadline(self) -> None:
+        self.deadline = self.clock.now
+        if self.table.generation != self.seen:
+            self.refresh()
+
+    def refresh(self) -> None:
+        table = self.table
+        self.seen = table.generation  # read before the states: a change after this is seen next tick
+        for group, pools in self.checked:
+            changed = False
+            for pool, slot in pools:
+                down = not table.is_up(slot)
+                if pool.down != down:
+                    pool.down = down
+                    changed = True
+            if changed:
+                group.balancer.set_candidates(candidate_pools(group.pools))
