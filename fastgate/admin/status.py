@@ -82,7 +82,7 @@ def _empty_route() -> dict:
 def _empty_server() -> dict:
     return {"responses": dict.fromkeys(STATUS_CLASSES, 0), "connect_errors": 0, "timeouts": 0, "failures": 0,
             "connections_opened": 0, "connections_reused": 0, "idle_connections": 0, "active_requests": 0,
-            "ejected": 0}
+            "ejected": 0, "health_down": 0}
 
 
 def _percentiles(parts: dict[int, float]) -> dict[str, float]:

@@ -14,6 +14,8 @@ import msgspec
 from fastgate.config.errors import ConfigError, FieldError
 from fastgate.config.schema import Config
 from fastgate.config.units import decode_hook
+from fastgate.health import settings as health_settings
+from fastgate.health.state import HealthTable, create_table
 from fastgate.ratelimit import RateLimiter
 from fastgate.ratelimit import validate as validate_limits
 from fastgate.routing.route import route_name
@@ -35,13 +37,16 @@ class LoadedConfig:
     upstreams: dict[str, UpstreamGroup]
     limiter: RateLimiter
     """Rate limits; its local table is shared memory, so load in the master, before forking."""
+    health: HealthTable
+    """Verdicts of the active health checks; shared memory, so load in the master, before forking."""
 
 
 def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig:
     """Load, check and compile ``path``; raise ConfigError.
 
     On reload pass the running config as ``previous``: the local rate-limit
-    counters carry over to the new config.
+    counters and the health verdicts of servers still checked carry over to
+    the new config.
     """
     try:
         with open(path, "rb") as f:
@@ -67,7 +72,8 @@ def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig
         router = compile_routes(config.routes, upstreams, config.http, limiter)
     except FieldError as exc:
         raise ConfigError(path, exc.field, exc.reason) from None
-    return LoadedConfig(path, config, router, upstreams, limiter)
+    health = create_table(upstreams.values(), previous.health if previous else None)
+    return LoadedConfig(path, config, router, upstreams, limiter, health)
 
 
 def _check(path: str, config: Config) -> None:
@@ -141,6 +147,8 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.retry_on_status[{j}]", "only 5xx statuses can be retried")
         if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
             raise FieldError(where, "pool sizes cannot be negative")
+        if upstream.health is not None:
+            health_settings.validate(upstream.health, f"{where}.health")
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])

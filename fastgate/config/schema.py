@@ -78,6 +78,33 @@ class UpstreamServer(_Section):
     """Takes no new requests (requests in flight finish)."""
 
 
+class HealthCheck(_Section):
+    """An upstream's ``health`` table: active HTTP checks, run once per gateway (not per worker).
+
+    One helper process forked by the master probes every server of the
+    upstream with ``GET path`` every ``interval`` and shares the verdict with
+    all workers through shared memory. A server starts up; before its first
+    passed check one failed check takes it out, after that ``fall`` failed
+    checks in a row do, and ``rise`` passed checks in a row put it back.
+    """
+
+    path: str = "/"
+    """Path (and query) of the GET request, e.g. "/healthz"."""
+    expect: list[int | str] = msgspec.field(default_factory=lambda: ["2xx", "3xx"])
+    """Statuses that pass: numbers (200) or classes ("2xx"). Any other status, no answer
+    within timeout, a refused or broken connection, or a malformed answer fails the check."""
+    interval: Duration = Duration(5.0)
+    """Time between the starts of two checks of one server."""
+    timeout: Duration = Duration(2.0)
+    """Time for a check to connect and receive the response head; must be shorter than interval."""
+    rise: int = 2
+    """Passed checks in a row that put a server that is down back into service."""
+    fall: int = 3
+    """Failed checks in a row that take a server out of service."""
+    host: str = ""
+    """Host header of the checks; empty sends the server's own address ("10.0.0.5:9000")."""
+
+
 class Upstream(_Section):
     """One ``[[upstreams]]`` entry: a named group of servers that routes forward to."""
 
@@ -130,6 +157,8 @@ class Upstream(_Section):
     """An idle pooled connection older than this is closed."""
     max_requests_per_connection: int = 1000
     """A connection is closed after this many requests (0: no limit)."""
+    health: HealthCheck | None = None
+    """Active health checks of the servers; none without this table (see HealthCheck)."""
 
 
 class HeaderEdits(_Section):

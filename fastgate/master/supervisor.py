@@ -20,6 +20,11 @@ write to (``signal.set_wakeup_fd``) and on the workers' ready pipes.
   are not ready within 10 s, they are killed and the old ones go on.
 - SIGQUIT: graceful stop (workers drain); SIGTERM/SIGINT: fast stop;
   SIGUSR1: reopen logs (master and workers).
+
+Active health checks run in one more child, the checker, managed by
+``CheckerProcess`` (health/process.py): started with the first generation,
+respawned when it dies, switched to the new config when a reload is
+promoted, and stopped last (after the workers, on a graceful stop).
 """
 
 import os
@@ -32,6 +37,8 @@ from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
 from fastgate.config.load import LoadedConfig, parse_address
 from fastgate.config.schema import Listener
+from fastgate.health.process import CheckerProcess
+from fastgate.master.children import describe_exit, kill
 from fastgate.master.notify import monotonic_usec, sd_notify
 from fastgate.master.sockets import ListenerSockets
 from fastgate.observe import errorlog
@@ -93,6 +100,7 @@ class Master:
         self.pid_file = ""
         self.metrics: InstanceMetrics | None = None
         self._wake_r = self._wake_w = -1
+        self.checker = CheckerProcess(self._forget_in_checker)
 
     # -- life cycle ------------------------------------------------------------
     def run(self, loaded: LoadedConfig) -> int:
@@ -106,6 +114,7 @@ class Master:
         self._install_signals()
         try:
             self.current = self._start_generation(loaded, 1)
+            self.checker.start(loaded)
             log.info("fastgate %s started: %d workers, pid %d", _version(), self.current.workers, os.getpid())
             return self._loop()
         finally:
@@ -118,7 +127,7 @@ class Master:
                 announced = True
                 self.metrics.set_state(READY)
                 sd_notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
-            if self.stopping and not self.workers:
+            if self.stopping and not self.workers and self.checker.stop():
                 return 0
             readable = self._wait()
             for fd in readable:
@@ -164,6 +173,7 @@ class Master:
             elif sig == signal.SIGUSR1:
                 errorlog.reopen()
                 self._signal_workers(signal.SIGUSR1, lambda w: True)
+                self.checker.signal(signal.SIGUSR1)
                 log.info("logs reopened")
 
     # -- workers -------------------------------------------------------------
@@ -214,6 +224,12 @@ class Master:
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
 
+    def _forget_in_checker(self) -> None:
+        """In a new health checker: what a worker drops, and the listening sockets too."""
+        self._forget_in_child()
+        for listener in self.listeners.values():
+            listener.close()
+
     def _ready_byte(self, fd: int) -> None:
         for worker in self.workers.values():
             if worker.ready_fd == fd:
@@ -241,6 +257,8 @@ class Master:
                 return
             if pid == 0:
                 return
+            if self.checker.reaped(pid, status):
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
@@ -255,7 +273,7 @@ class Master:
             if respawn:
                 self._schedule_respawn(current, worker, status)
             elif self.pending is not None and worker.generation == self.pending.number:
-                log.error("new worker %d exited during reload (%s); keeping the old config", pid, _describe(status))
+                log.error("new worker %d exited during reload (%s); keeping the old config", pid, describe_exit(status))
                 self._abandon_pending()
 
     def _schedule_respawn(self, generation: _Generation, worker: _Worker, status: int) -> None:
@@ -267,10 +285,11 @@ class Master:
             slot.backoff_s = 0.0
         slot.respawn_at = time.monotonic() + slot.backoff_s
         log.error("worker %d (slot %d) exited (%s); respawning in %.1fs", worker.pid, worker.index,
-                  _describe(status), slot.backoff_s)
+                  describe_exit(status), slot.backoff_s)
 
     def _timers(self) -> None:
         now = time.monotonic()
+        self.checker.timers(now)
         current = self.current
         if current is not None and not self.stopping:
             for index, slot in current.slots.items():
@@ -283,12 +302,12 @@ class Master:
         for worker in list(self.workers.values()):
             if worker.kill_at and worker.kill_at <= now:
                 worker.kill_at = 0.0
-                _kill(worker.pid, signal.SIGKILL)
+                kill(worker.pid, signal.SIGKILL)
 
     def _signal_workers(self, sig: int, which) -> None:
         for worker in self.workers.values():
             if which(worker):
-                _kill(worker.pid, sig)
+                kill(worker.pid, sig)
 
     def _retire(self, generation_number: int) -> None:
         """Ask a generation to drain and exit; kill it if it outlives its drain timeout."""
@@ -298,7 +317,7 @@ class Master:
             if worker.generation == generation_number and not worker.stopping:
                 worker.stopping = True
                 worker.kill_at = kill_at
-                _kill(worker.pid, signal.SIGQUIT)
+                kill(worker.pid, signal.SIGQUIT)
 
     # -- reload ----------------------------------------------------------------
     def _reload(self) -> None:
@@ -332,6 +351,7 @@ class Master:
         errorlog.setup(self.current.loaded.config.server.error_log, self.current.loaded.config.server.log_level)
         self._retire(old.number)
         self.metrics.reloaded("ok")
+        self.checker.switch(self.current.loaded)
         keep = set(_listener_keys(self.current.loaded))
         keep.add(_admin_key(self.current.loaded))
         for key in list(self.listeners):
@@ -346,7 +366,7 @@ class Master:
         for worker in self.workers.values():
             if worker.generation == pending.number:
                 worker.stopping = True
-                _kill(worker.pid, signal.SIGKILL)
+                kill(worker.pid, signal.SIGKILL)
         sd_notify("READY=1", "STATUS=reload failed")
 
     # -- stop ------------------------------------------------------------------
@@ -370,10 +390,12 @@ class Master:
             for worker in self.workers.values():
                 worker.stopping = True
                 worker.kill_at = kill_at
+            self.checker.stop()
 
     def _cleanup(self) -> None:
         for worker in self.workers.values():
-            _kill(worker.pid, signal.SIGKILL)
+            kill(worker.pid, signal.SIGKILL)
+        self.checker.signal(signal.SIGKILL)
         for listener in self.listeners.values():
             listener.close()
         try:
@@ -413,25 +435,12 @@ def _worker_count(loaded: LoadedConfig) -> int:
     return os.cpu_count() or 1 if workers == "auto" else workers
 
 
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _drain_pipe(fd: int) -> None:
     try:
         while os.read(fd, 512):
             pass
     except BlockingIOError:
         pass
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
 def _version() -> str:

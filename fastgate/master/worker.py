@@ -18,6 +18,7 @@ from fastgate import __version__
 from fastgate.admin.endpoints import AdminEndpoints
 from fastgate.admin.server import AdminConnection
 from fastgate.config.load import LoadedConfig
+from fastgate.health.view import HealthView
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
 from fastgate.observe.metrics import NO_METRICS, WorkerMetrics
@@ -61,6 +62,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     clock = Clock(loop, _tick_s(loaded))
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
+    HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     sinks = build_sinks(loaded, loop)
     metrics = _metrics(loaded, sinks, region, seat)

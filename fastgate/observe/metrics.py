@@ -37,6 +37,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_upstream_idle_connections": (GAUGE, "Idle keep-alive connections in the pools."),
     "fastgate_upstream_active_requests": (GAUGE, "Requests in flight to a server."),
     "fastgate_upstream_ejected": (GAUGE, "Workers that have the server ejected by passive health checks."),
+    "fastgate_upstream_health_down": (GAUGE, "Workers that see the server down by active health checks."),
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
     "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
@@ -67,12 +68,13 @@ _R_BYTES_OUT = _R_BYTES_IN + 1
 _R_LIMITS = _R_BYTES_OUT + 1
 # offsets inside one server's block
 _S_CONNECT_ERRORS = len(STATUS_CLASSES)
-_S_TIMEOUTS, _S_FAILURES, _S_OPENED, _S_REUSED, _S_IDLE, _S_ACTIVE, _S_EJECTED = range(
-    _S_CONNECT_ERRORS + 1, _S_CONNECT_ERRORS + 8)
+_S_TIMEOUTS, _S_FAILURES, _S_OPENED, _S_REUSED, _S_IDLE, _S_ACTIVE, _S_EJECTED, _S_DOWN = range(
+    _S_CONNECT_ERRORS + 1, _S_CONNECT_ERRORS + 9)
 _SERVER_FAMILIES = (
     "fastgate_upstream_connect_errors_total", "fastgate_upstream_timeouts_total", "fastgate_upstream_failures_total",
     "fastgate_upstream_connections_opened_total", "fastgate_upstream_connections_reused_total",
     "fastgate_upstream_idle_connections", "fastgate_upstream_active_requests", "fastgate_upstream_ejected",
+    "fastgate_upstream_health_down",
 )
 _LIMITER_FAMILIES = (
     "fastgate_ratelimit_redis_round_trips_total", "fastgate_ratelimit_redis_failures_total",
@@ -221,6 +223,7 @@ class WorkerMetrics:
             v[base + _S_IDLE] = len(pool.idle)
             v[base + _S_ACTIVE] = pool.active
             v[base + _S_EJECTED] = 1.0 if pool.ejected else 0.0
+            v[base + _S_DOWN] = 1.0 if pool.down else 0.0
         stats = self.limiter.stats
         base = self.limiter_base
         v[base] = stats.redis_round_trips

@@ -1,8 +1,9 @@
 """Load balancers: which server of an upstream takes the next request. Pure logic, per worker.
 
 A balancer chooses among *candidates*: the servers that are neither drained,
-ejected (passive health, upstream/group.py) nor backups, or, when there is
-none, the backups that are neither drained nor ejected. The
+ejected (passive health, upstream/group.py), down (active health checks,
+health/view.py) nor backups, or, when there is none, the backups that are
+neither drained, ejected nor down. The
 candidates are one immutable tuple, rebound as a whole when the set changes
 (``set_candidates``), never edited in place.
 
@@ -159,6 +160,6 @@ BALANCERS = {
 
 
 def candidate_pools(pools: tuple) -> tuple:
-    """Servers not drained, not ejected and not backups; else such backups."""
-    primaries = tuple(p for p in pools if not p.backup and not p.drain and not p.ejected)
-    return primaries or tuple(p for p in pools if p.backup and not p.drain and not p.ejected)
+    """Servers not drained, not ejected, not down and not backups; else such backups."""
+    primaries = tuple(p for p in pools if not p.backup and not p.drain and not p.ejected and not p.down)
+    return primaries or tuple(p for p in pools if p.backup and not p.drain and not p.ejected and not p.down)

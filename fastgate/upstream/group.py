@@ -14,17 +14,20 @@ _MIN_RETRY_CONCURRENCY = 3
 class ServerSpec:
     """One server of a group as configured."""
 
-    __slots__ = ("host", "port", "weight", "backup", "drain")
+    __slots__ = ("address", "host", "port", "weight", "backup", "drain", "health_slot")
 
     def __init__(self, server: str | UpstreamServer) -> None:
         if isinstance(server, str):
             server = UpstreamServer(address=server)
+        self.address = server.address
         host, _, port = server.address.rpartition(":")
         self.host = host.strip("[]")
         self.port = int(port)
         self.weight = server.weight
         self.backup = server.backup
         self.drain = server.drain
+        self.health_slot = -1
+        """Its slot in the health table (health/state.py), or -1 when the group has no active checks."""
 
 
 class UpstreamGroup:
@@ -38,7 +41,8 @@ class UpstreamGroup:
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
                  "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
-                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent")
+                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent",
+                 "health")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -62,6 +66,8 @@ class UpstreamGroup:
         self.max_requests_per_conn = config.max_requests_per_connection
         self.balance = config.balance
         self.key_of = compile_hash_key(config.hash_key) if config.balance == "consistent_hash" else None
+        self.health = config.health
+        """The active health check settings (read by the checker process), or None."""
         self.pools: tuple = ()
         self.balancer: Balancer | None = None
 

@@ -19,7 +19,7 @@ class ServerPool:
     """
 
     __slots__ = ("group", "host", "port", "label", "host_header", "loop", "clock", "idle", "weight", "backup", "drain",
-                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline")
+                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline", "down")
 
     def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
         self.group = group
@@ -47,6 +47,9 @@ class ServerPool:
         """Times this server was ejected; the next ejection lasts that much longer."""
         self.deadline = 0.0
         """While ejected, when it comes back (the clock calls on_deadline)."""
+        # active health (health/view.py)
+        self.down = False
+        """The health checker found the server down."""
 
     def acquire(self) -> UpstreamConnection | None:
         """An idle connection that is still open, or None."""

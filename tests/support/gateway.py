@@ -25,6 +25,8 @@ from tests.support.toml_writer import dumps
 REPO = Path(__file__).resolve().parents[2]
 READY_PATH = "/__fastgate_ready"
 READY_BODY = "ready"
+CHECKER_NAME = "fastgate-health"
+"""The health checker's process name (fastgate/health/checker.py PROCESS_NAME)."""
 
 
 def fastgate_command() -> list[str]:
@@ -194,7 +196,11 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def worker_pids(self) -> set[int]:
-        return set(procfs.children(self.pid))
+        return {pid for pid in procfs.children(self.pid) if procfs.name(pid) != CHECKER_NAME}
+
+    def checker_pids(self) -> set[int]:
+        """The master's health checker processes (one while any upstream has health checks)."""
+        return {pid for pid in procfs.children(self.pid) if procfs.name(pid) == CHECKER_NAME}
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """``fastgate ARGS -c <this config>``."""

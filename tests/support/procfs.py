@@ -21,6 +21,15 @@ def _alive(fields: list[str] | None) -> bool:
     return fields is not None and fields[0] not in ("Z", "X")
 
 
+def name(pid: int) -> str | None:
+    """The process's name (/proc/PID/comm), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def children(pid: int) -> list[int]:
     """Live child processes of ``pid`` (state not zombie)."""
     found = []

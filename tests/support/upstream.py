@@ -30,6 +30,11 @@ What the server answers is chosen by the request's query string, so any path
   body, then RST);
 - ``idle_close=1`` closes the connection shortly after the response, without
   having announced it (a keep-alive connection that goes stale).
+
+A test can also change what one path answers while the server runs, e.g. a
+health check path whose query is fixed by the gateway's config:
+``answer("/healthz", "status=503")`` answers requests for that path as if
+their query said so, and ``answer("/healthz", None)`` undoes it.
 """
 
 import asyncio
@@ -143,6 +148,8 @@ class Upstream:
         self._release: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._error: BaseException | None = None
+        self._answers: dict[str, dict[str, list[str]]] = {}
+        """Query parameters imposed on requests for a path (``answer``)."""
 
     # -- life cycle -------------------------------------------------------
 
@@ -199,6 +206,14 @@ class Upstream:
     def config(self, name: str = "up", **fields: object) -> dict:
         """An ``[[upstreams]]`` entry for this server."""
         return {"name": name, "servers": [self.address], **fields}
+
+    def answer(self, path: str, query: str | None) -> None:
+        """Answer requests for ``path`` as if their query were ``query`` too (it wins); None: undo."""
+        with self._cond:
+            if query is None:
+                self._answers.pop(path, None)
+            else:
+                self._answers[path] = parse_qs(query, keep_blank_values=True)
 
     def release(self) -> None:
         """Let requests sent with ``hold=1`` read their bodies."""
@@ -323,6 +338,8 @@ class Upstream:
 
     async def _respond(self, request: Received, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
         query = parse_qs(request.target.split("?", 1)[1], keep_blank_values=True) if "?" in request.target else {}
+        with self._cond:
+            query.update(self._answers.get(request.path, {}))
 
         def one(name: str, default: str) -> str:
             return query.get(name, [default])[-1]

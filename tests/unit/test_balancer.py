@@ -15,6 +15,7 @@ class Pool:
     backup: bool = False
     drain: bool = False
     ejected: bool = False
+    down: bool = False
     active: int = 0
     ewma_s: float = 0.001
 
@@ -84,3 +85,12 @@ def test_backups_only_when_no_primary_and_drained_never():
     spare.drain = True
     assert candidate_pools((a, b, spare)) == ()
     assert BALANCERS["round_robin"]((a, b, spare)).pick() is None
+
+
+def test_servers_down_by_health_check_are_skipped_like_ejected_ones():
+    a, b, spare = Pool("a", down=True), Pool("b", ejected=True), Pool("spare", backup=True)
+    assert candidate_pools((a, b, spare)) == (spare,)
+    spare.down = True
+    assert candidate_pools((a, b, spare)) == ()
+    a.down = False
+    assert candidate_pools((a, b, spare)) == (a,)

@@ -1,0 +1,1 @@
+"""Active health checks: one checker process per gateway, its verdicts in shared memory for every worker."""
