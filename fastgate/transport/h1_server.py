@@ -21,6 +21,8 @@ States:
 - PREFIX: a limit is keyed by a body field: the first body bytes (up to
   [ratelimit].body_read_limit) are collected, then the limits are checked
   and the collected bytes are forwarded unchanged.
+- AGGREGATE: the route's parts are being fetched (proxy/aggregate.py); new
+  bytes are buffered as in WAIT until the merged answer is written.
 - CLOSED.
 
 The response side is driven by the upstream connection through the
@@ -41,7 +43,7 @@ from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
-HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
+HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
 # what the deadline is for
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
@@ -58,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
         "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
+        "aggregation",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -115,6 +118,8 @@ class ClientConnection(asyncio.Protocol):
         """The body bytes collected for a body-keyed limit (state PREFIX)."""
         self.corked_head = b""
         """A response head held back to go out in one write with the first body bytes."""
+        self.aggregation = None
+        """The route's parts in flight (state AGGREGATE), cancelled if the connection ends."""
 
     # -- asyncio callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -165,7 +170,7 @@ class ClientConnection(asyncio.Protocol):
             elif state == TUNNEL:
                 self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
                 self.upstream.transport.write(data)
-            elif state == WAIT or state == LIMIT:
+            elif state == WAIT or state == LIMIT or state == AGGREGATE:
                 self.buffer += data
                 if len(self.buffer) > self.ctx.max_head_bytes:
                     self._pause_reading()
@@ -263,7 +268,15 @@ class ClientConnection(asyncio.Protocol):
             self._check_limits(None, rest)
 
     def _dispatch(self, head, route, rest: bytes) -> None:
-        """The request passed its limits: answer it here or forward it."""
+        """The request passed its limits: answer it here, aggregate its parts or forward it."""
+        if route.aggregate is not None:
+            self.state = AGGREGATE
+            self.buffer = rest
+            self.waiting = _IDLE
+            self.deadline = 0.0  # the parts have their own timeouts
+            self.aggregation = route.aggregate.start(
+                head, self.request_id, self.client_ip, self.proto_header, self.ctx.clock, self._aggregated)
+            return
         if route.respond_head is None:
             self._forward(head, route, rest)
             return
@@ -286,6 +299,20 @@ class ClientConnection(asyncio.Protocol):
         self.limit_headers = b""
         self.state = HEAD
         self.buffer = rest
+
+    def _aggregated(self) -> None:
+        """The aggregation has its answer (called from a later loop turn): write it, go on."""
+        try:
+            response = self.aggregation.response(not self.keep_alive, self.limit_headers)
+            self.aggregation = None
+            rest = self.buffer
+            self.buffer = b""
+            self._answer_locally(response, rest)
+            self._resume_reading()
+            if self.state == HEAD:
+                self._head_bytes(b"")
+        except Exception:
+            self.internal_error()
 
     # -- rate limits -----------------------------------------------------------
     def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
@@ -743,6 +770,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _drop_upstream(self) -> None:
         """Let go of the upstream side mid-exchange: it cannot be reused."""
+        if self.aggregation is not None:
+            self.aggregation.cancel()
+            self.aggregation = None
         self._end_retry()
         self._release_pool()
         self._abandon_connect()
