@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.checks import assert_json_error
+from tests.support.ports import refused_port
 from tests.support.rawhttp import RawConnection, request_bytes
 from tests.support.upstream import Upstream
 
@@ -39,7 +40,7 @@ def _orders_receive_only_valid_http(orders) -> Iterator[None]:
 def gw(module_gateways, module_upstream, orders):
     return module_gateways.start({
         "upstreams": [module_upstream.config("users"), orders.config("orders"),
-                      {"name": "nowhere", "servers": ["127.0.0.1:9"], "connect_retries": 0}],
+                      {"name": "nowhere", "servers": [f"127.0.0.1:{refused_port()}"]}],
         "routes": [
             {"path": "/dashboard", "aggregate": [
                 part("user", "users", "/users/me", timeout="5s", required=True),
