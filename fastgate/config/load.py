@@ -155,8 +155,8 @@ def _check_fields(config: Config) -> None:
 
 
 def _check_route(route, where: str, upstream_names: set[str]) -> None:
-    if (route.upstream is None) == (route.respond is None):
-        raise FieldError(where, "needs exactly one of upstream and respond")
+    if (route.upstream is not None) + (route.respond is not None) + bool(route.aggregate) != 1:
+        raise FieldError(where, "needs exactly one of upstream, respond and aggregate")
     if route.upstream is not None and route.upstream not in upstream_names:
         raise FieldError(f"{where}.upstream", f"no upstream named {route.upstream!r}")
     paths = [k for k in ("path", "path_prefix", "path_regex") if getattr(route, k) is not None]
@@ -198,6 +198,39 @@ def _check_route(route, where: str, upstream_names: set[str]) -> None:
                 raise FieldError(f"{where}.{side}.remove[{j}]", f"{name!r} is not a header name")
     if route.host_rewrite is not None and not re.match(r"^[A-Za-z0-9.\-\[\]:]+$", route.host_rewrite):
         raise FieldError(f"{where}.host_rewrite", "is not a host name")
+    if route.aggregate:
+        _check_aggregate(route, where, upstream_names)
+
+
+_AGGREGATE_METHODS = ("GET", "HEAD")
+_PART_PATH = re.compile(r"^/[!\"$-~]*$")
+"""A request target: printable ASCII without spaces or '#'."""
+
+
+def _check_aggregate(route, where: str, upstream_names: set[str]) -> None:
+    if route.aggregate_timeout <= 0:
+        raise FieldError(f"{where}.aggregate_timeout", "must be greater than zero")
+    for j, method in enumerate(route.methods):
+        if method not in _AGGREGATE_METHODS:
+            raise FieldError(f"{where}.methods[{j}]", "an aggregate route answers only GET and HEAD")
+    keys: set[str] = set()
+    for j, part in enumerate(route.aggregate):
+        at = f"{where}.aggregate[{j}]"
+        if not part.key or part.key == "errors":
+            raise FieldError(f"{at}.key", "must not be empty or \"errors\" (the failed parts go there)")
+        if part.key in keys:
+            raise FieldError(f"{at}.key", f"{part.key!r} is used by another part of this route")
+        keys.add(part.key)
+        if part.upstream not in upstream_names:
+            raise FieldError(f"{at}.upstream", f"no upstream named {part.upstream!r}")
+        if part.path is not None and not _PART_PATH.match(part.path):
+            raise FieldError(f"{at}.path", "must start with '/' and be printable ASCII without spaces or '#' "
+                                             "(percent-encode the rest)")
+        if part.timeout is not None and not 0 < part.timeout <= route.aggregate_timeout:
+            raise FieldError(f"{at}.timeout", f"must be greater than zero and at most the route's "
+                                              f"aggregate_timeout ({route.aggregate_timeout:g}s)")
+        if part.max_size <= 0:
+            raise FieldError(f"{at}.max_size", "must be greater than zero")
 
 
 def parse_address(text: str, field: str) -> tuple[str, int]:

@@ -183,6 +183,27 @@ class Respond(_Section):
     """Content-Type of the answer."""
 
 
+class AggregatePart(_Section):
+    """One ``[[routes.aggregate]]`` entry: a GET the route sends to an upstream, whose JSON
+    answer goes into the merged answer under ``key`` (see proxy/aggregate.py)."""
+
+    key: str
+    """Name of this part's answer in the merged JSON object ("errors" is reserved)."""
+    upstream: str
+    """Name of the upstream the part is sent to."""
+    path: str | None = None
+    """Path (with an optional query) sent to the upstream; default: the request's path, after
+    prefix_rewrite. The client's query string is appended to it."""
+    timeout: Duration | None = None
+    """Time for the whole part (connect, response head and body); default and upper bound: the
+    route's aggregate_timeout. Past it the part fails as timed out (504)."""
+    required: bool = True
+    """A required part that fails fails the whole answer (its 502, 503 or 504, JSON); an optional
+    one becomes null and an entry in the answer's "errors" object."""
+    max_size: Size = Size(1024 * 1024)
+    """Largest response body of this part; a larger one is a part failure (502)."""
+
+
 class Route(_Section):
     """One ``[[routes]]`` entry: which requests it takes and what it does with them.
 
@@ -206,9 +227,14 @@ class Route(_Section):
     methods: list[str] = []
     """Methods this route takes; empty means any."""
     upstream: str | None = None
-    """Name of the upstream to forward to. Exactly one of upstream and respond."""
+    """Name of the upstream to forward to. Exactly one of upstream, respond and aggregate."""
     respond: Respond | None = None
     """Answer the request here without an upstream."""
+    aggregate: list[AggregatePart] = []
+    """Send the request to these parts in parallel and answer with their JSON answers merged
+    into one object, each under its key (GET and HEAD only; see the README)."""
+    aggregate_timeout: Duration = Duration(5.0)
+    """Time for a whole aggregated answer: parts still running then fail as timed out."""
     prefix_rewrite: str | None = None
     """Replace the matched path_prefix with this before forwarding ("/" strips it)."""
     host_rewrite: str | None = None

@@ -2,13 +2,22 @@
 
 import re
 
-from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.config.schema import HeaderEdits, Http, Route as RouteConfig
 from fastgate.ratelimit import RateLimiter
 from fastgate.routing.rewrite import CompiledEdits
 from fastgate.upstream.group import UpstreamGroup
 from fastgate.wire.status import status_line
 
 EXACT, REGEX, PREFIX = 0, 1, 2
+
+
+_PART_REMOVE = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+
+
+def _part_edits(edits: HeaderEdits) -> HeaderEdits:
+    """An aggregate route's request edits: its parts are read as whole, uncompressed JSON."""
+    return HeaderEdits(set={"Accept": "application/json", "Accept-Encoding": "identity", **edits.set},
+                       add=edits.add, remove=[*_PART_REMOVE, *edits.remove])
 
 
 def route_name(config: RouteConfig, index: int) -> str:
@@ -23,7 +32,7 @@ class Route:
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
         "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
-        "request_id", "limits",
+        "request_id", "limits", "aggregate",
     )
 
     def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
@@ -58,10 +67,13 @@ class Route:
         self.prefix_rewrite = config.prefix_rewrite.encode() if config.prefix_rewrite is not None else None
         self.host_header = b"\r\nHost: " + config.host_rewrite.encode() if config.host_rewrite else None
         """The Host header sent upstream instead of the client's, or None to pass it through."""
-        self.request_edits = CompiledEdits(config.request_headers)
+        self.request_edits = CompiledEdits(
+            _part_edits(config.request_headers) if config.aggregate else config.request_headers)
         self.request_id = config.request_id
         self.limits = limiter.compile_route(self.name, config.limits)
         """The route's rate limits (ratelimit.RouteLimits), or None."""
+        self.aggregate = None
+        """The route's parts (proxy/aggregate.py Aggregate) when it aggregates; set by compile_routes."""
 
     def matches(self, path: bytes, method: bytes) -> bool:
         kind = self.path_kind

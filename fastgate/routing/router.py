@@ -11,6 +11,7 @@ go on to less specific hosts.
 
 from fastgate.config.errors import FieldError
 from fastgate.config.schema import Http, Route as RouteConfig
+from fastgate.proxy.aggregate import Aggregate
 from fastgate.ratelimit import RateLimiter
 from fastgate.routing.route import Route
 from fastgate.upstream.group import UpstreamGroup
@@ -72,7 +73,10 @@ def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGrou
     routes = []
     for i, config in enumerate(configs):
         try:
-            routes.append(Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter))
+            route = Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter)
         except (ValueError, UnicodeError) as exc:
             raise FieldError(f"routes[{i}]", str(exc)) from None
+        if config.aggregate:
+            route.aggregate = Aggregate(config, route, upstreams)
+        routes.append(route)
     return Router(routes, [c.hosts for c in configs])

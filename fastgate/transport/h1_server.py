@@ -21,6 +21,8 @@ States:
 - PREFIX: a limit is keyed by a body field: the first body bytes (up to
   [ratelimit].body_read_limit) are collected, then the limits are checked
   and the collected bytes are forwarded unchanged.
+- AGGREGATE: the route's parts are being fetched (proxy/aggregate.py); new
+  bytes are buffered as in WAIT until the merged answer is written.
 - CLOSED.
 
 The response side is driven by the upstream connection through the
@@ -42,7 +44,7 @@ from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
-HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX = range(7)
+HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
 # what the deadline is for
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
@@ -60,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
         "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
+        "aggregation",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -130,6 +133,8 @@ class ClientConnection(asyncio.Protocol):
         """Seconds from sending the request upstream to its response head."""
         self.limit_outcome = LIMIT_NONE
         self.trace_id = ""
+        self.aggregation = None
+        """The route's parts in flight (state AGGREGATE), cancelled if the connection ends."""
 
     # -- asyncio callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -183,7 +188,7 @@ class ClientConnection(asyncio.Protocol):
             elif state == TUNNEL:
                 self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
                 self.upstream.transport.write(data)
-            elif state == WAIT or state == LIMIT:
+            elif state == WAIT or state == LIMIT or state == AGGREGATE:
                 self.buffer += data
                 if len(self.buffer) > self.ctx.max_head_bytes:
                     self._pause_reading()
@@ -274,7 +279,7 @@ class ClientConnection(asyncio.Protocol):
         if route is None:
             self._answer_locally(404, error_response(
                 404, "no route matches this request", self.request_id, ctx.clock.date_header,
-                not self.keep_alive or head.has_body), rest)
+                not self.keep_alive or head.has_body, head_only=head.method == b"HEAD"), rest)
             return
         if head.content_length > route.max_body_bytes:
             self._refuse(413, "request body too large")
@@ -288,7 +293,15 @@ class ClientConnection(asyncio.Protocol):
             self._check_limits(None, rest)
 
     def _dispatch(self, head, route, rest: bytes) -> None:
-        """The request passed its limits: answer it here or forward it."""
+        """The request passed its limits: answer it here, aggregate its parts or forward it."""
+        if route.aggregate is not None:
+            self.state = AGGREGATE
+            self.buffer = rest
+            self.waiting = _IDLE
+            self.deadline = 0.0  # the parts have their own timeouts
+            self.aggregation = route.aggregate.start(
+                head, self.request_id, self.client_ip, self.proto_header, self.ctx.clock, self._aggregated)
+            return
         if route.respond_head is None:
             self._forward(head, route, rest)
             return
@@ -313,6 +326,21 @@ class ClientConnection(asyncio.Protocol):
         self.limit_headers = b""
         self.state = HEAD
         self.buffer = rest
+
+    def _aggregated(self) -> None:
+        """The aggregation has its answer (called from a later loop turn): write it, go on."""
+        try:
+            aggregation = self.aggregation
+            self.aggregation = None
+            rest = self.buffer
+            self.buffer = b""
+            self._answer_locally(aggregation.status, aggregation.response(not self.keep_alive, self.limit_headers),
+                                 rest)
+            self._resume_reading()
+            if self.state == HEAD:
+                self._head_bytes(b"")
+        except Exception:
+            self.internal_error()
 
     # -- rate limits -----------------------------------------------------------
     def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
@@ -352,7 +380,7 @@ class ClientConnection(asyncio.Protocol):
             self._answer_locally(status, error_response(
                 status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
                 self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
-                decision.headers), rest)
+                decision.headers, self.head.method == b"HEAD"), rest)
         if later:
             self._resume_reading()
             if self.state == HEAD:
@@ -804,6 +832,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _drop_upstream(self) -> None:
         """Let go of the upstream side mid-exchange: it cannot be reused."""
+        if self.aggregation is not None:
+            self.aggregation.cancel()
+            self.aggregation = None
         self._end_retry()
         self._release_pool()
         self._abandon_connect()

@@ -15,6 +15,7 @@ What the server answers is chosen by the request's query string, so any path
 - default: a JSON echo of the request (method, target, headers as received,
   body length, SHA-256 and, when small, the body);
 - ``bytes=N``: N bytes of ``pattern`` instead of the echo;
+- ``json=TEXT``: TEXT (as given, not checked) as an application/json body instead of the echo;
 - ``frame=cl|chunked|close``: Content-Length (default), chunked, or a body
   delimited by closing the connection; ``chunk=N`` sizes the chunks;
 - ``status=N``; ``hdr=Name:value`` (repeatable) adds a response header;
@@ -377,6 +378,10 @@ class Upstream:
             size = int(one("bytes", "0"))
             body: bytes | None = None
             headers.append(("Content-Type", "application/octet-stream"))
+        elif "json" in query:
+            body = one("json", "").encode()
+            size = len(body)
+            headers.append(("Content-Type", "application/json"))
         else:
             body = json.dumps(request.as_json()).encode()
             size = len(body)
