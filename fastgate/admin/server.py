@@ -37,7 +37,11 @@ class AdminConnection(asyncio.Protocol):
             self.transport.close()
         except Exception:
             log.exception("internal error on the admin listener")
-            self.transport.abort()
+            try:
+                self._send(500, b"application/json", b'{"error":"internal error","status":500}')
+            except h11.LocalProtocolError:
+                pass  # a response was already under way
+            self.transport.close()
 
     def eof_received(self) -> bool:
         return False

@@ -1,0 +1,202 @@
+"""The admin listener: health, readiness, metrics summed over workers, status, config, token."""
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.ports import refused_port
+from tests.support.wait import wait_until
+
+
+def _admin(gw, path: str, **kwargs) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{gw.admin_port}{path}", timeout=10, **kwargs)
+
+
+def _samples(gw) -> dict:
+    """{(sample name, frozenset of labels): value} from /metrics, parsed by the Prometheus client library."""
+    response = _admin(gw, "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _fresh_connections(gw, path: str, count: int) -> list[int]:
+    """``count`` GETs, each on its own connection, so the kernel spreads them over the workers."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda _: httpx.get(gw.url(path), timeout=10).status_code, range(count)))
+
+
+def _config(upstream) -> dict:
+    return {"upstreams": [upstream.config(), {"name": "dead", "servers": [f"127.0.0.1:{refused_port()}"],
+                                               "eject_after_failures": 0, "connect_retries": 0}],
+            "routes": [{"name": "api", "path_prefix": "/api/", "upstream": "up"},
+                       {"name": "dead", "path_prefix": "/dead/", "upstream": "dead"},
+                       {"name": "hello", "path": "/hello", "respond": {"body": "hi"}}]}
+
+
+def test_health_and_readiness(gateways):
+    gw = gateways.start({}, workers=2)
+    assert _admin(gw, "/healthz").json() == {"status": "alive"}
+    ready = _admin(gw, "/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert _admin(gw, "/nope").status_code == 404
+    assert httpx.post(f"http://127.0.0.1:{gw.admin_port}/metrics").status_code == 405
+
+
+def test_readyz_turns_503_while_draining(gateways, upstream):
+    gw = gateways.start(_config(upstream), workers=1)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.get, gw.url("/api/slow?delay=2"), timeout=10)
+        upstream.wait_request("/api/slow")
+        gw.signal(signal.SIGQUIT)
+        wait_until(lambda: _admin(gw, "/readyz").status_code == 503, "readyz says draining")
+        assert _admin(gw, "/readyz").json() == {"status": "draining"}
+        assert slow.result().status_code == 200  # the request in flight still finished
+    assert gw.wait_exit() == 0
+
+
+def test_metrics_count_every_request_across_workers(gateways, upstream):
+    gw = gateways.start(_config(upstream), workers=2)
+    before = _samples(gw)
+    assert _fresh_connections(gw, "/api/x", 40) == [200] * 40
+    assert _fresh_connections(gw, "/hello", 10) == [200] * 10
+    assert _fresh_connections(gw, "/missing", 5) == [404] * 5
+    assert _fresh_connections(gw, "/dead/x", 3) == [502] * 3
+    served_by = {worker["pid"] for worker in _admin(gw, "/status").json()["workers"] if worker["requests"]}
+    assert len(served_by) == 2, "both workers served requests, so the numbers below are sums"
+
+    samples = _samples(gw)
+    requests = "fastgate_requests_total"
+    assert _value(samples, requests, route="api", method="GET", status="2xx") == 40
+    assert _value(samples, requests, route="hello", method="GET", status="2xx") == 10
+    assert _value(samples, requests, route="(none)", method="GET", status="4xx") == 5
+    assert _value(samples, requests, route="dead", method="GET", status="5xx") == 3
+    assert _value(samples, "fastgate_request_duration_seconds_count", route="api") == 40
+    assert _value(samples, "fastgate_request_duration_seconds_bucket", route="api", le="+Inf") == 40
+    assert _value(samples, "fastgate_request_duration_seconds_sum", route="api") > 0
+    assert _value(samples, "fastgate_upstream_responses_total", upstream="up", server=upstream.address,
+                  status="2xx") == 40
+    assert _value(samples, "fastgate_upstream_duration_seconds_count", upstream="up") == 40
+    dead = [key for key in samples if key[0] == "fastgate_upstream_connect_errors_total"
+            and ("upstream", "dead") in key[1]]
+    assert [samples[key] for key in dead] == [3]
+    accepted = _value(samples, "fastgate_connections_accepted_total", protocol="http1")
+    assert accepted - _value(before, "fastgate_connections_accepted_total", protocol="http1") >= 58
+    assert _value(samples, "fastgate_request_bytes_total", route="hello") >= 10 * len("GET /hello HTTP/1.1\r\n\r\n")
+    assert _value(samples, "fastgate_response_bytes_total", route="hello") >= 10 * len("hi")
+    # labels come from the config, never from request paths
+    assert not [key for key in samples if any("missing" in value for _, value in key[1])]
+
+
+def test_counts_survive_a_worker_crash_and_a_reload(gateways, upstream):
+    gw = gateways.start(_config(upstream), workers=2)
+    assert _fresh_connections(gw, "/hello", 20) == [200] * 20
+    victim = sorted(gw.worker_pids())[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), "the worker is respawned")
+    samples = _samples(gw)
+    assert _value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
+    assert _value(samples, "fastgate_worker_restarts_total") == 1
+
+    gw.cli("-s", "reload")
+    wait_until(lambda: _value(_samples(gw), "fastgate_reloads_total", result="ok") == 1, "the reload is counted")
+    assert _fresh_connections(gw, "/hello", 5) == [200] * 5
+    samples = _samples(gw)
+    assert _value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 25
+
+
+def test_status_document(gateways, upstream):
+    gw = gateways.start(_config(upstream), workers=2)
+    assert _fresh_connections(gw, "/api/a", 6) == [200] * 6
+    assert _fresh_connections(gw, "/missing", 2) == [404] * 2
+    status = _admin(gw, "/status").json()
+    assert status["state"] == "ready"
+    assert status["master_pid"] == gw.pid
+    routes = {r["route"]: r for r in status["routes"]}
+    assert routes["api"]["requests"] == 6 and routes["api"]["status"]["2xx"] == 6
+    assert routes["(none)"]["status"]["4xx"] == 2
+    assert 0 < routes["api"]["latency_s"]["p50"] <= routes["api"]["latency_s"]["p99"]
+    servers = {s["server"]: s for u in status["upstreams"] if u["upstream"] == "up" for s in u["servers"]}
+    assert servers[upstream.address]["responses"]["2xx"] == 6
+    assert sorted(w["pid"] for w in status["workers"]) == sorted(gw.worker_pids())
+    assert sum(w["requests"] for w in status["workers"]) == status["requests"] >= 8
+
+
+def test_token_guards_everything_but_health(gateways, upstream):
+    gw = gateways.start({**_config(upstream), "admin": {"token": "s3cret"}}, workers=1)
+    assert _admin(gw, "/healthz").status_code == 200
+    assert _admin(gw, "/readyz").status_code == 200
+    for path in ("/metrics", "/status", "/status.html", "/config"):
+        refused = _admin(gw, path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert _admin(gw, path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert _admin(gw, path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+    assert _admin(gw, "/status?token=s3cret").status_code == 200
+
+
+def test_config_is_shown_with_secrets_redacted(gateways, upstream):
+    gw = gateways.start({**_config(upstream), "admin": {"token": "s3cret"}}, workers=1)
+    shown = _admin(gw, "/config", headers={"Authorization": "Bearer s3cret"})
+    config = shown.json()
+    assert config["admin"]["token"] == "<redacted>"
+    assert "s3cret" not in shown.text
+    assert [r["name"] for r in config["routes"]][:3] == ["api", "dead", "hello"]
+    assert config["upstreams"][0]["servers"] == [upstream.address]
+
+
+def test_malformed_admin_request_gets_400(gateways):
+    gw = gateways.start({}, workers=1)
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.admin_port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n")
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert sock.recv(4096) == b""  # and the connection is closed
+    assert _admin(gw, "/healthz").status_code == 200  # the worker is fine
+
+
+def test_admin_listener_can_be_turned_off(gateways):
+    gw = gateways.start({"admin": {"address": ""}}, workers=1)
+    assert httpx.get(gw.url("/")).status_code in (200, 404)
+    try:
+        _admin(gw, "/healthz")
+    except httpx.ConnectError:
+        pass
+    else:
+        raise AssertionError("the admin listener answered although it is off")
+
+
+def test_metrics_off(gateways):
+    gw = gateways.start({"admin": {"metrics": False}}, workers=1)
+    assert _admin(gw, "/metrics").status_code == 404
+    assert json.loads(_admin(gw, "/status").text)["metrics"] is False
+
+
+def test_scrape_is_consistent_under_load(gateways, upstream):
+    """Scrapes while requests run: counters never go down between scrapes."""
+    gw = gateways.start(_config(upstream), workers=2)
+    seen = []
+    with ThreadPoolExecutor(3) as pool:
+        load = [pool.submit(_fresh_connections, gw, "/hello", 60) for _ in range(2)]
+        while not all(f.done() for f in load):
+            seen.append(_value(_samples(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
+            time.sleep(0.02)
+        assert all(f.result() == [200] * 60 for f in load)
+    seen.append(_value(_samples(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
+    assert seen == sorted(seen)
+    assert seen[-1] == 120

@@ -1,0 +1,50 @@
+"""/status.html in a real headless Chromium: it loads, reads /status, and shows the live numbers."""
+
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
+
+
+def _chromium(*args: str, cwd) -> str:
+    done = subprocess.run(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--virtual-time-budget=5000", f"--user-data-dir={cwd}/profile", *args],
+        capture_output=True, text=True, timeout=90, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _text(dom: str, element_id: str) -> str:
+    found = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
+    assert found, f"#{element_id} is not on the page"
+    return found.group(1)
+
+
+def test_status_page_shows_live_numbers(gateways, tmp_path):
+    gw = gateways.start({"routes": [{"name": "hello", "path": "/hello", "respond": {"body": "hi"}}]}, workers=2)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda _: httpx.get(gw.url("/hello")).status_code, range(7))) == [200] * 7
+        assert list(pool.map(lambda _: httpx.get(gw.url("/nothing-here")).status_code, range(3))) == [404] * 3
+    page = f"http://127.0.0.1:{gw.admin_port}/status.html"
+
+    dom = _chromium("--dump-dom", page, cwd=tmp_path)
+    status = httpx.get(f"http://127.0.0.1:{gw.admin_port}/status").json()  # the readiness probes count too
+    assert _text(dom, "state") == "ready"
+    assert _text(dom, "total-requests") == str(status["requests"])
+    assert _text(dom, "status-2xx") == str(status["status"]["2xx"]) and status["status"]["2xx"] >= 7
+    assert _text(dom, "status-4xx") == "3"
+    assert _text(dom, "error") == ""
+    assert re.search(r"<td>hello</td><td>7</td>", dom), "the routes table lists the route with its count"
+    assert dom.count("<td>1</td><td>") >= 2, "the workers table has a row per worker (slot 1 is one of them)"
+
+    shot = tmp_path / "status.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1280,1100", page, cwd=tmp_path)
+    image = shot.read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 20_000  # a rendered page, not a blank one
