@@ -6,7 +6,7 @@ import time
 
 from fastgate.observe.collect import Snapshot
 from fastgate.observe.metrics import STATUS_CLASSES
-from fastgate.observe.prometheus import quantile
+from fastgate.observe.prometheus import quantiles
 from fastgate.observe.shm import READY, STARTING
 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -71,12 +71,12 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
         "routes": [{"route": name, **numbers} for name, numbers in sorted(routes.items())],
         "upstreams": [{"upstream": name, "servers": items} for name, items in upstreams.items()],
         "ratelimit": {"decisions": limits, "redis": redis},
-        "workers": [_worker(header, values) for header, values in snapshot.workers],
+        "workers": [_worker(*worker) for worker in snapshot.workers],
     }
 
 
 def _empty_route() -> dict:
-    return {"requests": 0, "status": dict.fromkeys(STATUS_CLASSES, 0), "latency_s": _percentiles({})}
+    return {"requests": 0, "status": dict.fromkeys(STATUS_CLASSES, 0), "latency_s": _NO_LATENCY}
 
 
 def _empty_server() -> dict:
@@ -86,15 +86,25 @@ def _empty_server() -> dict:
 
 
 def _percentiles(parts: dict[int, float]) -> dict[str, float]:
-    return {name: round(quantile(parts, q), 6) for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
+    return {name: round(value, 6) for name, value in zip(("p50", "p90", "p99"), quantiles(parts, (0.5, 0.9, 0.99)))}
 
 
-def _worker(header: dict, values: dict) -> dict:
-    requests = active = 0
-    for (family, _, _), value in values.items():
-        value = int(value)
-        if family == "fastgate_requests_total":
-            requests += value
-        elif family == "fastgate_connections_active":
-            active += value
-    return {**header, "requests": requests, "active_connections": active}
+_NO_LATENCY = {"p50": 0.0, "p90": 0.0, "p99": 0.0}
+_family_indices: dict[int, tuple] = {}
+
+
+def _indices(layout: list, family: str) -> list[int]:
+    """Where ``family``'s series are in ``layout`` (layouts are long-lived: cached by identity)."""
+    key = id(layout), family
+    known = _family_indices.get(key)
+    if known is None or known[0] is not layout:
+        if len(_family_indices) > 64:
+            _family_indices.clear()
+        known = _family_indices[key] = (layout, [i for i, series in enumerate(layout) if series[0] == family])
+    return known[1]
+
+
+def _worker(header: dict, layout: list, values: list) -> dict:
+    return {**header,
+            "requests": int(sum(values[i] for i in _indices(layout, "fastgate_requests_total"))),
+            "active_connections": int(sum(values[i] for i in _indices(layout, "fastgate_connections_active")))}

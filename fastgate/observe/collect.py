@@ -1,5 +1,7 @@
 """Reading the shared metrics region: the instance's totals and each live worker's values."""
 
+from operator import add
+
 from fastgate.observe.metrics import FAMILIES, GAUGE
 from fastgate.observe.shm import MetricsRegion
 
@@ -15,27 +17,39 @@ class Snapshot:
         self.totals = totals
         """{(family, labels, part): value} summed over exited and live workers (zeros left out)."""
         self.workers = workers
-        """[(seat header fields as a dict, {series: value})] for each live worker."""
+        """[(seat header fields as a dict, layout, values)] for each live worker."""
 
 
 def collect(region: MetricsRegion) -> Snapshot:
-    """Sum the totals seat and every live seat; retried if the master folded a seat meanwhile."""
+    """Sum the totals seat and every live seat; retried if the master folded a seat meanwhile.
+
+    Seats with the same layout (workers of one config generation) are added
+    element by element first, so the per-series Python work is paid once
+    per layout, not once per worker.
+    """
     for _ in range(_ATTEMPTS):
         sequence = region.sequence
         if sequence % 2:
             continue
-        layout, values = region.read_seat(0)
-        totals = {key: value for key, value in zip(layout, values) if value}
+        sums: dict[int, list] = {}
         workers = []
-        for seat in region.live_seats():
-            _, pid, index, generation, started, _, _ = region.seat_header(seat)
+        for seat in [0, *region.live_seats()]:
             layout, values = region.read_seat(seat)
-            own = {key: value for key, value in zip(layout, values) if value}
-            for key, value in own.items():
-                totals[key] = totals.get(key, 0.0) + value
-            workers.append(({"pid": pid, "index": index, "generation": generation, "started": started}, own))
+            if seat:
+                _, pid, index, generation, started, _, _ = region.seat_header(seat)
+                workers.append(({"pid": pid, "index": index, "generation": generation, "started": started},
+                                layout, values))
+            if not layout:
+                continue
+            same = sums.get(id(layout))
+            sums[id(layout)] = [layout, values if same is None else list(map(add, same[1], values))]
         if region.sequence == sequence:
-            return Snapshot(totals, workers)
+            break
+    totals: dict = {}
+    for layout, values in sums.values():
+        for key, value in zip(layout, values):
+            if value:
+                totals[key] = totals.get(key, 0.0) + value
     return Snapshot(totals, workers)
 
 

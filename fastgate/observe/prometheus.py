@@ -29,35 +29,39 @@ def render(totals: dict) -> bytes:
 
 
 def _histogram(lines: list[str], family: str, labels: str, parts: dict[int, float]) -> None:
-    prefix = labels + "," if labels else ""
-    cumulative = 0.0
+    bucket = f'{family}_bucket{{{labels},le="' if labels else f'{family}_bucket{{le="'
+    cumulative = 0
     for part, le in enumerate(_LE):
-        cumulative += parts.get(part, 0.0)
-        lines.append(f'{family}_bucket{{{prefix}le="{le}"}} {_number(cumulative)}')
+        cumulative += int(parts.get(part, 0))
+        lines.append(f'{bucket}{le}"}} {cumulative}')
     braces = f"{{{labels}}}" if labels else ""
     lines.append(f"{family}_sum{braces} {_number(parts.get(SUM, 0.0))}")
-    lines.append(f"{family}_count{braces} {_number(cumulative)}")
+    lines.append(f"{family}_count{braces} {cumulative}")
 
 
 def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def quantile(parts: dict[int, float], q: float) -> float:
-    """An estimate of quantile ``q`` from histogram parts, interpolated within its bucket (as histogram_quantile)."""
+def quantiles(parts: dict[int, float], qs: tuple[float, ...]) -> list[float]:
+    """Estimates of the quantiles ``qs`` (ascending) from histogram parts, interpolated within
+    their bucket as PromQL's histogram_quantile does; 0.0 when there is no observation."""
     counts = [parts.get(i, 0.0) for i in range(len(_LE))]
     total = sum(counts)
     if not total:
-        return 0.0
-    rank = q * total
-    seen = 0.0
-    lower = 0.0
-    for i, count in enumerate(counts):
-        if seen + count >= rank and count:
-            if i == len(LATENCY_BUCKETS_S):
-                return LATENCY_BUCKETS_S[-1]
-            upper = LATENCY_BUCKETS_S[i]
-            return lower + (upper - lower) * (rank - seen) / count
-        seen += count
-        lower = LATENCY_BUCKETS_S[i] if i < len(LATENCY_BUCKETS_S) else lower
-    return LATENCY_BUCKETS_S[-1]
+        return [0.0] * len(qs)
+    found = []
+    seen = lower = 0.0
+    bucket = 0
+    for q in qs:
+        rank = q * total
+        while bucket < len(counts) and (seen + counts[bucket] < rank or not counts[bucket]):
+            seen += counts[bucket]
+            lower = LATENCY_BUCKETS_S[bucket] if bucket < len(LATENCY_BUCKETS_S) else lower
+            bucket += 1
+        if bucket >= len(LATENCY_BUCKETS_S):
+            found.append(LATENCY_BUCKETS_S[-1])
+        else:
+            upper = LATENCY_BUCKETS_S[bucket]
+            found.append(lower + (upper - lower) * (rank - seen) / counts[bucket])
+    return found

@@ -57,6 +57,8 @@ class MetricsRegion:
         self.seats = seats
         self.seat_bytes = seat_bytes
         self.map = mmap.mmap(-1, _REGION_HEADER.size + (seats + 1) * seat_bytes)
+        self._seen: dict[int, tuple] = {}
+        """This process's decoded layouts by seat, with what identifies them (pid, sizes)."""
         _REGION_HEADER.pack_into(self.map, 0, _MAGIC, STARTING, seats, seat_bytes, 0)
 
     # -- instance state ------------------------------------------------------
@@ -110,13 +112,16 @@ class MetricsRegion:
     def read_seat(self, seat: int) -> tuple[Layout, list[float]]:
         """The layout and a copy of the values of a seat (empty while its worker starts)."""
         offset = self._seat_offset(seat)
-        _, _, _, _, _, layout_bytes, count = self.seat_header(seat)
+        _, pid, _, _, _, layout_bytes, count = self.seat_header(seat)
         if not count:
             return [], []
         start = offset + _SEAT_HEADER_BYTES
-        layout = _decode_layout(bytes(self.map[start:start + layout_bytes]))
+        known = (seat, pid, layout_bytes, count)
+        layout = self._seen.get(seat)
+        if layout is None or layout[0] != known:
+            layout = self._seen[seat] = (known, _decode_layout(bytes(self.map[start:start + layout_bytes])))
         values_at = start + (layout_bytes + 7) // 8 * 8
-        return layout, list(memoryview(self.map)[values_at:values_at + 8 * count].cast("d"))
+        return layout[1], memoryview(self.map)[values_at:values_at + 8 * count].cast("d").tolist()
 
     def free_seat(self, seat: int) -> None:
         struct.pack_into("<I", self.map, self._seat_offset(seat), FREE)
