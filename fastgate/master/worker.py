@@ -17,7 +17,7 @@ from fastgate.config.load import LoadedConfig
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
 from fastgate.observe.observer import RequestObserver
-from fastgate.observe.sinks import build_sinks
+from fastgate.observe.sinks import build_sinks, build_span_exporter
 from fastgate.transport.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.h1_server import ClientConnection
@@ -51,8 +51,9 @@ def _tick_s(loaded: LoadedConfig) -> float:
 async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], ready_fd: int) -> int:
     config = loaded.config
     clock = Clock(loop, _tick_s(loaded))
-    observer = RequestObserver(build_sinks(loaded, loop))
-    if observer.sinks:
+    errorlog.use_format(config.server.error_log_format)  # a reload may have changed it
+    observer = RequestObserver(build_sinks(loaded, loop), build_span_exporter(loaded, loop))
+    if observer.outputs:
         clock.on_tick.append(observer.flush)
     ctx = WorkerContext(loaded, clock, observer)
     for group in loaded.upstreams.values():
