@@ -33,6 +33,8 @@ from fastgate.observe.errorlog import log
 from fastgate.observe.trace import is_sampled, parse_traceparent, span_id_of, trace_id_of
 
 _COMPLAIN_EVERY_S = 10.0
+_CLOSE_WAIT_S = 1.0
+"""At worker exit, how long the last export may take before the rest is dropped."""
 _SERVER_KIND = 2  # Span.SpanKind.SPAN_KIND_SERVER
 _STATUS_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 
@@ -102,11 +104,11 @@ class SpanExporter:
         pass
 
     async def close(self) -> None:
-        """Worker exit: send what is queued, within the export timeout."""
+        """Worker exit: send what is queued, within ``_CLOSE_WAIT_S`` (and the export timeout)."""
         self.flush()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, self.timeout_s)
+                await asyncio.wait_for(self._task, min(self.timeout_s, _CLOSE_WAIT_S))
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
         self.dropped_spans += len(self.queue)
