@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.signal:
         return _send_signal(loaded.config.server.pid_file, args.signal)
     from fastgate.master.supervisor import Master
+    from fastgate.observe import errorlog
 
+    errorlog.use_format(loaded.config.server.error_log_format)
     try:
         return Master(args.config, args.workers).run(loaded)
     except OSError as exc:

@@ -16,6 +16,7 @@ from fastgate.config.schema import Config
 from fastgate.config.units import decode_hook
 from fastgate.health import settings as health_settings
 from fastgate.health.state import HealthTable, create_table
+from fastgate.observe.otlp import check_installed, parse_endpoint
 from fastgate.ratelimit import RateLimiter
 from fastgate.ratelimit import validate as validate_limits
 from fastgate.routing.route import route_name
@@ -151,7 +152,31 @@ def _check_fields(config: Config) -> None:
             health_settings.validate(upstream.health, f"{where}.health")
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)
+    _check_observability(config)
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
+
+
+def _check_observability(config: Config) -> None:
+    access_log, tracing = config.access_log, config.tracing
+    if not access_log.path:
+        raise FieldError("access_log.path", 'must be a file path, "stdout" or "off"')
+    if not 1024 <= access_log.buffer <= 64 * 1024 * 1024:
+        raise FieldError("access_log.buffer", "must be between 1KiB and 64MiB")
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise FieldError("tracing.sample_ratio", "must be between 0 and 1")
+    if tracing.otlp_endpoint:
+        try:
+            parse_endpoint(tracing.otlp_endpoint)
+        except ValueError as exc:
+            raise FieldError("tracing.otlp_endpoint", str(exc)) from None
+        try:
+            check_installed()
+        except ImportError:
+            raise FieldError("tracing.otlp_endpoint", "needs opentelemetry-proto: pip install 'fastgate[otlp]'") from None
+    if not 1 <= tracing.export_batch <= tracing.export_queue:
+        raise FieldError("tracing.export_batch", "must be at least 1 and at most tracing.export_queue")
+    if tracing.export_timeout <= 0:
+        raise FieldError("tracing.export_timeout", "must be greater than zero")
 
 
 def _check_route(route, where: str, upstream_names: set[str]) -> None:

@@ -31,6 +31,9 @@ class Server(_Section):
     """Path of the error log, or "stderr"."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written to the error log."""
+    error_log_format: Literal["text", "json"] = "text"
+    """"text": one readable line per event; "json": one JSON object per line with time (Unix
+    seconds), level, pid, logger, message and, for an exception, its traceback in exception."""
 
 
 class Http(_Section):
@@ -262,6 +265,40 @@ class Admin(_Section):
     (the status page also takes ``?token=``)."""
     metrics: bool = True
     """Count requests, upstream events and rate-limit decisions in shared memory (no I/O per request)."""
+class AccessLog(_Section):
+    """The ``[access_log]`` table: one line per finished request, written by each worker."""
+
+    path: str = "off"
+    """A file to append to (created if missing, reopened on SIGUSR1), "stdout", or "off"."""
+    format: Literal["json", "combined"] = "json"
+    """"json": one JSON object per line with every field of the request record (see the
+    README); "combined": the nginx/Apache combined format."""
+    buffer: Size = Size(64 * 1024)
+    """Most bytes of lines a worker holds before writing them. Lines are written on every
+    clock tick (at least once a second) or when this fills; while the target cannot take
+    them (a full pipe) lines past this are dropped and counted, never waited for."""
+
+
+class Tracing(_Section):
+    """The ``[tracing]`` table: W3C Trace Context propagation and optional OTLP span export."""
+
+    enabled: bool = True
+    """Continue the client's valid ``traceparent`` (or start a trace) and send the upstream a
+    ``traceparent`` naming the gateway's own span; the trace id goes to the access log."""
+    sample_ratio: float = 1.0
+    """Share of new traces (no valid incoming traceparent) marked sampled (flag 01), decided
+    from the trace id. An incoming traceparent's sampled flag is kept as it is."""
+    otlp_endpoint: str = ""
+    """Where sampled spans are POSTed as OTLP/HTTP protobuf, e.g.
+    "http://127.0.0.1:4318/v1/traces"; "" exports nothing. Needs ``pip install 'fastgate[otlp]'``."""
+    service_name: str = "fastgate"
+    """The ``service.name`` resource attribute of exported spans."""
+    export_batch: int = 512
+    """Most spans in one export request."""
+    export_queue: int = 4096
+    """Most spans a worker holds while the receiver is slow or down; more are dropped and counted."""
+    export_timeout: Duration = Duration(5.0)
+    """Time for one export request (connect, send, answer); then the batch is dropped."""
 
 
 class Config(_Section):
@@ -274,3 +311,5 @@ class Config(_Section):
     routes: list[Route] = []
     ratelimit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     admin: Admin = msgspec.field(default_factory=Admin)
+    access_log: AccessLog = msgspec.field(default_factory=AccessLog)
+    tracing: Tracing = msgspec.field(default_factory=Tracing)

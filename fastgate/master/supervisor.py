@@ -348,7 +348,9 @@ class Master:
         old = self.current
         self.current = self.pending
         self.pending = None
-        errorlog.setup(self.current.loaded.config.server.error_log, self.current.loaded.config.server.log_level)
+        server = self.current.loaded.config.server
+        errorlog.setup(server.error_log, server.log_level)
+        errorlog.use_format(server.error_log_format)
         self._retire(old.number)
         self.metrics.reloaded("ok")
         self.checker.switch(self.current.loaded)

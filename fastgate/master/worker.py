@@ -24,7 +24,7 @@ from fastgate.observe.errorlog import log
 from fastgate.observe.metrics import NO_METRICS, WorkerMetrics
 from fastgate.observe.observer import RequestObserver
 from fastgate.observe.shm import STOPPING, MetricsRegion, SeatTooSmall
-from fastgate.observe.sinks import build_sinks
+from fastgate.observe.sinks import build_sinks, build_span_exporter
 from fastgate.transport.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.h1_server import ClientConnection
@@ -60,16 +60,17 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
                  ready_fd: int, region: MetricsRegion, seat: int) -> int:
     config = loaded.config
     clock = Clock(loop, _tick_s(loaded))
+    errorlog.use_format(config.server.error_log_format)  # a reload may have changed it
     for group in loaded.upstreams.values():
         group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
     HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     sinks = build_sinks(loaded, loop)
     metrics = _metrics(loaded, sinks, region, seat)
-    observer = RequestObserver(metrics, sinks)
+    observer = RequestObserver(metrics, sinks, build_span_exporter(loaded, loop))
     ctx = WorkerContext(loaded, clock, observer)
-    clock.on_tick.append(lambda: metrics.refresh_gauges(len(ctx.connections)))
-    if sinks:
+    clock.on_tick.append(lambda: metrics.publish(len(ctx.connections)))
+    if observer.outputs:
         clock.on_tick.append(observer.flush)
     proto_header = b"\r\nX-Forwarded-Proto: http"
     servers = [
@@ -128,6 +129,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
             pool.close_idle()
     await loaded.limiter.close()
     await observer.close()
+    metrics.publish(0)  # what was counted since the last tick, before the master folds the seat
     clock.stop()
     return code
 

@@ -8,6 +8,7 @@ import time
 
 import msgspec
 
+from fastgate.observe.trace import span_id_of, trace_id_of
 from fastgate.wire.h1 import header_value
 
 LIMIT_NONE, LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE = "", "allowed", "limited", "unavailable"
@@ -22,6 +23,8 @@ class RequestRecord(msgspec.Struct, kw_only=True):
     request_id: str
     trace_id: str
     """The W3C trace id (32 hex digits), or "" when tracing is off."""
+    span_id: str
+    """The gateway's span id (16 hex digits), sent upstream as the parent in traceparent; or ""."""
     client_ip: str
     method: str
     path: str
@@ -64,7 +67,8 @@ def make_record(conn, status: int, total_s: float) -> RequestRecord:
     return RequestRecord(
         time=time.time() - total_s,
         request_id=conn.request_id.decode("latin-1"),
-        trace_id=conn.trace_id,
+        trace_id=trace_id_of(conn.traceparent).decode(),
+        span_id=span_id_of(conn.traceparent).decode(),
         client_ip=conn.client_ip.decode("latin-1"),
         method=method,
         path=path,

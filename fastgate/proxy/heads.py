@@ -11,15 +11,16 @@ from fastgate.wire.h1 import RequestHead, ResponseHead, splice_headers
 
 def upstream_request_head(
     head: RequestHead, route: Route, request_id: bytes, client_ip: bytes, proto_header: bytes,
-    default_host: bytes, line: bytes = b"",
+    default_host: bytes, traceparent: bytes = b"", line: bytes = b"",
 ) -> bytes:
     """The request head for the upstream, HTTP/1.1, ending in CRLF CRLF.
 
     ``request_id`` is added as X-Request-ID unless it came from the client
     (then the client's header travels as it was); ``proto_header`` is the
     pre-encoded ``\\r\\nX-Forwarded-Proto: ...``; ``default_host`` is sent as
-    Host when an HTTP/1.0 client sent none. A request of the gateway's own
-    made from the client's (an aggregation part) gives its request ``line``;
+    Host when an HTTP/1.0 client sent none; ``traceparent`` (``\\r\\ntraceparent: ...``,
+    or b"" when tracing is off) replaces the client's traceparent headers. A request of the
+    gateway's own made from the client's (an aggregation part) gives its request ``line``;
     it carries the client's headers but never an upgrade.
     """
     raw = head.raw
@@ -33,10 +34,13 @@ def upstream_request_head(
             parts = [head.method + b" " + target + b" HTTP/1.1"]
     drops = head.drops
     edits = route.request_edits
-    if edits.remove is not None or (route.host_header and head.host_span):
+    replace_trace = traceparent and head.traceparent_spans
+    if edits.remove is not None or (route.host_header and head.host_span) or replace_trace:
         drops = drops + edits.spans(raw)
         if route.host_header and head.host_span:
             drops.append(head.host_span)
+        if replace_trace:
+            drops.extend(head.traceparent_spans)
         drops.sort()
     splice_headers(parts, raw, head.line_end, drops)
     if route.host_header:
@@ -52,6 +56,7 @@ def upstream_request_head(
         parts.append(b"\r\nX-Forwarded-Host: " + head.host)
     if request_id and not head.request_id:
         parts.append(b"\r\nX-Request-ID: " + request_id)
+    parts.append(traceparent)
     if head.upgrade and not line:
         parts.append(b"\r\nConnection: upgrade\r\nUpgrade: " + head.upgrade)
     parts.append(edits.extra)

@@ -2,6 +2,7 @@
 
 from fastgate.config.load import LoadedConfig
 from fastgate.observe.observer import RequestObserver
+from fastgate.observe.trace import Tracer
 from fastgate.proxy.request_id import RequestIds
 from fastgate.transport.clock import Clock
 
@@ -13,6 +14,7 @@ class WorkerContext:
         "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
         "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "tracer",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
@@ -24,6 +26,9 @@ class WorkerContext:
         """The log phase (observe/observer.py)."""
         self.metrics = observer.metrics
         """Counters the request path bumps as things happen (observe/metrics.py)."""
+        tracing = loaded.config.tracing
+        self.tracer = Tracer(tracing.sample_ratio) if tracing.enabled else None
+        """Makes each request's traceparent (observe/trace.py); None when tracing is off."""
         self.connections: set = set()
         """Open client connections, for drain and stop."""
         self.draining = False

@@ -61,7 +61,7 @@ class ClientConnection(asyncio.Protocol):
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
         "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
-        "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
+        "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "traceparent",
         "aggregation",
     )
 
@@ -132,7 +132,8 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_s = 0.0
         """Seconds from sending the request upstream to its response head."""
         self.limit_outcome = LIMIT_NONE
-        self.trace_id = ""
+        self.traceparent = b""
+        """``\\r\\ntraceparent: ...`` as sent upstream (observe/trace.py), b"" when tracing is off."""
         self.aggregation = None
         """The route's parts in flight (state AGGREGATE), cancelled if the connection ends."""
 
@@ -264,11 +265,14 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_label = ""
         self.upstream_s = 0.0
         self.limit_outcome = LIMIT_NONE
+        self.traceparent = b""
         try:
             head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser)
         except HeadError as exc:
             self._refuse(exc.status, exc.reason)
             return
+        if ctx.tracer is not None:
+            self.traceparent = ctx.tracer.start(head.traceparent)
         if head.has_body or head.upgrade:
             self.parser = new_request_parser()
         self.head = head
@@ -430,7 +434,7 @@ class ClientConnection(asyncio.Protocol):
         self.sent_continue = False
         self.dechunk = None
         request_head = upstream_request_head(
-            head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header
+            head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header, self.traceparent
         )
         self.upstream_head = request_head
         self.tried = None

@@ -11,7 +11,7 @@ complete head to the functions here:
    leniencies) and reports method, version and keep-alive;
 2. one regex pass over the lower-cased head locates only the headers that decide
    something (Host, Connection, Content-Length, Transfer-Encoding, Upgrade,
-   Expect, X-Request-ID, X-Forwarded-*, and the hop-by-hop ones);
+   Expect, X-Request-ID, X-Forwarded-*, traceparent, and the hop-by-hop ones);
 3. the caller copies the head's header block verbatim except for the spans
    listed in ``drops`` and appends what it adds (``splice_headers``).
 
@@ -31,8 +31,8 @@ HEAD_END = b"\r\n\r\n"
 
 _REQUEST_FIELDS = re.compile(
     rb"\r\n(host|connection|content-length|transfer-encoding|upgrade|expect|x-request-id"
-    rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-host|keep-alive|te|trailer|proxy-[!#$%&'*+.^_`|~0-9a-z-]*)"
-    rb"[ \t]*:[ \t]*([^\r]*)"
+    rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-host|keep-alive|te|trailer|traceparent"
+    rb"|proxy-[!#$%&'*+.^_`|~0-9a-z-]*)[ \t]*:[ \t]*([^\r]*)"
 )
 _RESPONSE_FIELDS = re.compile(
     rb"\r\n(connection|content-length|transfer-encoding|upgrade|keep-alive|te|trailer|x-request-id"
@@ -72,7 +72,7 @@ class RequestHead:
     __slots__ = (
         "raw", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
-        "request_id", "forwarded_for", "drops", "line_as_is", "has_body",
+        "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -101,6 +101,10 @@ class RequestHead:
         self.line_as_is = True
         """The request line can go upstream unchanged (HTTP/1.1, origin-form)."""
         self.has_body = False
+        self.traceparent = b""
+        """The client's traceparent value; b"" when absent, b"repeated" when sent more than once."""
+        self.traceparent_spans: tuple[tuple[int, int], ...] = ()
+        """Spans of the client's traceparent headers, dropped when the gateway sends its own."""
 
 
 class ResponseHead:
@@ -234,6 +238,9 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
                 if m.group(2).rstrip() != b"100-continue":
                     raise HeadError(417, "unsupported expectation")
                 head.expect_continue = not head.http_1_0
+        elif name == b"traceparent":
+            head.traceparent = b"repeated" if head.traceparent_spans else raw[m.start(2) : m.end(2)].rstrip()
+            head.traceparent_spans += (m.span(),)
         else:  # proxy-*
             drops.append(m.span())
     if head.host_span is None and not head.http_1_0:

@@ -29,6 +29,19 @@ def _samples(gw) -> dict:
     return samples
 
 
+def _settled(gw) -> dict:
+    """/metrics once two scrapes a tick apart agree: workers publish their counts on every clock tick."""
+    scrapes = [_samples(gw)]
+
+    def agree() -> bool:
+        time.sleep(0.6)  # the test gateways' clock ticks every 0.5 s
+        scrapes.append(_samples(gw))
+        return scrapes[-1] == scrapes[-2]
+
+    wait_until(agree, "the published numbers settle")
+    return scrapes[-1]
+
+
 def _value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
@@ -75,10 +88,9 @@ def test_metrics_count_every_request_across_workers(gateways, upstream):
     assert _fresh_connections(gw, "/hello", 10) == [200] * 10
     assert _fresh_connections(gw, "/missing", 5) == [404] * 5
     assert _fresh_connections(gw, "/dead/x", 3) == [502] * 3
+    samples = _settled(gw)
     served_by = {worker["pid"] for worker in _admin(gw, "/status").json()["workers"] if worker["requests"]}
     assert len(served_by) == 2, "both workers served requests, so the numbers below are sums"
-
-    samples = _samples(gw)
     requests = "fastgate_requests_total"
     assert _value(samples, requests, route="api", method="GET", status="2xx") == 40
     assert _value(samples, requests, route="hello", method="GET", status="2xx") == 10
@@ -104,6 +116,7 @@ def test_metrics_count_every_request_across_workers(gateways, upstream):
 def test_counts_survive_a_worker_crash_and_a_reload(gateways, upstream):
     gw = gateways.start(_config(upstream), workers=2)
     assert _fresh_connections(gw, "/hello", 20) == [200] * 20
+    assert _value(_settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
     victim = sorted(gw.worker_pids())[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), "the worker is respawned")
@@ -114,7 +127,7 @@ def test_counts_survive_a_worker_crash_and_a_reload(gateways, upstream):
     gw.cli("-s", "reload")
     wait_until(lambda: _value(_samples(gw), "fastgate_reloads_total", result="ok") == 1, "the reload is counted")
     assert _fresh_connections(gw, "/hello", 5) == [200] * 5
-    samples = _samples(gw)
+    samples = _settled(gw)
     assert _value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 25
 
 
@@ -122,6 +135,7 @@ def test_status_document(gateways, upstream):
     gw = gateways.start(_config(upstream), workers=2)
     assert _fresh_connections(gw, "/api/a", 6) == [200] * 6
     assert _fresh_connections(gw, "/missing", 2) == [404] * 2
+    _settled(gw)
     status = _admin(gw, "/status").json()
     assert status["state"] == "ready"
     assert status["master_pid"] == gw.pid
@@ -197,6 +211,6 @@ def test_scrape_is_consistent_under_load(gateways, upstream):
             seen.append(_value(_samples(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
             time.sleep(0.02)
         assert all(f.result() == [200] * 60 for f in load)
-    seen.append(_value(_samples(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
+    seen.append(_value(_settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
     assert seen == sorted(seen)
     assert seen[-1] == 120

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.support.wait import wait_until
+
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
 
@@ -33,6 +35,8 @@ def test_status_page_shows_live_numbers(gateways, tmp_path):
         assert list(pool.map(lambda _: httpx.get(gw.url("/hello")).status_code, range(7))) == [200] * 7
         assert list(pool.map(lambda _: httpx.get(gw.url("/nothing-here")).status_code, range(3))) == [404] * 3
     page = f"http://127.0.0.1:{gw.admin_port}/status.html"
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{gw.admin_port}/status").json()["status"]["4xx"] == 3,
+               "the workers published their counts (every clock tick)")
 
     dom = _chromium("--dump-dom", page, cwd=tmp_path)
     status = httpx.get(f"http://127.0.0.1:{gw.admin_port}/status").json()  # the readiness probes count too

@@ -1,0 +1,223 @@
+"""The access log: one line per finished request, JSON or nginx's combined format.
+
+Theory of operation
+-------------------
+``write(record)`` only appends a line to an in-memory buffer. The buffer
+goes out with one ``os.write`` on every clock tick (``flush``) or as soon
+as it holds ``buffer`` bytes. The file is opened ``O_APPEND | O_NONBLOCK``,
+and every write holds whole lines only, so the lines of several workers
+appending to one file never mix: the kernel appends each write whole to a
+regular file. A pipe or a terminal (``"stdout"``) is written in pieces of
+whole lines of at most PIPE_BUF bytes, which a pipe takes whole or not at
+all; ``"stdout"`` is reopened through /proc so that O_NONBLOCK does not
+leak to the other holders of the descriptor (a socket, e.g. journald's, is
+written with MSG_DONTWAIT instead).
+
+Nothing here waits or raises. A target that cannot take lines now (EAGAIN:
+a full pipe) keeps them in the buffer until the next tick; lines that
+would grow the buffer past its bound are dropped. A target that fails
+(ENOSPC, EIO, a file that cannot be opened) drops what was buffered. Drops
+are counted in ``dropped`` and reported in the error log at most
+once every ``_COMPLAIN_EVERY_S``. ``reopen`` (SIGUSR1) writes what it can,
+then opens the path again, so lines written after a rotation go to the
+new file and none is lost.
+"""
+
+import asyncio
+import functools
+import os
+import re
+import select
+import socket
+import stat
+import time
+
+import msgspec
+
+from fastgate.observe.errorlog import log
+from fastgate.observe.record import RequestRecord
+
+_COMPLAIN_EVERY_S = 10.0
+_CLOSE_WAIT_S = 1.0
+"""At worker exit, how long a full pipe is waited for before the rest is dropped."""
+_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
+_PIPE_BUF = select.PIPE_BUF
+_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\xff]')
+
+
+class JsonLines:
+    """One JSON object per line: the record's fields (record.py) by name."""
+
+    __slots__ = ("_encode_into",)
+
+    def __init__(self) -> None:
+        self._encode_into = msgspec.json.Encoder().encode_into
+
+    def __call__(self, record: RequestRecord, buffer: bytearray) -> None:
+        self._encode_into(record, buffer, -1)
+        buffer += b"\n"
+
+
+class CombinedLines:
+    """nginx's ``combined`` format: ``$remote_addr - $remote_user [$time_local] "$request"
+    $status $bytes_sent "$http_referer" "$http_user_agent"``.
+
+    The byte count is what was sent for the request, head included (nginx's
+    ``$bytes_sent``). Quotes, backslashes and bytes outside printable ASCII
+    in the request line, referer and user agent are written ``\\xHH``, as nginx does.
+    """
+
+    __slots__ = ("_second", "_local_time")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._local_time = ""
+
+    def __call__(self, record: RequestRecord, buffer: bytearray) -> None:
+        second = int(record.time)
+        if second != self._second:
+            self._second = second
+            self._local_time = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+        request = f"{record.method} {record.path} {record.protocol}" if record.method else ""
+        buffer += (
+            f'{record.client_ip} - - [{self._local_time}] "{_escape(request)}" {record.status} '
+            f'{record.bytes_out} "{_escape(record.referer)}" "{_escape(record.user_agent)}"\n'
+        ).encode("ascii")
+
+
+def _escape(text: str) -> str:
+    if not text:
+        return "-"
+    return _UNSAFE.sub(_hex, text)
+
+
+def _hex(m: re.Match) -> str:
+    return "\\x%02X" % ord(m.group())
+
+
+class AccessLog:
+    """A request sink (observe/observer.py) writing access log lines to a file or stdout."""
+
+    __slots__ = ("target", "limit_bytes", "buffer", "format_line", "dropped",
+                 "_fd", "_send", "_socket", "_whole", "_blocked", "_complained_s")
+
+    def __init__(self, target: str, fmt: str, limit_bytes: int) -> None:
+        self.target = target
+        """A file path, or "stdout"."""
+        self.limit_bytes = limit_bytes
+        self.buffer = bytearray()
+        self.format_line = JsonLines() if fmt == "json" else CombinedLines()
+        self.dropped = 0
+        """Lines lost because the target failed or could not keep up (read by metrics)."""
+        self._fd = -1
+        self._send = None
+        """Writes bytes to the target without waiting; returns the count written."""
+        self._socket: socket.socket | None = None
+        """stdout when it is a socket (written with MSG_DONTWAIT)."""
+        self._whole = True
+        """The target is a regular file: the whole buffer goes out in one write."""
+        self._blocked = False
+        """The target refused bytes (EAGAIN) since the last tick: no further try until the next one."""
+        self._complained_s = -_COMPLAIN_EVERY_S
+        self._open()
+
+    # -- the sink contract ---------------------------------------------------
+    def write(self, record: RequestRecord) -> None:
+        buffer = self.buffer
+        if len(buffer) >= self.limit_bytes:  # the target is not taking lines now
+            self.dropped += 1
+            self._complain("cannot keep up")
+            return
+        self.format_line(record, buffer)
+        if len(buffer) >= self.limit_bytes and not self._blocked:
+            self._write_out()
+
+    def flush(self) -> None:
+        self._blocked = False
+        if self.buffer:
+            self._write_out()
+
+    def reopen(self) -> None:
+        self.flush()
+        if self.target != "stdout":
+            self._close_fd()
+            self._open()
+
+    async def close(self) -> None:
+        deadline = time.monotonic() + _CLOSE_WAIT_S
+        self.flush()
+        while self.buffer and self._blocked and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            self.flush()
+        if self.buffer:
+            self._drop("not written before exit")
+        self._close_fd()
+
+    # -- writing ---------------------------------------------------------------
+    def _write_out(self) -> None:
+        buffer = self.buffer
+        if self._fd < 0:
+            self._drop("not open")
+            return
+        try:
+            while buffer:
+                if self._whole:
+                    written = self._send(buffer)
+                else:
+                    end = buffer.rfind(b"\n", 0, _PIPE_BUF) + 1 or buffer.find(b"\n") + 1
+                    written = self._send(buffer[:end])
+                if written == len(buffer):
+                    buffer.clear()
+                else:
+                    del buffer[:written]
+        except BlockingIOError:
+            self._blocked = True
+        except OSError as exc:
+            self._drop(exc.strerror or str(exc))
+
+    def _drop(self, reason: str) -> None:
+        """Give up on the buffered lines."""
+        self.dropped += self.buffer.count(b"\n")
+        self.buffer.clear()
+        self._complain(reason)
+
+    def _complain(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._complained_s >= _COMPLAIN_EVERY_S:
+            self._complained_s = now
+            log.error("access log %s: %s; %d lines dropped so far", self.target, reason, self.dropped)
+
+    # -- the target ------------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            if self.target == "stdout":
+                self._open_stdout()
+            else:
+                self._fd = os.open(self.target, _FILE_FLAGS | os.O_CREAT, 0o644)
+                self._send = functools.partial(os.write, self._fd)
+        except OSError as exc:
+            self._fd = -1
+            log.error("access log %s: cannot open: %s; lines are dropped until it can be (SIGUSR1 retries)",
+                      self.target, exc.strerror or exc)
+            return
+        self._whole = stat.S_ISREG(os.fstat(self._fd).st_mode)
+
+    def _open_stdout(self) -> None:
+        """A descriptor of our own on stdout, so that O_NONBLOCK is ours alone."""
+        try:
+            self._fd = os.open("/proc/self/fd/1", _FILE_FLAGS)
+        except OSError:  # a socket (journald) cannot be opened again; or there is no /proc
+            self._fd = os.dup(1)
+            if stat.S_ISSOCK(os.fstat(self._fd).st_mode):
+                self._socket = sock = socket.socket(fileno=self._fd)
+                self._send = lambda data: sock.send(data, socket.MSG_DONTWAIT)
+                return
+        self._send = functools.partial(os.write, self._fd)
+
+    def _close_fd(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        elif self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
