@@ -197,6 +197,37 @@ class Route(_Section):
     see fastgate/ratelimit/config.py and the README."""
 
 
+class Events(_Section):
+    """The ``[events]`` table: one event per finished request (the access log's fields), published
+    to a NATS subject or appended to a Redis stream, for analytics downstream.
+
+    Delivery is at most once: records are buffered in each worker (up to ``max_buffer``) and
+    sent in batches on the worker's clock tick by a background task. A request never waits for
+    the sink; when it is slow or down, records beyond ``max_buffer`` are dropped and counted,
+    and a batch whose send fails is dropped too.
+    """
+
+    sink: Literal["nats", "redis"]
+    """"nats": one JSON message per request on ``subject`` (nats-py, the "events" extra);
+    "redis": one stream entry per request, one field per record field, on the stream ``subject``."""
+    url: str
+    """Where the sink is: "nats://[user:password@]host:port" ("tls://..." for TLS), or
+    "redis://[user:password@]host:port/db" ("rediss://..." for TLS, "unix:///path/redis.sock")."""
+    subject: str = "fastgate.requests"
+    """The NATS subject (no wildcards), or the key of the Redis stream."""
+    max_batch: int = 256
+    """Most records sent in one round trip (one NATS flush, or one Redis pipeline of XADDs)."""
+    max_buffer: int = 10000
+    """Records a worker holds while the sink is slow or down; more are dropped (and counted)."""
+    stream_max_len: int = 100000
+    """Redis: trim the stream to about this many entries on every XADD (MAXLEN ~); 0: never trim."""
+    timeout: Duration = Duration(1.0)
+    """Longest wait for connecting and for each batch; a batch that takes longer is dropped and the
+    connection is made again, with a back-off from 100ms doubling up to 5s."""
+    tls_ca_file: str = ""
+    """CA bundle that signed the server certificate, for tls:// and rediss:// urls; empty: the system's."""
+
+
 class Config(_Section):
     """The whole config file."""
 
@@ -206,3 +237,5 @@ class Config(_Section):
     upstreams: list[Upstream] = []
     routes: list[Route] = []
     ratelimit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    events: Events | None = None
+    """Publish one event per finished request to NATS or a Redis stream; absent: off."""
