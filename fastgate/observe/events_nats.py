@@ -40,8 +40,7 @@ class NatsPublisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await client.connect(self._url, name="fastgate", allow_reconnect=False,
-                                     connect_timeout=self._timeout_s, error_cb=_ignore_error,
-                                     tls=self._tls, skip_subject_validation=True)
+                                     connect_timeout=self._timeout_s, error_cb=_ignore_error, tls=self._tls)
             yield self._sender(client)
         finally:
             with contextlib.suppress(Exception):
