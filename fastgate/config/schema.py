@@ -209,14 +209,14 @@ class Events(_Section):
 
     sink: Literal["nats", "redis"]
     """"nats": one JSON message per request on ``subject`` (nats-py, the "events" extra);
-    "redis": one stream entry per request, one field per record field, on the stream ``subject``."""
+    "redis": one entry per request on the stream ``subject``, its field "event" holding the same JSON."""
     url: str
     """Where the sink is: "nats://[user:password@]host:port" ("tls://..." for TLS), or
     "redis://[user:password@]host:port/db" ("rediss://..." for TLS, "unix:///path/redis.sock")."""
     subject: str = "fastgate.requests"
     """The NATS subject (no wildcards), or the key of the Redis stream."""
     max_batch: int = 256
-    """Most records sent in one round trip (one NATS flush, or one Redis pipeline of XADDs)."""
+    """Most records sent in one round trip (NATS: the messages and one flush; Redis: one script call)."""
     max_buffer: int = 10000
     """Records a worker holds while the sink is slow or down; more are dropped (and counted)."""
     stream_max_len: int = 100000

@@ -8,10 +8,13 @@ dropped and counted in ``dropped``. A request never waits for the sink.
 
 ``flush()`` (every tick of the worker clock, and from ``write`` as soon as
 a full batch waits) starts the sink's one background task if it is not
-running, and wakes it when records are waiting. The task connects (``Publisher.connect()``: NATS handshake, or
-Redis PING, bounded by ``timeout``) and then sends the buffer in batches of
-at most ``max_batch`` records, one round trip each, each bounded by
-``timeout``; it then sleeps until the next wake. Records are taken out of
+running, and wakes it when records are waiting. The task connects
+(``Publisher.connect()``: the NATS handshake, or loading the Redis script,
+bounded by ``timeout``), then sends full batches of ``max_batch`` records
+and, after a tick, the rest of what was buffered then: one round trip per
+batch, each bounded by ``timeout``; then it sleeps until the next wake.
+Records that arrive meanwhile wait for the next tick or a full batch: a
+busy worker sends full batches, not a round trip for every few records. Records are taken out of
 the buffer only once a connection works, so an outage costs the records
 beyond ``max_buffer`` and the batch that was in flight when the connection
 failed: that batch is dropped (counted in ``dropped``), never sent again,
@@ -81,6 +84,8 @@ class EventSink:
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         """Set when records wait for the task."""
+        self._flush_all = False
+        """The tick asked for every buffered record; else only full batches are due."""
         self._closing = asyncio.Event()
         self._retry_s = _FIRST_RETRY_S
         self._failing = False
@@ -91,15 +96,20 @@ class EventSink:
         if len(buffer) < self._max_buffer:
             buffer.append(record)
             if len(buffer) == self._max_batch:  # a full batch need not wait for the tick
-                self.flush()
+                self._wake_task()
         else:
             self.dropped += 1
 
     def flush(self) -> None:
+        """The clock tick: send everything buffered."""
         if self._buffer:
-            if self._task is None or self._task.done():
-                self._task = self._loop.create_task(self._run())
-            self._wake.set()
+            self._flush_all = True
+            self._wake_task()
+
+    def _wake_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run())
+        self._wake.set()
 
     def reopen(self) -> None:
         """Nothing to reopen: connections are made again on failure."""
@@ -107,7 +117,8 @@ class EventSink:
     async def close(self) -> None:
         """One last attempt, bounded by ``timeout``, to send what is buffered; then stop the task."""
         self._closing.set()
-        self.flush()
+        if self._buffer:
+            self._wake_task()
         self._wake.set()  # an idle task sees that it is closing
         if self._task is not None:
             await asyncio.wait([self._task], timeout=self._timeout_s)
@@ -122,7 +133,8 @@ class EventSink:
     async def _run(self) -> None:
         """Connect, send what is buffered whenever woken, reconnect after a failure; until closed."""
         while True:
-            await self._wake.wait()
+            if not self._buffer:
+                await self._wake.wait()
             if self._closing.is_set() and not self._buffer:
                 return
             try:
@@ -139,10 +151,19 @@ class EventSink:
             self._retry_s = min(self._retry_s * 2, _MAX_RETRY_S)
 
     async def _pump(self, send: Send) -> None:
-        buffer = self._buffer
+        """Send full batches, and after a tick what was buffered then; sleep until the next wake.
+
+        Records that arrive during a round trip wait for the next tick or a full batch, so
+        that a busy worker sends full batches rather than one round trip per few records.
+        """
+        buffer, max_batch, closing = self._buffer, self._max_batch, self._closing
         while True:
-            while buffer:
-                batch = [buffer.popleft() for _ in range(min(len(buffer), self._max_batch))]
+            self._wake.clear()  # a wake during the round trips below starts the next round
+            due = len(buffer) if self._flush_all else 0
+            self._flush_all = False
+            while due > 0 or len(buffer) >= max_batch or (closing.is_set() and buffer):
+                batch = [buffer.popleft() for _ in range(min(len(buffer), max_batch))]
+                due -= len(batch)
                 try:
                     async with asyncio.timeout(self._timeout_s):
                         await send(batch)
@@ -157,9 +178,8 @@ class EventSink:
                 if self._failing:
                     self._failing = False
                     log.info("events: publishing to %s again (%d records dropped so far)", self._target, self.dropped)
-            if self._closing.is_set():
+            if closing.is_set():
                 return
-            self._wake.clear()
             await self._wake.wait()
 
     def _failed(self, exc: Exception) -> None:

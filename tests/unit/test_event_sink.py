@@ -91,6 +91,24 @@ def test_a_full_batch_is_sent_without_waiting_for_the_tick():
     asyncio.run(scenario())
 
 
+def test_a_busy_worker_sends_full_batches_and_the_tick_sends_the_rest():
+    async def scenario():
+        publisher = ListPublisher()
+        sink = sink_for(publisher, max_batch=50)
+        for i in range(0, 120, 3):
+            for j in range(i, i + 3):
+                sink.write(record(j))
+            await asyncio.sleep(0)  # the task runs between loop iterations, as in a worker
+        await until(lambda: sink.sent == 100)
+        assert [len(b) for b in publisher.batches] == [50, 50]  # the 20 since wait for the tick
+        sink.flush()
+        await until(lambda: sink.sent == 120)
+        assert [len(b) for b in publisher.batches] == [50, 50, 20]
+        assert publisher.sent == [f"r{i}" for i in range(120)]
+        await sink.close()
+    asyncio.run(scenario())
+
+
 def test_records_wait_while_the_sink_is_down_and_go_once_it_is_up():
     async def scenario():
         publisher = ListPublisher()
