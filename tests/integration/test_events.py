@@ -9,6 +9,7 @@ outage is logged once per worker; once the sink is back, events flow again.
 
 import json
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -167,6 +168,32 @@ def test_records_buffered_at_exit_are_sent(gateways, upstream):
         expected = send_requests(gw, "last", 40)
         gw.stop()  # right away: what the clock tick has not flushed yet goes in the workers' last attempt
         assert_exactly_once(stream_events(server), expected)
+
+
+def test_redis_over_tls_with_a_private_ca(gateways, upstream):
+    with RedisServer(tls=True) as server:
+        gw = events_gateway(gateways, upstream, {"sink": "redis", "url": server.url, "subject": STREAM,
+                                                 "tls_ca_file": server.ca_file})
+        expected = send_requests(gw, "tls", 20)
+        wait_until(lambda: expected.keys() <= ids(stream_events(server)), "every request's entry arrives")
+        gw.stop()
+        assert_exactly_once(stream_events(server), expected)
+
+
+def test_a_reload_loses_and_doubles_no_event(gateways, upstream):
+    with NatsServer() as server, NatsSubscriber(server.url, SUBJECT) as sub:
+        gw = events_gateway(gateways, upstream, {"sink": "nats", "url": server.url, "subject": SUBJECT})
+        old_workers = gw.worker_pids()
+        expected = send_requests(gw, "gen1", 40)  # the old workers' last events go at their exit
+        gw.signal(signal.SIGHUP)
+        wait_until(lambda: len(pids := gw.worker_pids()) == 2 and not pids & old_workers,
+                   "the new generation alone serves")
+        expected |= send_requests(gw, "gen2", 40)
+        wait_until(lambda: expected.keys() <= ids(sub.messages), "every request's event arrives")
+        gw.stop()
+        sub.sync()
+        assert_exactly_once(sub.messages, {k: v for k, v in expected.items() if k.startswith("gen1-")})
+        assert_exactly_once(sub.messages, {k: v for k, v in expected.items() if k.startswith("gen2-")})
 
 
 def test_requests_succeed_while_redis_is_down_and_events_flow_once_it_is_up(gateways, upstream):
