@@ -50,8 +50,9 @@ Send = Callable[[list[RequestRecord]], Awaitable[None]]
 
 
 class NotSent(Exception):
-    """Raised by a ``Send`` that found the connection gone before any of the batch left:
-    the batch goes back to the front of the buffer instead of being dropped."""
+    """Raised by a ``Send`` that found the connection gone before any of the batch left (before
+    its first await): the batch goes back to the front of the buffer instead of being dropped."""
+
 
 _FIRST_RETRY_S = 0.1
 _MAX_RETRY_S = 5.0
@@ -107,7 +108,7 @@ class EventSink:
             self._wake_task()
 
     def _wake_task(self) -> None:
-        if self._task is None or self._task.done():
+        if (self._task is None or self._task.done()) and not self._closing.is_set():
             self._task = self._loop.create_task(self._run())
         self._wake.set()
 
@@ -116,9 +117,9 @@ class EventSink:
 
     async def close(self) -> None:
         """One last attempt, bounded by ``timeout``, to send what is buffered; then stop the task."""
-        self._closing.set()
         if self._buffer:
             self._wake_task()
+        self._closing.set()  # from now on no new task is started
         self._wake.set()  # an idle task sees that it is closing
         if self._task is not None:
             await asyncio.wait([self._task], timeout=self._timeout_s)

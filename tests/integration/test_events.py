@@ -180,6 +180,17 @@ def test_redis_over_tls_with_a_private_ca(gateways, upstream):
         assert_exactly_once(stream_events(server), expected)
 
 
+def test_nats_over_tls_with_a_private_ca(gateways, upstream):
+    with NatsServer(tls=True) as server, NatsSubscriber(server.url, SUBJECT, ca_file=server.ca_file) as sub:
+        gw = events_gateway(gateways, upstream, {"sink": "nats", "url": server.url, "subject": SUBJECT,
+                                                 "tls_ca_file": server.ca_file})
+        expected = send_requests(gw, "tls", 20)
+        wait_until(lambda: expected.keys() <= ids(sub.messages), "every request's event arrives")
+        gw.stop()
+        sub.sync()
+        assert_exactly_once(sub.messages, expected)
+
+
 def test_a_reload_loses_and_doubles_no_event(gateways, upstream):
     with NatsServer() as server, NatsSubscriber(server.url, SUBJECT) as sub:
         gw = events_gateway(gateways, upstream, {"sink": "nats", "url": server.url, "subject": SUBJECT})

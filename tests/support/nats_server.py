@@ -1,7 +1,9 @@
 """A real nats-server process for the tests, and a real subscriber (nats-py) that collects messages.
 
 The server listens on 127.0.0.1 on a port the OS chose (kept across a
-``kill()`` and ``start()``), optionally with a user and password. ``close()``
+``kill()`` and ``start()``), optionally with a user and password, and with
+``tls=True`` only over TLS, with a self-signed certificate for 127.0.0.1
+(``ca_file``). ``close()``
 (or leaving the ``with`` block) stops it by PID, also when the test failed.
 
 ``NatsSubscriber`` runs nats-py on its own event loop in a thread, so a
@@ -11,6 +13,7 @@ synchronous test can make HTTP requests while messages arrive.
 import asyncio
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -19,6 +22,7 @@ from pathlib import Path
 import msgspec
 import nats
 
+from tests.support.certs import self_signed_certificate
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
@@ -35,9 +39,10 @@ def _greets(port: int) -> bool:
 
 
 class NatsServer:
-    def __init__(self, user: str = "", password: str = "") -> None:
+    def __init__(self, user: str = "", password: str = "", tls: bool = False) -> None:
         self.user = user
         self.password = password
+        self.tls = tls
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="fastgate-nats-")
         self.process: subprocess.Popen | None = None
@@ -45,13 +50,22 @@ class NatsServer:
     @property
     def url(self) -> str:
         auth = f"{self.user}:{self.password}@" if self.user else ""
-        return f"nats://{auth}127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{auth}127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """The self-signed certificate of a TLS server, to trust in clients."""
+        return str(Path(self._dir) / "server.crt")
 
     def start(self) -> "NatsServer":
         """Start (or restart after ``kill``) on the same port; return when it greets clients."""
         args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-l", str(Path(self._dir) / "nats.log")]
         if self.user:
             args += ["--user", self.user, "--pass", self.password]
+        if self.tls:
+            if not Path(self.ca_file).exists():
+                self_signed_certificate(self._dir)
+            args += ["--tls", "--tlscert", self.ca_file, "--tlskey", str(Path(self._dir) / "server.key")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: self.process.poll() is None and _greets(self.port),
@@ -87,9 +101,10 @@ class NatsServer:
 class NatsSubscriber:
     """Subscribes to ``subject`` and keeps every message's JSON payload, decoded, in ``messages``."""
 
-    def __init__(self, url: str, subject: str) -> None:
+    def __init__(self, url: str, subject: str, ca_file: str = "") -> None:
         self.url = url
         self.subject = subject
+        self._tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.messages: list[dict] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-subscriber", daemon=True)
@@ -101,7 +116,7 @@ class NatsSubscriber:
         return self
 
     async def _subscribe(self) -> None:
-        self._client = await nats.connect(self.url, allow_reconnect=False)
+        self._client = await nats.connect(self.url, allow_reconnect=False, tls=self._tls)
 
         async def keep(msg) -> None:
             self.messages.append(msgspec.json.decode(msg.data))
