@@ -5,14 +5,17 @@ Every problem is raised as one ConfigError naming the file, the field path
 print it and keep the old config.
 """
 
+import importlib.util
+import os
 import re
 import tomllib
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import msgspec
 
 from fastgate.config.errors import ConfigError, FieldError
-from fastgate.config.schema import Config
+from fastgate.config.schema import Config, Events
 from fastgate.config.units import decode_hook
 from fastgate.health import settings as health_settings
 from fastgate.health.state import HealthTable, create_table
@@ -154,6 +157,8 @@ def _check_fields(config: Config) -> None:
         _check_route(route, f"routes[{i}]", names)
     _check_observability(config)
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
+    if config.events is not None:
+        _check_events(config.events)
 
 
 def _check_observability(config: Config) -> None:
@@ -256,6 +261,47 @@ def _check_aggregate(route, where: str, upstream_names: set[str]) -> None:
                                               f"aggregate_timeout ({route.aggregate_timeout:g}s)")
         if part.max_size <= 0:
             raise FieldError(f"{at}.max_size", "must be greater than zero")
+
+
+_EVENT_SCHEMES = {"nats": ("nats", "tls"), "redis": ("redis", "rediss", "unix")}
+_TLS_SCHEMES = ("tls", "rediss")
+
+
+def _check_events(events: Events) -> None:
+    schemes = _EVENT_SCHEMES[events.sink]
+    try:
+        url = urlsplit(events.url)
+        port = url.port
+    except ValueError as exc:
+        raise FieldError("events.url", f"{events.url!r} is not a url: {exc}") from None
+    if url.scheme not in schemes:
+        raise FieldError("events.url", f"sink = {events.sink!r} needs a {' or '.join(s + '://' for s in schemes)} url")
+    if url.scheme == "unix" and not url.path:
+        raise FieldError("events.url", "a unix:// url needs the path of the socket")
+    if url.scheme != "unix" and (not url.hostname or port == 0):
+        raise FieldError("events.url", f"{events.url!r} needs a host (and a port other than 0)")
+    if events.sink == "nats":
+        tokens = events.subject.split(".")
+        if any(not t or t in ("*", ">") or any(c.isspace() for c in t) for t in tokens):
+            raise FieldError("events.subject", f"{events.subject!r} is not a NATS subject to publish on "
+                             "(dot-separated tokens, no spaces, no wildcards)")
+        if importlib.util.find_spec("nats") is None:
+            raise FieldError("events.sink", "needs the nats-py package: pip install 'fastgate[events]'")
+    elif not events.subject:
+        raise FieldError("events.subject", "the stream key must not be empty")
+    if not 1 <= events.max_batch <= 10000:
+        raise FieldError("events.max_batch", "must be between 1 and 10000")
+    if not 1 <= events.max_buffer <= 10_000_000:
+        raise FieldError("events.max_buffer", "must be between 1 and 10000000")
+    if events.stream_max_len < 0:
+        raise FieldError("events.stream_max_len", "cannot be negative (0: never trim)")
+    if not 0 < events.timeout <= 60:
+        raise FieldError("events.timeout", "must be greater than zero and at most 60s")
+    if events.tls_ca_file:
+        if url.scheme not in _TLS_SCHEMES:
+            raise FieldError("events.tls_ca_file", "only used with a tls:// or rediss:// url")
+        if not os.path.isfile(events.tls_ca_file):
+            raise FieldError("events.tls_ca_file", f"no such file: {events.tls_ca_file}")
 
 
 def parse_address(text: str, field: str) -> tuple[str, int]:

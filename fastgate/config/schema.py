@@ -265,6 +265,8 @@ class Admin(_Section):
     (the status page also takes ``?token=``)."""
     metrics: bool = True
     """Count requests, upstream events and rate-limit decisions in shared memory (no I/O per request)."""
+
+
 class AccessLog(_Section):
     """The ``[access_log]`` table: one line per finished request, written by each worker."""
 
@@ -301,6 +303,37 @@ class Tracing(_Section):
     """Time for one export request (connect, send, answer); then the batch is dropped."""
 
 
+class Events(_Section):
+    """The ``[events]`` table: one event per finished request (the access log's fields), published
+    to a NATS subject or appended to a Redis stream, for analytics downstream.
+
+    Delivery is at most once: records are buffered in each worker (up to ``max_buffer``) and
+    sent in batches on the worker's clock tick by a background task. A request never waits for
+    the sink; when it is slow or down, records beyond ``max_buffer`` are dropped and counted,
+    and a batch whose send fails is dropped too.
+    """
+
+    sink: Literal["nats", "redis"]
+    """"nats": one JSON message per request on ``subject`` (nats-py, the "events" extra);
+    "redis": one entry per request on the stream ``subject``, its field "event" holding the same JSON."""
+    url: str
+    """Where the sink is: "nats://[user:password@]host:port" ("tls://..." for TLS), or
+    "redis://[user:password@]host:port/db" ("rediss://..." for TLS, "unix:///path/redis.sock")."""
+    subject: str = "fastgate.requests"
+    """The NATS subject (no wildcards), or the key of the Redis stream."""
+    max_batch: int = 256
+    """Most records sent in one round trip (NATS: the messages and one flush; Redis: one script call)."""
+    max_buffer: int = 10000
+    """Records a worker holds while the sink is slow or down; more are dropped (and counted)."""
+    stream_max_len: int = 100000
+    """Redis: trim the stream to about this many entries on every XADD (MAXLEN ~); 0: never trim."""
+    timeout: Duration = Duration(1.0)
+    """Longest wait for connecting and for each batch; a batch that takes longer is dropped and the
+    connection is made again, with a back-off from 100ms doubling up to 5s."""
+    tls_ca_file: str = ""
+    """CA bundle that signed the server certificate, for tls:// and rediss:// urls; empty: the system's."""
+
+
 class Config(_Section):
     """The whole config file."""
 
@@ -313,3 +346,5 @@ class Config(_Section):
     admin: Admin = msgspec.field(default_factory=Admin)
     access_log: AccessLog = msgspec.field(default_factory=AccessLog)
     tracing: Tracing = msgspec.field(default_factory=Tracing)
+    events: Events | None = None
+    """Publish one event per finished request to NATS or a Redis stream; absent: off."""

@@ -2,6 +2,7 @@
 
 from fastgate.config.load import LoadedConfig
 from fastgate.observe.accesslog import AccessLog
+from fastgate.observe.events import build_event_sink
 
 
 def build_sinks(loaded: LoadedConfig, loop) -> list:
@@ -10,6 +11,8 @@ def build_sinks(loaded: LoadedConfig, loop) -> list:
     access_log = loaded.config.access_log
     if access_log.path != "off":
         sinks.append(AccessLog(access_log.path, access_log.format, int(access_log.buffer)))
+    if loaded.config.events is not None:
+        sinks.append(build_event_sink(loaded.config.events, loop))
     return sinks
 
 

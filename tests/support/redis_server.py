@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.certs import self_signed_certificate
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
@@ -74,12 +75,6 @@ class RedisServer:
         """The self-signed certificate of a TLS server, to trust in clients."""
         return str(Path(self._dir) / "server.crt")
 
-    def _make_certificate(self) -> None:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(Path(self._dir) / "server.key"), "-out", self.ca_file],
-                       capture_output=True, timeout=30, check=True)
-
     def start(self) -> "RedisServer":
         """Start (or restart after ``kill``) on the same port; return when it answers PING."""
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -90,7 +85,7 @@ class RedisServer:
         tls_context = None
         if self.tls:
             if not Path(self.ca_file).exists():
-                self._make_certificate()
+                self_signed_certificate(self._dir)
             args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
             args += ["--tls-cert-file", self.ca_file, "--tls-key-file", str(Path(self._dir) / "server.key"),
                      "--tls-ca-cert-file", self.ca_file, "--tls-auth-clients", "no"]
