@@ -58,9 +58,12 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 SUM = -1
 
 METHOD_CLASSES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other")
-_METHOD_INDEX = {m.encode(): i for i, m in enumerate(METHOD_CLASSES[:-1])}
-_OTHER_METHOD = len(METHOD_CLASSES) - 1
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_METHOD_SLOT = {m.encode(): i * len(STATUS_CLASSES) for i, m in enumerate(METHOD_CLASSES[:-1])}
+"""Where a method's block of status classes starts."""
+_OTHER_METHOD_SLOT = (len(METHOD_CLASSES) - 1) * len(STATUS_CLASSES)
+_STATUS_SLOT = (4, 0, 1, 2, 3, 4, 4, 4, 4, 4)
+"""status // 100 -> its class's place (a status outside 100..599 counts as 5xx)."""
 LIMIT_OUTCOMES = (LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE)
 _LIMIT_INDEX = {outcome: i for i, outcome in enumerate(LIMIT_OUTCOMES)}
 _HISTOGRAM_PARTS = len(LATENCY_BUCKETS_S) + 2  # buckets, +Inf, sum
@@ -70,6 +73,8 @@ _R_DURATION = len(METHOD_CLASSES) * len(STATUS_CLASSES)
 _R_BYTES_IN = _R_DURATION + _HISTOGRAM_PARTS
 _R_BYTES_OUT = _R_BYTES_IN + 1
 _R_LIMITS = _R_BYTES_OUT + 1
+_ROUTE_BLOCK = _R_LIMITS + len(LIMIT_OUTCOMES)
+_SUM_PART = _HISTOGRAM_PARTS - 1
 # offsets inside one server's block
 _S_CONNECT_ERRORS = len(STATUS_CLASSES)
 _S_TIMEOUTS, _S_FAILURES, _S_OPENED, _S_REUSED, _S_IDLE, _S_ACTIVE, _S_EJECTED, _S_DOWN = range(
@@ -141,13 +146,13 @@ class WorkerMetrics:
     ``count_*`` methods are the hot path; ``publish`` runs on the clock tick.
     """
 
-    __slots__ = ("layout", "values", "seat", "route_bases", "unmatched_base", "pool_bases", "group_bases",
+    __slots__ = ("layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
                  "accepted", "active", "limiter_base", "dropped", "pools", "limiter", "sinks")
 
     def __init__(self, loaded: LoadedConfig, sinks: tuple = ()) -> None:
         b = _LayoutBuilder()
-        self.route_bases = [b.route_block(route_name(route, i)) for i, route in enumerate(loaded.config.routes)]
-        """By route index (Route.index)."""
+        for i, route in enumerate(loaded.config.routes):
+            b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
         self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
         self.group_bases: dict[object, int] = {}
         self.pool_bases: dict[object, int] = {}
@@ -180,23 +185,25 @@ class WorkerMetrics:
         """Count one finished request of ``conn`` (transport/h1_server.py)."""
         v = self.values
         route = conn.route
-        base = self.route_bases[route.index] if route is not None else self.unmatched_base
+        base = route.index * _ROUTE_BLOCK if route is not None else self.unmatched_base
         head = conn.head
-        method = _METHOD_INDEX.get(head.method, _OTHER_METHOD) if head is not None else _OTHER_METHOD
-        v[base + method * 5 + min(status // 100, 5) - 1] += 1
+        method = _METHOD_SLOT.get(head.method, _OTHER_METHOD_SLOT) if head is not None else _OTHER_METHOD_SLOT
+        v[base + method + _STATUS_SLOT[status // 100]] += 1
         duration = base + _R_DURATION
         v[duration + bisect_left(LATENCY_BUCKETS_S, total_s)] += 1
-        v[duration + _HISTOGRAM_PARTS - 1] += total_s
+        v[duration + _SUM_PART] += total_s
         v[base + _R_BYTES_IN] += conn.bytes_in
         v[base + _R_BYTES_OUT] += conn.bytes_out
-        if conn.limit_outcome:
-            v[base + _R_LIMITS + _LIMIT_INDEX[conn.limit_outcome]] += 1
+        outcome = conn.limit_outcome
+        if outcome:
+            v[base + _R_LIMITS + _LIMIT_INDEX[outcome]] += 1
         pool = conn.pool
         if pool is not None and conn.upstream_label:
-            v[self.pool_bases[pool] + min(conn.status // 100, 5) - 1] += 1
+            v[self.pool_bases[pool] + _STATUS_SLOT[conn.status // 100]] += 1
             duration = self.group_bases[pool.group]
-            v[duration + bisect_left(LATENCY_BUCKETS_S, conn.upstream_s)] += 1
-            v[duration + _HISTOGRAM_PARTS - 1] += conn.upstream_s
+            upstream_s = conn.upstream_s
+            v[duration + bisect_left(LATENCY_BUCKETS_S, upstream_s)] += 1
+            v[duration + _SUM_PART] += upstream_s
 
     def count_accepted(self) -> None:
         self.values[self.accepted] += 1

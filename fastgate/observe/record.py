@@ -8,15 +8,15 @@ import time
 
 import msgspec
 
-from fastgate.observe.trace import span_id_of, trace_id_of
-from fastgate.wire.h1 import header_value
+from fastgate.observe.trace import SPAN_ID as _SPAN, TRACE_ID as _TRACE
 
 LIMIT_NONE, LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE = "", "allowed", "limited", "unavailable"
 """Rate-limit outcomes: no limit on the route, admitted, answered 429, limiter unavailable (deny policy)."""
 
 
-class RequestRecord(msgspec.Struct, kw_only=True):
-    """One request, as logged and published. Field names are the access log's JSON keys."""
+class RequestRecord(msgspec.Struct):
+    """One request, as logged and published. Field names are the access log's JSON keys;
+    ``make_record`` passes them by position (cheaper), in this order."""
 
     time: float
     """When the request head arrived: Unix time in seconds."""
@@ -51,6 +51,18 @@ class RequestRecord(msgspec.Struct, kw_only=True):
     referer: str
 
 
+def _field(raw: bytes, lowered: bytes, marker: bytes) -> str:
+    """The value of the first header ``marker`` (b"\\r\\nname:") names; no regex (10x cheaper here).
+
+    httptools has validated the head, so no space precedes the colon.
+    """
+    at = lowered.find(marker)
+    if at < 0:
+        return ""
+    start = at + len(marker)
+    return raw[start:raw.find(b"\r\n", start)].strip().decode("latin-1")
+
+
 def make_record(conn, status: int, total_s: float) -> RequestRecord:
     """Build the record of ``conn``'s current request (transport/h1_server.py ClientConnection)."""
     head = conn.head
@@ -59,28 +71,31 @@ def make_record(conn, status: int, total_s: float) -> RequestRecord:
         method = path = user_agent = referer = ""
         protocol = "HTTP/1.1"
     else:
+        raw = head.raw
+        lowered = raw.lower()
         method = head.method.decode("latin-1")
         path = head.target.decode("latin-1")
         protocol = "HTTP/1.0" if head.http_1_0 else "HTTP/1.1"
-        user_agent = (header_value(head.raw, b"user-agent") or b"").decode("latin-1")
-        referer = (header_value(head.raw, b"referer") or b"").decode("latin-1")
+        user_agent = _field(raw, lowered, b"\r\nuser-agent:")
+        referer = _field(raw, lowered, b"\r\nreferer:")
+    traceparent = conn.traceparent
     return RequestRecord(
-        time=time.time() - total_s,
-        request_id=conn.request_id.decode("latin-1"),
-        trace_id=trace_id_of(conn.traceparent).decode(),
-        span_id=span_id_of(conn.traceparent).decode(),
-        client_ip=conn.client_ip.decode("latin-1"),
-        method=method,
-        path=path,
-        protocol=protocol,
-        status=status,
-        bytes_in=conn.bytes_in,
-        bytes_out=conn.bytes_out,
-        route=route.name if route is not None else "",
-        upstream=conn.upstream_label,
-        upstream_time=conn.upstream_s,
-        total_time=total_s,
-        ratelimit=conn.limit_outcome,
-        user_agent=user_agent,
-        referer=referer,
+        time.time() - total_s,
+        conn.request_id.decode("latin-1"),
+        traceparent[_TRACE].decode(),
+        traceparent[_SPAN].decode(),
+        conn.client_ip.decode("latin-1"),
+        method,
+        path,
+        protocol,
+        status,
+        conn.bytes_in,
+        conn.bytes_out,
+        route.name if route is not None else "",
+        conn.upstream_label,
+        conn.upstream_s,
+        total_s,
+        conn.limit_outcome,
+        user_agent,
+        referer,
     )

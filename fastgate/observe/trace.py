@@ -27,8 +27,8 @@ _SHAPE = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-[^\r
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 _HEADER_PREFIX = b"\r\ntraceparent: 00-"
-_TRACE = slice(len(_HEADER_PREFIX), len(_HEADER_PREFIX) + 32)
-_SPAN = slice(_TRACE.stop + 1, _TRACE.stop + 17)
+TRACE_ID = _TRACE = slice(len(_HEADER_PREFIX), len(_HEADER_PREFIX) + 32)
+SPAN_ID = _SPAN = slice(_TRACE.stop + 1, _TRACE.stop + 17)
 _FLAGS_LAST_DIGIT = _SPAN.stop + 2
 _SAMPLED_LAST_DIGITS = frozenset(b"13579bdf")
 _LOW_64 = (1 << 64) - 1
@@ -58,18 +58,21 @@ class Tracer:
 
     def __init__(self, sample_ratio: float) -> None:
         self._bits = random.Random(os.urandom(32)).getrandbits
-        self._threshold = int(sample_ratio * (1 << 64))
-        """A new trace is sampled when the low 64 bits of its trace id are below this."""
+        self._threshold = b"%016x" % int(sample_ratio * _LOW_64) if sample_ratio < 1.0 else None
+        """A new trace is sampled when the hex digits of the low 64 bits of its trace id sort
+        below this (lower-case hex of equal length sorts like the numbers); None: always."""
 
     def start(self, incoming: bytes) -> bytes:
         """The ``\\r\\ntraceparent: ...`` header for the upstream, given the client's value (or b"")."""
         if incoming:
             parsed = parse_traceparent(incoming)
             if parsed is not None:
-                return b"%s%s-%016x-%s" % (_HEADER_PREFIX, parsed[0], self._bits(64), parsed[2])
-        bits = self._bits(192)  # trace id, then span id
-        return b"%s%032x-%016x-%s" % (
-            _HEADER_PREFIX, bits >> 64, bits & _LOW_64, b"01" if bits >> 64 & _LOW_64 < self._threshold else b"00")
+                span = self._bits(64).to_bytes(8, "big").hex().encode()
+                return b"".join((_HEADER_PREFIX, parsed[0], b"-", span, b"-", parsed[2]))
+        ids = self._bits(192).to_bytes(24, "big").hex().encode()  # trace id, then span id
+        threshold = self._threshold
+        sampled = b"-01" if threshold is None or ids[16:32] < threshold else b"-00"
+        return b"".join((_HEADER_PREFIX, ids[:32], b"-", ids[32:], sampled))
 
 
 def trace_id_of(header: bytes) -> bytes:

@@ -87,8 +87,7 @@ def traced_gateway(gateways, upstream, tmp_path, tracing=None, workers=1):
                    {"name": "dead", "path_prefix": "/dead/", "upstream": "dead"}],
         "access_log": {"path": str(tmp_path / "access.log")},
     }
-    if tracing is not None:
-        config["tracing"] = tracing
+    config["tracing"] = {"enabled": True, **(tracing or {})}
     return gateways.start(config, workers=workers)
 
 
