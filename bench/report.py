@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 from bench.memory import total_kib
-from bench.scenarios import Scenario
+from bench.scenarios import SCENARIOS, Scenario
 
 REFERENCE = "nginx"
 """Every ratio is proxy / this one."""
@@ -70,9 +70,19 @@ def scenario_entry(scenario: Scenario, pinning: dict | None, results: dict) -> d
         "proxies": proxies,
         "ratio_fastgate_nginx": ratios(proxies["fastgate"], ref) if "fastgate" in proxies else None,
         "limit": scenario.limit or None,
-        "ratio_limited_unlimited": (
-            ratios(proxies["fastgate"], proxies["fastgate-unlimited"])
-            if "fastgate" in proxies and "fastgate-unlimited" in proxies else None),
+        **_baseline_entry(scenario, proxies),
+    }
+
+
+def _baseline_entry(scenario: Scenario, proxies: dict) -> dict:
+    """The baseline peer's name and fastgate / baseline under the scenario's ratio key."""
+    if scenario.baseline is None:
+        return {"baseline": None}
+    peer = scenario.baseline.peer.name
+    return {
+        "baseline": peer,
+        scenario.baseline.ratio_key: (ratios(proxies["fastgate"], proxies[peer])
+                                      if "fastgate" in proxies and peer in proxies else None),
     }
 
 
@@ -111,12 +121,18 @@ def _print_scenarios(scenarios: list[dict]) -> None:
                   f"{p['socket_errors'] + p['non_2xx']:>6} | "
                   f"{_x(r.get('rps')):>13} {_x(r.get('p99_ms')):>6} {_x(r.get('cpu_us_per_request')):>6}")
     for s in scenarios:
-        limited = s.get("ratio_limited_unlimited")
-        if limited:
+        scenario = SCENARIOS.get(s["name"])
+        ratio = s.get(scenario.baseline.ratio_key) if scenario and scenario.baseline else None
+        if ratio:
             trips = s["proxies"]["fastgate"].get("redis_round_trips_per_request")
-            print(f"{s['name']}: fastgate with the limit / without: req/s {_x(limited.get('rps'))}, "
-                  f"CPU {_x(limited.get('cpu_us_per_request'))}"
+            print(f"{s['name']}: fastgate {scenario.baseline.label}: req/s {_x(ratio['rps'])}, "
+                  f"p99 {_x(ratio['p99_ms'])}, CPU {_x(ratio['cpu_us_per_request'])}"
                   + (f", Redis round trips per request {trips:.4f}" if trips is not None else ""))
+        for name, p in s["proxies"].items():
+            if log := p.get("access_log"):
+                print(f"{s['name']}: {name} access log: {log['lines']:,} lines for {log['requests']:,} "
+                      f"requests wrk counted ({log['lines'] - log['requests']:+,}; wrk does not count "
+                      "requests in flight when it stops)")
 
 
 def _print_memory(memory: dict) -> None:

@@ -2,7 +2,9 @@
 against them interleaved (A B C A B C ...) and record each run.
 
 A proxy that does not start, answers the probe wrongly, or crashes during a
-run is reported in ``failures`` and left out of the rest of the scenario.
+run is reported in ``failures`` and left out of the rest of the scenario, as
+is an access log whose line count is off by more than the requests in flight
+at the ends of the runs.
 """
 
 from collections.abc import Callable
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from bench import procfs, pyspy
 from bench.peers import Proxy, ProxySpec, Running
-from bench.peers.fastgate import SUPPORTED, UnlimitedFastgate
+from bench.loglines import LogLines
+from bench.peers.fastgate import SUPPORTED
 from bench.probe import ProbeError, probe
 from bench.procs import Pinning, ProcError, free_port
 from bench.redis import script_calls, start_redis
@@ -70,13 +73,18 @@ def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
     }
 
 
+LOCAL_STAND_INS = {"rate_limit_redis": "rate_limit"}
+"""What nginx and HAProxy run for a scenario feature only fastgate has."""
+
+
 def _features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
     """The gateway features ``proxy`` runs with in ``scenario``."""
     features = SUPPORTED if scenario.gateway else frozenset()
-    if scenario.limit and proxy.name != UnlimitedFastgate.name:
-        redis = scenario.limit == "redis" and proxy.name == "fastgate"
-        features = features | {"rate_limit_redis" if redis else "rate_limit"}
-    return features
+    if scenario.baseline and proxy.name == scenario.baseline.peer.name:
+        return features
+    if proxy.name == "fastgate":
+        return features | scenario.features
+    return features | {LOCAL_STAND_INS.get(f, f) for f in scenario.features}
 
 
 def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
@@ -91,7 +99,8 @@ def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: 
 
 def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
                  settings: Settings, workdir: Path, failures: list[str]) -> dict:
-    """Every run of every proxy in ``scenario``: {proxy: {"features", "runs"}}."""
+    """Every run of every proxy in ``scenario``: {proxy: {"features", "runs"}}, and
+    "access_log" {"lines", "requests"} over the measured runs of a proxy whose log is counted."""
     pin = scenario_pinning(scenario, settings.pin)
 
     def wrk(url: str, duration_s: int) -> Callable[[], WrkResult]:
@@ -101,12 +110,11 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
     results: dict[str, dict] = {}
     with ExitStack() as stack:
         redis_port = 0
-        if scenario.limit:
-            if any(p.name == "fastgate" for p in proxies):
-                proxies = [*proxies, UnlimitedFastgate()]
-            if scenario.limit == "redis":
-                redis, redis_port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
-                stack.callback(redis.stop)
+        if scenario.baseline and any(p.name == "fastgate" for p in proxies):
+            proxies = [*proxies, scenario.baseline.peer]
+        if scenario.limit == "redis":
+            redis, redis_port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
+            stack.callback(redis.stop)
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:
             try:
@@ -118,6 +126,9 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
                 continue
             running[proxy.name] = server, url
             results[proxy.name] = {"features": server.features, "runs": []}
+        logs = {name: LogLines(server.access_log) for name, (server, _) in running.items() if server.access_log}
+        for log in logs.values():
+            log.settled()  # the probe's and the warm-up's lines are not counted
         for _ in range(settings.reps):
             for name, (server, url) in list(running.items()):
                 calls = script_calls(redis_port) if redis_port and name == "fastgate" else 0
@@ -131,6 +142,9 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
                     run["redis_round_trips_per_request"] = round(
                         (script_calls(redis_port) - calls) / max(run["requests"], 1), 4)
                 results[name]["runs"].append(run)
+        for name, log in logs.items():
+            results[name]["access_log"] = {"lines": log.settled(),
+                                           "requests": sum(r["requests"] for r in results[name]["runs"])}
         if settings.profile == scenario.name and "fastgate" in running:
             server, url = running["fastgate"]
             svg = settings.results_dir / f"profile-{scenario.name}.svg"
@@ -143,4 +157,10 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
         errors = sum(sum(r["socket_errors"].values()) + r["non_2xx"] for r in entry["runs"])
         if errors:
             failures.append(f"{scenario.name}/{name}: {errors} errors or non-2xx responses under wrk")
+        if "access_log" in entry:
+            lines, requests = entry["access_log"]["lines"], entry["access_log"]["requests"]
+            # Requests in flight when wrk stops may be logged without wrk counting them, at most
+            # one per connection and run; anything beyond that is a line lost or made up.
+            if abs(lines - requests) > settings.connections * len(entry["runs"]):
+                failures.append(f"{scenario.name}/{name}: {lines} access log lines for {requests} requests")
     return results

@@ -2,7 +2,25 @@
 
 from dataclasses import dataclass
 
+from bench.peers.fastgate import BareFastgate, Fastgate, UnlimitedFastgate
 from bench.peers.origin import BODIES
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A second fastgate, without the scenario's ``features``, measured in the same
+    interleaved rounds as fastgate: their ratio is what the scenario is for."""
+
+    peer: Fastgate
+    ratio_key: str
+    """The latest.json key of fastgate / baseline (req/s, p50, p99, CPU per request)."""
+    label: str
+    """What the ratio compares, for the text report."""
+
+
+UNLIMITED = Baseline(UnlimitedFastgate(), "ratio_limited_unlimited", "with the limit / without")
+BARE = Baseline(BareFastgate(), "ratio_observed_bare",
+                "with metrics, JSON access log and tracing / with none")
 
 
 @dataclass(frozen=True)
@@ -17,10 +35,10 @@ class Scenario:
     """A new connection per request (wrk sends ``Connection: close``)."""
     gateway: bool = False
     """The proxies run the gateway route features (see peers.base.GATEWAY_FEATURES)."""
-    limit: str = ""
-    """"local" or "redis": fastgate checks a per-IP rate limit that never triggers, kept in that
-    store, and runs beside an unlimited fastgate ("fastgate-unlimited") for the ratio between
-    the two; nginx and HAProxy run their local limit as the usual reference."""
+    features: frozenset[str] = frozenset()
+    """Gateway features every proxy runs with besides those of ``gateway``; the baseline runs
+    without them. nginx and HAProxy run a local rate limit for "rate_limit_redis"."""
+    baseline: Baseline | None = None
 
     @property
     def body_bytes(self) -> int:
@@ -30,6 +48,12 @@ class Scenario:
     def headers(self) -> dict[str, str]:
         return {"Connection": "close"} if self.close else {}
 
+    @property
+    def limit(self) -> str:
+        """Where fastgate keeps the scenario's rate limit: "local", "redis" (a redis-server
+        the harness starts), or "" for none."""
+        return "redis" if "rate_limit_redis" in self.features else "local" if "rate_limit" in self.features else ""
+
 
 SCENARIOS = {s.name: s for s in (
     Scenario("small", "12 B body, keep-alive, 1 worker", "/small"),
@@ -38,9 +62,13 @@ SCENARIOS = {s.name: s for s in (
     Scenario("close", "12 B body, new connection per request", "/small", close=True),
     Scenario("small-2w", "12 B body, keep-alive, 2 workers", "/small", workers=2),
     Scenario("gateway", "12 B body, gateway route features", "/small", gateway=True),
-    Scenario("limit-local", "12 B body, a local per-IP rate limit", "/small", limit="local"),
-    Scenario("limit-redis", "12 B body, a per-IP rate limit in Redis", "/small", limit="redis"),
+    Scenario("limit-local", "12 B body, a local per-IP rate limit", "/small",
+             features=frozenset({"rate_limit"}), baseline=UNLIMITED),
+    Scenario("limit-redis", "12 B body, a per-IP rate limit in Redis", "/small",
+             features=frozenset({"rate_limit_redis"}), baseline=UNLIMITED),
+    Scenario("observe", "12 B body, metrics, JSON access log to a file, tracing", "/small",
+             features=frozenset({"json_access_log"}), baseline=BARE),
 )}
 
-SMOKE = ("small", "16k", "gateway")
+SMOKE = ("small", "16k", "gateway", "observe")
 """The scenarios of ``--smoke``."""

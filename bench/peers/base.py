@@ -13,7 +13,9 @@ GATEWAY_FEATURES = {
     "forwarded_headers": "set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host upstream",
     "rate_limit": "a local per-client-IP rate limit with a rate that never triggers",
     "rate_limit_redis": "the same limit kept in Redis (fastgate only)",
-    "json_access_log": "one JSON line per request written to a file",
+    "json_access_log": "one JSON line per request written to a file (HAProxy: to stdout)",
+    "metrics": "count requests and upstream events in shared memory (fastgate only)",
+    "tracing": "W3C Trace Context: continue or start a trace, send the upstream a traceparent (fastgate only)",
 }
 """The work a "gateway" route does beyond plain proxying; each proxy implements what it can."""
 
@@ -50,6 +52,8 @@ class Running:
     """The processes that serve requests; their CPU time is what is measured."""
     features: list[str]
     """Gateway features actually active, recorded in latest.json."""
+    access_log: Path | None = None
+    """The file it writes one line per request to, when the harness is to count them."""
 
     def check_workers(self) -> None:
         """ProcError if the proxy died or its set of workers changed (a worker crashed)."""
@@ -86,6 +90,10 @@ class Proxy:
         """The largest ``max_connections`` it can start with under the open-file limit it inherits."""
         return fd_limit() - 200
 
+    def access_log(self, spec: ProxySpec) -> Path | None:
+        """The file its access log goes to under ``spec``, if the harness is to count its lines."""
+        return None
+
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
         """Write the config for ``spec`` under spec.workdir; return the command
         line and the gateway features that are active. Errors go to ``log``."""
@@ -106,7 +114,7 @@ class Proxy:
         except BaseException:
             proc.stop()
             raise
-        return Running(self.name, proc, master, workers, features)
+        return Running(self.name, proc, master, workers, features, self.access_log(spec))
 
 
 def first_line(text: str) -> str:

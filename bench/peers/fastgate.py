@@ -1,5 +1,5 @@
-"""fastgate, the proxy under test, and the one place that says which gateway
-features it has."""
+"""fastgate, the proxy under test, its baseline twins, and the one place that
+says which gateway features it has."""
 
 import importlib.util
 import shutil
@@ -9,19 +9,23 @@ from pathlib import Path
 from bench import tomlwrite
 from bench.peers.base import Proxy, ProxySpec
 
-SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit", "rate_limit_redis"})
+SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit", "json_access_log"})
 """Gateway features fastgate has; the gateway scenario asks every proxy for exactly these."""
 
-ALWAYS_ON = frozenset({"forwarded_headers"})
-"""Features fastgate applies on every route, plain scenarios included."""
+OWN = frozenset({"rate_limit_redis"})
+"""Features only fastgate has; only a scenario that names one asks for it."""
+
+DEFAULTS = frozenset({"forwarded_headers", "metrics", "tracing"})
+"""What fastgate does on every route, plain scenarios included, unless a peer switches it off."""
 
 
-def gateway_settings(features: frozenset[str], redis_port: int = 0) -> tuple[dict, dict]:
+def gateway_settings(features: frozenset[str], redis_port: int = 0,
+                     access_log: Path | None = None) -> tuple[dict, dict]:
     """Route keys and top-level tables that turn on the gateway ``features``.
 
-    The one place to extend when fastgate gains another of GATEWAY_FEATURES
-    (a local rate limit, a JSON access log): add its config here and its name
-    to SUPPORTED, and the gateway scenario asks nginx and HAProxy for it too.
+    The one place to extend when fastgate gains another of GATEWAY_FEATURES:
+    add its config here and its name to SUPPORTED, and the gateway scenario
+    asks nginx and HAProxy for it too.
     """
     route: dict = {"request_id": "request_id" in features}
     tables: dict = {}
@@ -31,6 +35,8 @@ def gateway_settings(features: frozenset[str], redis_port: int = 0) -> tuple[dic
         tables["ratelimit"] = {"headers_on_allowed": False}
     if "rate_limit_redis" in features:
         tables["ratelimit"].update(store="redis", redis={"url": f"redis://127.0.0.1:{redis_port}", "timeout": "100ms"})
+    if "json_access_log" in features and access_log:
+        tables["access_log"] = {"path": str(access_log), "format": "json"}
     return route, tables
 
 
@@ -46,6 +52,8 @@ class Fastgate(Proxy):
     install_hint = "pip install -e .  (from the repository root)"
     required = True
     multiprocess = True
+    switched_off: frozenset[str] = frozenset()
+    """DEFAULTS this peer runs without."""
 
     def missing(self) -> str | None:
         if shutil.which("fastgate") or importlib.util.find_spec("fastgate.cli"):
@@ -57,13 +65,18 @@ class Fastgate(Proxy):
 
         return fastgate.__version__
 
+    def access_log(self, spec: ProxySpec) -> Path | None:
+        return spec.workdir / "access.log" if "json_access_log" in spec.features else None
+
     def routes(self, spec: ProxySpec) -> list[dict]:
         """The ``[[routes]]``: everything to the origin, with the gateway features of ``spec``."""
-        route, _ = gateway_settings(spec.features & SUPPORTED, spec.redis_port)
+        route, _ = gateway_settings(spec.features & (SUPPORTED | OWN), spec.redis_port)
         return [{"path_prefix": "/", "upstream": "origin", **route}]
 
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
-        _, tables = gateway_settings(spec.features & SUPPORTED, spec.redis_port)
+        features = spec.features & (SUPPORTED | OWN)
+        on = features | (DEFAULTS - self.switched_off)
+        _, tables = gateway_settings(features, spec.redis_port, self.access_log(spec))
         config = {
             "server": {
                 "workers": spec.workers,
@@ -72,7 +85,9 @@ class Fastgate(Proxy):
                 "log_level": "warning",
             },
             "listeners": [{"address": f"127.0.0.1:{spec.port}"}],
-            "admin": {"address": ""},  # metrics still count; two fastgates run side by side
+            # No admin listener: two fastgates run side by side. Metrics count without it.
+            "admin": {"address": "", "metrics": "metrics" in on},
+            "tracing": {"enabled": "tracing" in on},
             "upstreams": [{
                 "name": "origin",
                 "servers": [f"127.0.0.1:{spec.origin_port}"],
@@ -84,10 +99,17 @@ class Fastgate(Proxy):
         }
         conf = spec.workdir / "fastgate.toml"
         conf.write_text(tomlwrite.dumps(config))
-        return [*fastgate_command(), "-c", str(conf)], sorted((spec.features & SUPPORTED) | ALWAYS_ON)
+        return [*fastgate_command(), "-c", str(conf)], sorted(on)
 
 
 class UnlimitedFastgate(Fastgate):
-    """fastgate without the limit, beside the limited one in a limit-* scenario."""
+    """fastgate without the limit, the baseline of a limit-* scenario."""
 
     name = "fastgate-unlimited"
+
+
+class BareFastgate(Fastgate):
+    """fastgate with no metrics, no tracing and no access log, the baseline of the observe scenario."""
+
+    name = "fastgate-bare"
+    switched_off = frozenset({"metrics", "tracing"})
