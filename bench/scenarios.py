@@ -66,7 +66,7 @@ SCENARIOS = {s.name: s for s in (
              features=frozenset({"rate_limit"}), baseline=UNLIMITED),
     Scenario("limit-redis", "12 B body, a per-IP rate limit in Redis", "/small",
              features=frozenset({"rate_limit_redis"}), baseline=UNLIMITED),
-    Scenario("observe", "12 B body, metrics, JSON access log to a file, tracing", "/small",
+    Scenario("observe", "12 B body, metrics and a JSON access log to a file", "/small",
              features=frozenset({"json_access_log"}), baseline=BARE),
 )}
 

@@ -15,7 +15,7 @@ SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit", "json_ac
 OWN = frozenset({"rate_limit_redis"})
 """Features only fastgate has; only a scenario that names one asks for it."""
 
-DEFAULTS = frozenset({"forwarded_headers", "metrics", "tracing"})
+DEFAULTS = frozenset({"forwarded_headers", "metrics"})
 """What fastgate does on every route, plain scenarios included, unless a peer switches it off."""
 
 
@@ -109,7 +109,7 @@ class UnlimitedFastgate(Fastgate):
 
 
 class BareFastgate(Fastgate):
-    """fastgate with no metrics, no tracing and no access log, the baseline of the observe scenario."""
+    """fastgate with no metrics and no access log, the baseline of the observe scenario."""
 
     name = "fastgate-bare"
-    switched_off = frozenset({"metrics", "tracing"})
+    switched_off = frozenset({"metrics"})
