@@ -12,12 +12,12 @@ class LimitSet:
     Index i of every tuple is the route's i-th limit, as in the list ``RouteLimits.keys`` returns.
     """
 
-    __slots__ = ("functions", "params", "headers", "script_args")
+    __slots__ = ("algorithms", "params", "headers", "script_args")
 
     def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter) -> None:
         params = [spec.fallback if fallback else spec.params for spec in specs]
-        self.functions = tuple(ALGORITHMS[spec.scope.algorithm] for spec in specs)
-        """The algorithm of each limit (algorithms.py), for the local store."""
+        self.algorithms = tuple(ALGORITHMS[spec.scope.algorithm] for spec in specs)
+        """Each limit's algorithm (algorithms.py), for the local store."""
         self.params = tuple(params)
         self.headers = writer.prepare([spec.scope.name for spec in specs], [p.count for p in params],
                                       [p.period_us // 1_000_000 for p in params])
