@@ -106,8 +106,8 @@ class RouteLimits:
         self._sources = sources
         self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.scope.sources)) for spec in specs)
         only = specs[0].scope
-        self._ip_scope = only if len(specs) == 1 and only.sources == (IP,) and not only.hashed else None
-        """The scope of the route's one limit when it is keyed by the client IP alone in plain keys."""
+        self._ip_scope = only if len(specs) == 1 and only.sources == (IP,) else None
+        """The scope of the route's one limit when it is keyed by the client IP alone."""
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:
@@ -122,7 +122,7 @@ class RouteLimits:
         """
         scope = self._ip_scope
         if scope is not None:  # the most common limit, without the general machinery
-            return [scope.plain_prefix + client_ip]
+            return [scope.name_of(client_ip) if scope.hashed else scope.plain_prefix + client_ip]
         truncated = body_prefix is not None and len(body_prefix) >= self.body_read_limit
         values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type, truncated)
         keys: list[bytes] = []

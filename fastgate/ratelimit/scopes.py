@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from fastgate.ratelimit.config import Limit
 
 MAX_LIMITS_PER_ROUTE = 16
+NAMES_KEPT = 4096
 MAX_SOURCES_PER_KEY = 8
 _ALGORITHM_LETTER = {"gcra": "g", "sliding_window": "s", "fixed_window": "f"}
 _FORBIDDEN_IN_SCOPE = set('{}"\\')
@@ -57,7 +58,7 @@ class Scope:
     """One budget, shared by every route that names it. ``key_prefix``/``per_key_tag`` are set by placement."""
 
     __slots__ = ("name", "sources", "algorithm", "rate", "burst", "fallback_rate", "route", "key_prefix",
-                 "per_key_tag", "plain_prefix", "hashed")
+                 "per_key_tag", "plain_prefix", "hashed", "_names")
 
     def __init__(self, name: str, sources: tuple[Source, ...], algorithm: str, rate: Rate, burst: int,
                  fallback_rate: Rate, route: str) -> None:
@@ -75,10 +76,22 @@ class Scope:
         """What precedes the key values in a plain key (local store)."""
         self.hashed = True
         """Keys name Redis keys: the values are digested. False: plain keys (local store)."""
+        self._names: dict[bytes, bytes] = {}
+        """Recent single values and their Redis key names (see name_of)."""
 
     def same_budget(self, other: Scope) -> bool:
         return (self.sources, self.algorithm, self.rate, self.burst, self.fallback_rate) == (
             other.sources, other.algorithm, other.rate, other.burst, other.fallback_rate)
+
+    def name_of(self, value: bytes) -> bytes:
+        """``key([value])`` for hashed keys, remembered: the same clients come back, and a digest
+        costs more than the rest of a Redis check's Python work. Holds at most NAMES_KEPT values."""
+        name = self._names.get(value)
+        if name is None:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            name = self._names[value] = self.key([value])
+        return name
 
     def key(self, values: list[bytes]) -> bytes:
         """The key of the counter for these key values: the Redis key name, or a plain key."""
@@ -186,6 +199,7 @@ class ScopeRegistry:
                 scope.key_prefix = (base if same_sources else f"{base}{{{tag}}}:").encode()
                 scope.plain_prefix = scope.key_prefix + b"{" if same_sources else scope.key_prefix
                 scope.hashed = self._hashed_keys
+                scope._names.clear()
 
 
 def _params(rate: Rate, burst: int) -> LimitParams:
