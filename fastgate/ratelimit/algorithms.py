@@ -4,15 +4,26 @@ Theory of operation
 -------------------
 Time is an integer count of microseconds and a limit admits ``count``
 requests per ``period_us``. Each algorithm keeps at most three integers of
-state per key and, given the stored state (None when there is none) and the
-current time, returns a ``Verdict``: whether one more request fits now, the
-state to store if it is counted, and what a client is told (remaining
-requests, time until the budget is full again, time until a request fits).
+state per key. The first is always the state's expiry: the instant (absolute
+time) from which it means the same as no state, so a store can forget it.
+An algorithm is two functions of the stored state (None when there is none)
+and the current time:
+
+- ``admit(params, state, now)``: whether one more request fits now. Returns
+  the state to store if it is counted, or None when the request does not
+  fit. This runs on every check, so it does no more arithmetic than the
+  decision needs.
+- ``show(params, state, now, admitted)``: what the client is told, for the
+  rate-limit headers: (remaining, reset_us, retry_us). ``remaining`` is the
+  requests still admitted after this one (0 when it was denied),
+  ``reset_us`` the time until the budget is full again (after counting this
+  request when admitted), ``retry_us`` the time until a request fits (0
+  when admitted). Only computed when headers are sent.
 
 The local store calls these functions under its lock. The Redis store runs
-the same formulas in Lua (lua.py), with Redis's clock; the unit tests pin
-these functions to exact numbers and the store tests check the Lua against
-the same admitted counts.
+the same formulas in Lua (lua.py), with Redis's clock, and its script
+returns the same three numbers; the unit tests pin these functions to exact
+numbers and the store tests check the Lua against the same admitted counts.
 
 GCRA (generic cell rate algorithm): a token bucket of ``count + burst``
 requests refilled at ``count / period``, kept as one number, the theoretical
@@ -34,32 +45,13 @@ Fixed window: a counter per clock-aligned window; a request fits while
 """
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
-State = tuple[int, int, int]
-"""Three integers per key; their meaning depends on the algorithm (see each function)."""
-
-
-class Verdict(NamedTuple):
-    """Built with ``tuple.__new__(Verdict, (...))``: the generated ``__new__`` costs more than the check."""
-
-    allowed: bool
-    """One more request fits now."""
-    remaining: int
-    """Requests that would be admitted now, before this one is counted."""
-    reset_us: int
-    """Time until the budget is full again, as the state is now (0: it is full)."""
-    retry_us: int
-    """Time until one request fits (0 when it fits now)."""
-    state: State | None
-    """The state to store if this request is counted (None when it does not fit)."""
-    expires_us: int
-    """When that stored state may be forgotten (absolute time): it then means the same as no state."""
-    reset_after_us: int
-    """Time until the budget is full again once this request is counted."""
-
-
-_new = tuple.__new__
+State = tuple[int, ...]
+"""One to three integers per key: the expiry, then what the algorithm needs (see each admit function)."""
+Shown = tuple[int, int, int]
+"""remaining, reset_us, retry_us (see the module doc)."""
 
 
 class LimitParams(NamedTuple):
@@ -71,47 +63,79 @@ class LimitParams(NamedTuple):
     """GCRA bucket size: count + burst."""
     interval_us: int
     """GCRA emission interval: ceil(period_us / count)."""
+    tolerance_us: int
+    """GCRA: how far ahead of now the theoretical arrival time may be for a request to fit,
+    (capacity - 1) * interval_us."""
 
     @classmethod
     def of(cls, count: int, period_us: int, burst: int) -> "LimitParams":
-        return cls(count, period_us, count + burst, -(-period_us // count))
+        interval = -(-period_us // count)
+        return cls(count, period_us, count + burst, interval, (count + burst - 1) * interval)
 
 
-def gcra(p: LimitParams, state: State | None, now: int) -> Verdict:
-    """State: (tat, 0, 0)."""
+Admit = Callable[[LimitParams, State | None, int], State | None]
+Show = Callable[[LimitParams, State | None, int, bool], Shown]
+
+
+class Algorithm(NamedTuple):
+    admit: Admit
+    show: Show
+    size: int
+    """Integers in its state."""
+
+
+def gcra_admit(p: LimitParams, state: State | None, now: int) -> State | None:
+    """State: (tat,): the theoretical arrival time is also the expiry (the bucket is full again)."""
+    tat = state[0] if state is not None and state[0] > now else now
+    if tat - now > p.tolerance_us:
+        return None
+    return (tat + p.interval_us,)
+
+
+def gcra_show(p: LimitParams, state: State | None, now: int, admitted: bool) -> Shown:
     t = p.interval_us
     tat = state[0] if state is not None and state[0] > now else now
-    remaining = (now + p.capacity * t - tat) // t
-    if remaining >= 1:
-        new_tat = tat + t
-        return _new(Verdict, (True, remaining, tat - now, 0, (new_tat, 0, 0), new_tat, new_tat - now))
-    return _new(Verdict, (False, 0, tat - now, tat + t - p.capacity * t - now, None, 0, 0))
+    if admitted:
+        return (now + p.capacity * t - tat) // t - 1, tat + t - now, 0
+    return 0, tat - now, tat + t - p.capacity * t - now
 
 
-def sliding_window(p: LimitParams, state: State | None, now: int) -> Verdict:
-    """State: (window index, count of the previous window, count of this window)."""
-    period, count = p.period_us, p.count
+def _sliding_counts(p: LimitParams, state: State | None, now: int) -> tuple[int, int, int, int]:
+    """(window index, time elapsed in it, count of the previous window, count of this one)."""
+    period = p.period_us
     index = now // period
-    elapsed = now - index * period
     previous = current = 0
-    if state is not None:
-        if state[0] == index:
+    if state is not None and state[0] > now:
+        state_index = state[0] // period - 2
+        if state_index == index:
             previous, current = state[1], state[2]
-        elif state[0] == index - 1:
+        elif state_index == index - 1:
             previous = state[2]
-    estimate = previous * (period - elapsed) / period + current
-    remaining = max(0, math.floor(count - estimate))
-    reset = _sliding_reset(period, elapsed, previous, current)
-    if estimate + 1 <= count:
-        return _new(Verdict, (True, remaining, reset, 0, (index, previous, current + 1), (index + 2) * period,
-                              _sliding_reset(period, elapsed, previous, current + 1)))
+    return index, now - index * period, previous, current
+
+
+def sliding_window_admit(p: LimitParams, state: State | None, now: int) -> State | None:
+    """State: (end of the next window, count of the previous window, count of this window)."""
+    period = p.period_us
+    index, elapsed, previous, current = _sliding_counts(p, state, now)
+    if previous * (period - elapsed) / period + current + 1 > p.count:
+        return None
+    return ((index + 2) * period, previous, current + 1)
+
+
+def sliding_window_show(p: LimitParams, state: State | None, now: int, admitted: bool) -> Shown:
+    period, count = p.period_us, p.count
+    index, elapsed, previous, current = _sliding_counts(p, state, now)
+    if admitted:
+        estimate = previous * (period - elapsed) / period + current
+        return (max(0, math.floor(count - estimate)) - 1, _sliding_reset(period, elapsed, previous, current + 1), 0)
     if current + 1 <= count:
         # The previous window's weight has to fall until previous * weight <= count - 1 - current.
         retry = math.ceil(period * (1 - (count - 1 - current) / previous)) - elapsed
     else:
         # Wait for the next window, where this window's count decays instead.
         retry = period - elapsed + math.ceil(period * (1 - (count - 1) / current))
-    return _new(Verdict, (False, 0, reset, max(1, retry), None, 0, 0))
+    return 0, _sliding_reset(period, elapsed, previous, current), max(1, retry)
 
 
 def _sliding_reset(period: int, elapsed: int, previous: int, current: int) -> int:
@@ -122,16 +146,30 @@ def _sliding_reset(period: int, elapsed: int, previous: int, current: int) -> in
     return 0
 
 
-def fixed_window(p: LimitParams, state: State | None, now: int) -> Verdict:
-    """State: (window index, count of this window, 0)."""
-    index = now // p.period_us
-    current = state[1] if state is not None and state[0] == index else 0
-    window_left = (index + 1) * p.period_us - now
-    reset = window_left if current else 0
-    if current < p.count:
-        return _new(Verdict, (True, p.count - current, reset, 0, (index, current + 1, 0),
-                              (index + 1) * p.period_us, window_left))
-    return _new(Verdict, (False, 0, reset, window_left, None, 0, 0))
+def _fixed_count(p: LimitParams, state: State | None, now: int) -> tuple[int, int]:
+    """(end of the current window, count in it)."""
+    end = (now // p.period_us + 1) * p.period_us
+    return end, state[1] if state is not None and state[0] == end else 0
 
 
-ALGORITHMS = {"gcra": gcra, "sliding_window": sliding_window, "fixed_window": fixed_window}
+def fixed_window_admit(p: LimitParams, state: State | None, now: int) -> State | None:
+    """State: (end of the window, count of this window)."""
+    end, current = _fixed_count(p, state, now)
+    if current >= p.count:
+        return None
+    return (end, current + 1)
+
+
+def fixed_window_show(p: LimitParams, state: State | None, now: int, admitted: bool) -> Shown:
+    end, current = _fixed_count(p, state, now)
+    window_left = end - now
+    if admitted:
+        return p.count - current - 1, window_left, 0
+    return 0, window_left if current else 0, window_left
+
+
+ALGORITHMS = {
+    "gcra": Algorithm(gcra_admit, gcra_show, 1),
+    "sliding_window": Algorithm(sliding_window_admit, sliding_window_show, 3),
+    "fixed_window": Algorithm(fixed_window_admit, fixed_window_show, 2),
+}

@@ -54,7 +54,8 @@ class RedisSettings(_Section):
     cluster_nodes and sentinel_nodes."""
 
     url: str = ""
-    """A single server: "redis://[user:password@]host:port/db", or "rediss://..." for TLS."""
+    """A single server: "redis://[user:password@]host:port/db", "rediss://..." for TLS, or
+    "unix:///path/redis.sock?db=0". User and password in the url take precedence over username/password."""
     cluster_nodes: list[str] = []
     """Redis Cluster: some of its nodes as "host:port"; the rest is discovered."""
     sentinel_nodes: list[str] = []
@@ -119,7 +120,7 @@ class RateLimitSettings(_Section):
     headers_on_allowed: bool = True
     """Send the rate-limit headers on admitted responses too, not only on 429."""
     local_capacity: int = 65536
-    """Keys the local store holds (40 bytes each, shared by all workers); when full,
+    """Keys the local store holds (32 bytes each, shared by all workers); when full,
     the key expiring soonest is dropped."""
     body_read_limit: Size = Size(64 * 1024)
     """Most body bytes read to find a body.* key; a body that does not parse within it shares

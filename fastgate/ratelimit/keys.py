@@ -43,10 +43,14 @@ class Source(NamedTuple):
     """Body field path; empty for the other kinds."""
 
 
+IP = Source("ip", b"", ())
+"""The client's address."""
+
+
 def parse_source(text: str) -> Source:
     """Parse one key source; ValueError names the problem."""
     if text == "ip":
-        return Source("ip", b"", ())
+        return IP
     kind, sep, rest = text.partition(":")
     if sep and kind == "header":
         if not rest or not set(rest) <= _TOKEN_CHARS:
@@ -163,11 +167,16 @@ def _unquote_plus(raw: bytes) -> bytes:
     return unquote_to_bytes(raw.replace(b"+", b" ")) if b"%" in raw or b"+" in raw else raw
 
 
-def digest(values: list[bytes]) -> bytes:
-    """32 hex digits identifying the combination of values (BLAKE2b-128, length-prefixed parts)."""
+def joined(values: list[bytes]) -> bytes:
+    """The values as one byte string that tells every combination apart (length-prefixed when several)."""
     if len(values) == 1:
-        return _digest(values[0])
-    return _digest(b"".join(len(v).to_bytes(4, "big") + v for v in values))
+        return values[0]
+    return b"".join(len(v).to_bytes(4, "big") + v for v in values)
+
+
+def digest(values: list[bytes]) -> bytes:
+    """32 hex digits identifying the combination of values (BLAKE2b-128 of ``joined``)."""
+    return _digest(joined(values))
 
 
 @lru_cache(maxsize=4096)

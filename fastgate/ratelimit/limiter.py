@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
-from fastgate.ratelimit.keys import HeaderLookup, read_sources
+from fastgate.ratelimit.keys import IP, HeaderLookup, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
@@ -41,11 +41,11 @@ class RateLimiter:
         self.stats = RateLimitStats(table)
         """This process's counters."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
-        self._local = LocalStore(table, self._writer)
-        self._registry = ScopeRegistry(settings.key_prefix)
+        self._local = LocalStore(table, self._writer, self.stats)
+        self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
         self._redis: "RedisStore | None" = None
         self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
-            self._check_local if settings.store == "local" else _not_attached)
+            self._local.check if settings.store == "local" else _not_attached)
 
     @classmethod
     def create_shared(cls, settings: RateLimitSettings, previous: "RateLimiter | None" = None) -> "RateLimiter":
@@ -82,11 +82,6 @@ class RateLimiter:
         if self._redis is not None:
             await self._redis.close()
 
-    def _check_local(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
-        decision = self._local.decide(route.limits, keys)
-        self.stats.count(decision)
-        on_decision(decision)
-
 
 def _not_attached(route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
     raise RuntimeError("RateLimiter.attach(loop) must be called in the worker before checks")
@@ -96,7 +91,7 @@ class RouteLimits:
     """The limits of one route, compiled at config load."""
 
     __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "_limiter", "_sources",
-                 "_per_limit")
+                 "_per_limit", "_ip_scope")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -110,6 +105,9 @@ class RouteLimits:
         self._limiter = limiter
         self._sources = sources
         self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.scope.sources)) for spec in specs)
+        only = specs[0].scope
+        self._ip_scope = only if len(specs) == 1 and only.sources == (IP,) else None
+        """The scope of the route's one limit when it is keyed by the client IP alone."""
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:
@@ -122,6 +120,9 @@ class RouteLimits:
         needs_body is False). A prefix of body_read_limit bytes counts as cut
         off: its body fields are UNPARSEABLE (keys.py).
         """
+        scope = self._ip_scope
+        if scope is not None:  # the most common limit, without the general machinery
+            return [scope.name_of(client_ip) if scope.hashed else scope.plain_prefix + client_ip]
         truncated = body_prefix is not None and len(body_prefix) >= self.body_read_limit
         values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type, truncated)
         keys: list[bytes] = []

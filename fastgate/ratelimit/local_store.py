@@ -1,17 +1,41 @@
-"""Checks against the shared-memory table: exact across the worker processes of this machine."""
+"""Checks against the shared-memory table: exact across the worker processes of this machine.
+
+This is the request path of the local store (and of the Redis store's local
+fallback): every Python operation here is paid once per request. So a
+check of one limit is one table call, the algorithms only decide
+(``admit``) unless headers are to be sent, and an admitted check without
+headers returns the one pre-built Decision.
+"""
 
 import time
+from typing import TYPE_CHECKING
 
-from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision
+from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.shared_table import SharedTable
+from fastgate.ratelimit.stats import RateLimitStats
+
+if TYPE_CHECKING:
+    from fastgate.ratelimit.limiter import RouteLimits
+
+_monotonic_ns = time.monotonic_ns
 
 
 class LocalStore:
-    def __init__(self, table: SharedTable, writer: HeaderWriter) -> None:
+    def __init__(self, table: SharedTable, writer: HeaderWriter, stats: RateLimitStats) -> None:
         self._table = table
         self._writer = writer
+        self._stats = stats
+
+    def check(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
+        """Decide at the route's rates, count in the stats and call ``on_decision`` before returning."""
+        decision = self.decide(route.limits, keys)
+        stats = self._stats
+        stats.checks += 1
+        if not decision.allowed:
+            stats.count_denied(decision)
+        on_decision(decision)
 
     def decide(self, limits: LimitSet, keys: list[bytes]) -> Decision:
         """Check and, if every applied limit admits it, count one request; all under the table lock.
@@ -24,22 +48,35 @@ class LocalStore:
         if not table.acquire():
             return ALLOWED_WITHOUT_HEADERS
         try:
-            now = time.monotonic_ns() // 1000
-            checked = []
-            allowed = True
-            for i, key in enumerate(keys):
-                if key:
-                    slot, state = table.lookup(key, now)
-                    verdict = limits.functions[i](limits.params[i], state, now)
-                    checked.append((i, slot, verdict))
-                    allowed = allowed and verdict.allowed
-            if allowed:
-                for _, slot, verdict in checked:
-                    table.store(slot, verdict.state, verdict.expires_us)
+            now = _monotonic_ns() // 1000
+            if len(keys) == 1:  # one limit (it applies, or there would be no check)
+                state, allowed = table.apply(keys[0], now, limits.algorithms[0], limits.params[0])
+                applied = [(0, state)]
+            else:
+                applied, allowed = self._check_all(table, limits, keys, now)
         finally:
             table.release()
-        if allowed:
-            shown = [(i, v.remaining - 1, v.reset_after_us, 0) for i, _, v in checked]
-        else:
-            shown = [(i, v.remaining, v.reset_us, v.retry_us) for i, _, v in checked]
+        if allowed and not self._writer.on_allowed:
+            return ALLOWED_WITHOUT_HEADERS
+        algorithms, params = limits.algorithms, limits.params
+        shown = [(i, *algorithms[i].show(params[i], state, now, allowed)) for i, state in applied]
         return self._writer.decide(limits.headers, shown, allowed)
+
+    @staticmethod
+    def _check_all(table: SharedTable, limits: LimitSet, keys: list[bytes], now: int) -> tuple[list, bool]:
+        """Several limits: count the request in all of them only if each applied one admits it.
+        Returns (limit index, state before) of the applied limits, and whether all admitted."""
+        applied = []
+        admitted = []
+        for i, key in enumerate(keys):
+            if key:
+                algorithm = limits.algorithms[i]
+                record = table.record(key, now)
+                state = table.state(record, algorithm.size, now)
+                applied.append((i, state))
+                admitted.append((record, algorithm.admit(limits.params[i], state, now)))
+        allowed = all(new is not None for _, new in admitted)
+        if allowed:
+            for record, new in admitted:
+                table.write(record, new)
+        return applied, allowed

@@ -124,3 +124,16 @@ return out
 """
 
 SHA = sha1(SCRIPT.encode()).hexdigest()
+
+
+class ScriptArgs:
+    """The ARGV of one check: n, then the five integers of each of its n limits; built once per
+    route (and per subset of its limits that can apply), raw and as RESP bulk strings."""
+
+    __slots__ = ("args", "resp")
+
+    def __init__(self, per_limit: list[tuple[bytes, ...]]) -> None:
+        self.args = (b"%d" % len(per_limit), *(arg for limit in per_limit for arg in limit))
+        """The raw arguments (for coredis)."""
+        self.resp = b"".join(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in self.args)
+        """The same, encoded for fastgate's RESP client."""

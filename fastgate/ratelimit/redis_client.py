@@ -1,30 +1,36 @@
-"""The coredis client of one worker: built from the settings, kept open, rebuilt if it fails.
+"""The coredis client of one worker, for Redis Cluster and Sentinel: built from the settings,
+kept open, rebuilt if it fails (a single server goes through resp.py instead, see redis_link.py).
 
 coredis 6 clients are structured (anyio): a client must be entered with
-``async with`` by a task that outlives every use of it. ``RedisLink`` runs
+``async with`` by a task that outlives every use of it. ``CoredisLink`` runs
 that one long-lived task per worker; the batch tasks get the client from
-``link.connected()``, which waits while it is being built. No
-command is retried by coredis (``NoRetryPolicy``): a check that may already
-have been applied must not be sent twice.
+``connected()``, which waits while it is being built. No command is retried
+by coredis (``NoRetryPolicy``): a check that may already have been applied
+must not be sent twice.
 """
 
 import asyncio
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import coredis
 from coredis.connection import TCPLocation
+from coredis.exceptions import NoScriptError, ResponseError
 from coredis.retry import NoRetryPolicy
 
 from fastgate.ratelimit.config import BreakerSettings, RedisSettings
+from fastgate.ratelimit.lua import SCRIPT, SHA
+from fastgate.ratelimit.redis_link import ScriptCall, tls_context
+from fastgate.ratelimit.resp import ReplyError
 
 log = logging.getLogger("fastgate")
 
 
-class RedisLink:
+class CoredisLink:
+    """A ScriptLink (redis_link.py) over coredis."""
+
     def __init__(self, settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> None:
         self._settings = settings
         self._reconnect = reconnect
@@ -54,6 +60,23 @@ class RedisLink:
         if self.client is not None:
             self.client.connection_pool.disconnect()
 
+    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
+        client = self.client or await self.connected()
+        argvs = [[arg for args in call.args for arg in args.args] for call in calls]
+        if len(calls) == 1:
+            try:
+                return [await client.evalsha(SHA, keys=calls[0].keys, args=argvs[0])]
+            except ResponseError as exc:  # an answer for this call (e.g. NOSCRIPT), not a broken link
+                return [_reply_error(exc)]
+        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            for call, argv in zip(calls, argvs):
+                pipe.evalsha(SHA, keys=call.keys, args=argv)
+        return [_reply_error(r) if isinstance(r, ResponseError) else r for r in pipe.results]
+
+    async def script_load(self) -> None:
+        client = self.client or await self.connected()
+        await client.script_load(SCRIPT)
+
     async def _run(self) -> None:
         delay = float(self._reconnect.open_time)
         while True:
@@ -75,7 +98,7 @@ class RedisLink:
 
 @asynccontextmanager
 async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
-    """An entered coredis client for a single server, a cluster, or the primary behind sentinels."""
+    """An entered coredis client for a cluster, or for the primary behind sentinels."""
     options: dict[str, Any] = {
         "stream_timeout": float(settings.timeout),
         "connect_timeout": float(settings.timeout),
@@ -103,18 +126,12 @@ async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
         async with sentinel, sentinel.primary_for(settings.sentinel_service) as client:
             yield client
     else:
-        async with coredis.Redis.from_url(settings.url, **options) as client:
-            yield client
+        raise ValueError("a single server goes through RespLink (redis_link.py)")
 
 
-def tls_context(settings: RedisSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
-    if settings.tls_cert_file:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
-    if not settings.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+def _reply_error(exc: ResponseError) -> ReplyError:
+    """coredis's error reply as the links' common type (NOSCRIPT keeps its code)."""
+    return ReplyError(f"NOSCRIPT {exc}" if isinstance(exc, NoScriptError) else str(exc))
 
 
 def _host_port(node: str) -> tuple[str, int]:

@@ -13,8 +13,10 @@ multiplying (each round trip costs far more CPU than one more check in it).
 
 A round trip groups the batch (one group per hash tag in Redis Cluster,
 otherwise one group; at most ``max_batch`` checks per group), sends one
-EVALSHA per group (a pipeline when there are several) and, on NOSCRIPT,
-loads the script and sends those groups once more. The deadline is the
+EVALSHA per group (pipelined in one write when there are several) through
+the link (redis_link.py: fastgate's RESP2 client for a single server,
+coredis for Cluster and Sentinel) and, on NOSCRIPT, loads the script and
+sends those groups once more (NOSCRIPT means they were not run). The deadline is the
 batch's first submission time plus ``timeout`` and covers waiting for a
 free slot, connecting and the reply, so no check waits much longer than
 ``timeout``.
@@ -36,34 +38,31 @@ may have reached Redis, so a healthy Redis never counts a request twice.
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from coredis.exceptions import NoScriptError, ResponseError
-
 from fastgate.ratelimit.breaker import CLOSED, CircuitBreaker, describe
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.local_store import LocalStore
-from fastgate.ratelimit.lua import SCRIPT, SHA
-from fastgate.ratelimit.redis_client import RedisLink
+from fastgate.ratelimit.redis_link import ScriptCall, open_link
+from fastgate.ratelimit.resp import ReplyError
 from fastgate.ratelimit.stats import RateLimitStats
 
 if TYPE_CHECKING:
     from fastgate.ratelimit.limiter import RouteLimits
 
-Pending = tuple["RouteLimits", list[bytes], OnDecision, float]
-"""A submitted check: route, keys, callback, loop time of submission."""
+Pending = tuple["RouteLimits", list[bytes], OnDecision]
+"""A submitted check: route, keys, callback."""
 
 
-class _Group:
-    """Checks sent in one EVALSHA: their batch positions, keys, arguments and applied limits."""
+class _Group(ScriptCall):
+    """Checks sent in one EVALSHA: their batch positions and applied limits, besides keys and ARGV."""
 
-    __slots__ = ("indices", "keys", "args", "applied")
+    __slots__ = ("indices", "applied")
 
     def __init__(self) -> None:
+        super().__init__()
         self.indices: list[int] = []
-        self.keys: list[bytes] = []
-        self.args: list[bytes] = []
-        self.applied: list[list[int]] = []
+        self.applied: list[tuple[int, ...]] = []
 
 
 class RedisStore:
@@ -79,9 +78,11 @@ class RedisStore:
         self._local = local
         self._writer = writer
         self._stats = stats
-        self._link = RedisLink(redis, settings.breaker, loop)
+        self._link = open_link(redis, settings.breaker, loop)
         self.breaker = CircuitBreaker(settings.breaker, loop, self._probe, self._link.drop_connections, stats)
         self._pending: list[Pending] = []
+        self._pending_since = 0.0
+        """Loop time of the first pending check: the next batch's deadline is counted from it."""
         self._flush_scheduled = False
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
@@ -93,8 +94,7 @@ class RedisStore:
         """Decide what is pending by the failure policy, stop the round trips, close the client."""
         self.breaker.close()
         pending, self._pending = self._pending, []
-        for route, keys, on_decision, _ in pending:
-            self._deliver(on_decision, self._fallback(route, keys))
+        self._deliver(pending, [self._fallback(route, keys) for route, keys, _ in pending])
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -106,8 +106,12 @@ class RedisStore:
             self._stats.count(decision)
             on_decision(decision)
             return
-        self._pending.append((route, keys, on_decision, self._loop.time()))
-        self._schedule_flush()
+        pending = self._pending
+        if not pending:
+            self._pending_since = self._loop.time()
+        pending.append((route, keys, on_decision))
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._in_flight < self._max_in_flight:
@@ -120,35 +124,34 @@ class RedisStore:
             return
         batch, self._pending = self._pending, []
         self._in_flight += 1
-        task = self._loop.create_task(self._round_trip(batch))
+        task = self._loop.create_task(self._round_trip(batch, self._pending_since + self._timeout))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _round_trip(self, batch: list[Pending]) -> None:
+    async def _round_trip(self, batch: list[Pending], deadline: float) -> None:
         decisions: list[Decision] | None = None
         try:
-            decisions = await self._decide(batch)
+            decisions = await self._decide(batch, deadline)
         finally:
             self._in_flight -= 1
             if self._pending:
                 self._schedule_flush()
             if decisions is None:  # cancelled at shutdown
-                decisions = [self._fallback(route, keys) for route, keys, _, _ in batch]
-            for (_, _, on_decision, _), decision in zip(batch, decisions):
-                self._deliver(on_decision, decision)
+                decisions = [self._fallback(route, keys) for route, keys, _ in batch]
+            self._deliver(batch, decisions)
 
-    async def _decide(self, batch: list[Pending]) -> list[Decision]:
+    async def _decide(self, batch: list[Pending], deadline: float) -> list[Decision]:
         """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
         decisions: list[Decision | None] = [None] * len(batch)
-        deadline = batch[0][3] + self._timeout
         if self.breaker.state == CLOSED:  # else it opened while this batch waited: the policy decides all
             if self._loop.time() < deadline:
                 await self._ask(batch, deadline, decisions)
             else:  # it waited for earlier batches, which count as failures
                 self._stats.redis_timeouts += len(batch)
-        return [d if d is not None else self._fallback(route, keys)
-                for d, (route, keys, _, _) in zip(decisions, batch)]
-
+        if None in decisions:
+            return [d if d is not None else self._fallback(route, keys)
+                    for d, (route, keys, _) in zip(decisions, batch)]
+        return decisions  # type: ignore[return-value]
     async def _ask(self, batch: list[Pending], deadline: float,
                    decisions: list[Decision | None]) -> None:
         """Send the batch, fill ``decisions`` for the checks Redis answered, feed the breaker."""
@@ -160,8 +163,7 @@ class RedisStore:
         timed_out = False
         try:
             async with asyncio.timeout_at(deadline):
-                client = self._link.client or await self._link.connected()
-                await self._send(client, groups, replies)
+                await self._send(groups, replies)
         except Exception as exc:
             failure = describe(exc)
             timed_out = isinstance(exc, TimeoutError)
@@ -181,11 +183,18 @@ class RedisStore:
     def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
         groups: list[_Group] = []
         open_groups: dict[bytes, _Group] = {}
-        for index, (route, keys, _, _) in enumerate(batch):
-            applied = [i for i, key in enumerate(keys) if key]
+        for index, (route, keys, _) in enumerate(batch):
+            limits = route.limits
+            if b"" in keys:  # some limits do not apply to this request
+                applied = tuple(i for i, key in enumerate(keys) if key)
+                keys = [keys[i] for i in applied]
+                args = limits.script_args.get(applied) or limits.add_script_args(applied)
+            else:
+                applied = limits.every_limit
+                args = limits.script_args[applied]
             tag = b""
             if cluster:
-                first = keys[applied[0]]
+                first = keys[0]
                 tag = first[first.index(b"{") + 1 : first.index(b"}")]
             group = open_groups.get(tag)
             if group is None or len(group.indices) >= self._max_batch:
@@ -193,49 +202,38 @@ class RedisStore:
                 groups.append(group)
             group.indices.append(index)
             group.applied.append(applied)
-            group.args.append(b"%d" % len(applied))
-            script_args = route.limits.script_args
-            for i in applied:
-                group.keys.append(keys[i])
-                group.args.extend(script_args[i])
+            group.add(keys, args)
         return groups
 
-    async def _send(self, client: Any, groups: list[_Group], replies: list[Any]) -> None:
+    async def _send(self, groups: list[_Group], replies: list[Any]) -> None:
         """Fill ``replies`` with each group's reply (a list) or error; reload the script once on NOSCRIPT."""
         todo = list(range(len(groups)))
         for attempt in (1, 2):
-            results = await self._call(client, [groups[g] for g in todo])
-            noscript = [g for g, result in zip(todo, results) if isinstance(result, NoScriptError)]
+            self._stats.redis_round_trips += 1
+            results = await self._link.eval_groups([groups[g] for g in todo])
+            noscript = [g for g, result in zip(todo, results) if isinstance(result, ReplyError) and result.noscript]
             for g, result in zip(todo, results):
                 replies[g] = result
             if not noscript or attempt == 2:
                 return
-            await client.script_load(SCRIPT)
+            await self._link.script_load()
             self._stats.script_loads += 1
             todo = noscript
 
-    async def _call(self, client: Any, groups: list[_Group]) -> list[Any]:
-        self._stats.redis_round_trips += 1
-        if len(groups) == 1:
-            try:
-                return [await client.evalsha(SHA, keys=groups[0].keys, args=groups[0].args)]
-            except ResponseError as exc:  # an answer for this group (e.g. NOSCRIPT), not a broken link
-                return [exc]
-        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            for group in groups:
-                pipe.evalsha(SHA, keys=group.keys, args=group.args)
-        return list(pipe.results)
-
     def _decode(self, batch: list[Pending], group: _Group,
                 reply: list[int], decisions: list[Decision | None]) -> None:
-        decide = self._writer.decide
+        writer = self._writer
+        quiet = not writer.on_allowed
         pos = 0
         for index, applied in zip(group.indices, group.applied):
             allowed = reply[pos] == 1
-            shown = [(i, reply[pos + 1 + 3 * n], reply[pos + 2 + 3 * n], reply[pos + 3 + 3 * n])
-                     for n, i in enumerate(applied)]
+            if allowed and quiet:
+                decisions[index] = ALLOWED_WITHOUT_HEADERS
+            else:
+                shown = [(i, reply[pos + 1 + 3 * n], reply[pos + 2 + 3 * n], reply[pos + 3 + 3 * n])
+                         for n, i in enumerate(applied)]
+                decisions[index] = writer.decide(batch[index][0].limits.headers, shown, allowed)
             pos += 1 + 3 * len(applied)
-            decisions[index] = decide(batch[index][0].limits.headers, shown, allowed)
 
     def _fallback(self, route: "RouteLimits", keys: list[bytes]) -> Decision:
         """The failure policy's decision for one check."""
@@ -247,17 +245,20 @@ class RedisStore:
             return ALLOWED_WITHOUT_HEADERS
         return unavailable(self.breaker.retry_after_s())
 
-    def _deliver(self, on_decision: OnDecision, decision: Decision) -> None:
-        self._stats.count(decision)
-        try:
-            on_decision(decision)
-        except Exception as exc:
-            self._loop.call_exception_handler(
-                {"message": "rate limit: on_decision callback failed", "exception": exc})
+    def _deliver(self, batch: list[Pending], decisions: list[Decision]) -> None:
+        stats = self._stats
+        stats.checks += len(batch)
+        for (_, _, on_decision), decision in zip(batch, decisions):
+            if not decision.allowed:
+                stats.count_denied(decision)
+            try:
+                on_decision(decision)
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "rate limit: on_decision callback failed", "exception": exc})
 
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""
         async with asyncio.timeout(self._timeout):
-            client = self._link.client or await self._link.connected()
-            await client.script_load(SCRIPT)
+            await self._link.script_load()
         self._stats.script_loads += 1

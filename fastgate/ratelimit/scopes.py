@@ -25,6 +25,12 @@ Key names (documented for operators)::
 values (keys.digest), ``group tag`` "g" + 8 hex digits of the group's scope
 names. Groups are recomputed after every compiled route, so once all routes
 are compiled (config load) every name is final.
+
+The local store never sends a key anywhere and its table keeps only a
+64-bit hash of it, so there the key values follow the prefix in clear
+(``plain_prefix`` + keys.joined(values), e.g. ``fg:rl:api:g:{192.0.2.1``):
+no digest to compute per request. Scope names cannot contain "{", so the
+first "{" ends the scope part and keys of different scopes never meet.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from typing import TYPE_CHECKING
 
 from fastgate.config.errors import FieldError
 from fastgate.ratelimit.algorithms import LimitParams
-from fastgate.ratelimit.keys import Source, digest, parse_source
+from fastgate.ratelimit.keys import Source, digest, joined, parse_source
 from fastgate.ratelimit.rates import Rate, parse_rate
 
 if TYPE_CHECKING:
     from fastgate.ratelimit.config import Limit
 
 MAX_LIMITS_PER_ROUTE = 16
+NAMES_KEPT = 4096
 MAX_SOURCES_PER_KEY = 8
 _ALGORITHM_LETTER = {"gcra": "g", "sliding_window": "s", "fixed_window": "f"}
 _FORBIDDEN_IN_SCOPE = set('{}"\\')
@@ -51,7 +58,7 @@ class Scope:
     """One budget, shared by every route that names it. ``key_prefix``/``per_key_tag`` are set by placement."""
 
     __slots__ = ("name", "sources", "algorithm", "rate", "burst", "fallback_rate", "route", "key_prefix",
-                 "per_key_tag")
+                 "per_key_tag", "plain_prefix", "hashed", "_names")
 
     def __init__(self, name: str, sources: tuple[Source, ...], algorithm: str, rate: Rate, burst: int,
                  fallback_rate: Rate, route: str) -> None:
@@ -65,13 +72,31 @@ class Scope:
         """The first route that defined it, for error messages."""
         self.key_prefix = b""
         self.per_key_tag = True
+        self.plain_prefix = b""
+        """What precedes the key values in a plain key (local store)."""
+        self.hashed = True
+        """Keys name Redis keys: the values are digested. False: plain keys (local store)."""
+        self._names: dict[bytes, bytes] = {}
+        """Recent single values and their Redis key names (see name_of)."""
 
     def same_budget(self, other: Scope) -> bool:
         return (self.sources, self.algorithm, self.rate, self.burst, self.fallback_rate) == (
             other.sources, other.algorithm, other.rate, other.burst, other.fallback_rate)
 
+    def name_of(self, value: bytes) -> bytes:
+        """``key([value])`` for hashed keys, remembered: the same clients come back, and a digest
+        costs more than the rest of a Redis check's Python work. Holds at most NAMES_KEPT values."""
+        name = self._names.get(value)
+        if name is None:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            name = self._names[value] = self.key([value])
+        return name
+
     def key(self, values: list[bytes]) -> bytes:
-        """The Redis (and local table) key of the counter for these key values."""
+        """The key of the counter for these key values: the Redis key name, or a plain key."""
+        if not self.hashed:
+            return self.plain_prefix + joined(values)
         d = digest(values)
         return self.key_prefix + (b"{" + d + b"}" if self.per_key_tag else d)
 
@@ -90,8 +115,10 @@ class LimitSpec:
 class ScopeRegistry:
     """All scopes of one config, and which scopes are checked together (for key placement)."""
 
-    def __init__(self, key_prefix: str) -> None:
+    def __init__(self, key_prefix: str, hashed_keys: bool = True) -> None:
         self._key_prefix = key_prefix
+        self._hashed_keys = hashed_keys
+        """Redis key names (True) or plain keys for the local store (False)."""
         self.scopes: dict[str, Scope] = {}
         self._checked_together: list[list[str]] = []
 
@@ -170,6 +197,9 @@ class ScopeRegistry:
                 base = f"{self._key_prefix}:{scope.name}:{_ALGORITHM_LETTER[scope.algorithm]}:"
                 scope.per_key_tag = same_sources
                 scope.key_prefix = (base if same_sources else f"{base}{{{tag}}}:").encode()
+                scope.plain_prefix = scope.key_prefix + b"{" if same_sources else scope.key_prefix
+                scope.hashed = self._hashed_keys
+                scope._names.clear()
 
 
 def _params(rate: Rate, burst: int) -> LimitParams:

@@ -4,23 +4,32 @@ Theory of operation
 -------------------
 The master creates the table before it forks: an anonymous ``MAP_SHARED``
 mapping and a ``multiprocessing.Lock`` (a process-shared semaphore), so all
-workers see the same bytes and the same lock. Layout, after a 64-byte
-header holding the pid of the lock holder, two arrays of ``capacity +
+workers see the same bytes and the same lock. The mapping is read and
+written as native int64 words (``words``, a memoryview: one subscript per
+word, no struct packing on the hot path). Layout, after an 8-word header
+whose word 0 holds the pid of the lock holder, two arrays of ``capacity +
 PROBE - 1`` entries::
 
-    fingerprints  int64      hash(key) of the occupant; 0 = free
-    records       4 x int64  expiry (microseconds, monotonic clock; 0 = no
-                             state), then the algorithm's state (algorithms.State)
+    fingerprints  1 word    hash(key) of the occupant; 0 = free
+    records       3 words   the algorithm's state (algorithms.State), whose
+                            first word is its expiry (microseconds, monotonic
+                            clock; 0 = no state)
+
+A check of one limit is one call, ``apply``: find the key's record, read
+its state (only the words the algorithm uses: GCRA's state is its expiry
+alone), let the algorithm decide, store the new state if admitted. A check
+of several limits, all counted or none, uses ``record``, ``state`` and
+``write`` in two passes.
 
 A key lives in one of the ``PROBE`` slots starting at ``hash & (capacity -
-1)``; the window's fingerprints are read with one unpack. A new key takes
-the window's slot that expires first (free slots expire at 0); if that slot
-still holds a live key, that key is evicted (counted in ``evictions``) and
-its client starts with a fresh budget, so size the table above the number
-of keys active within one period. ``hash()`` of bytes uses the
-interpreter's random seed, which forked workers inherit from the master, so
-they agree; 64-bit fingerprints of different keys collide with probability
-about n^2 / 2^65.
+1)``: its home slot is tried first, then the window's fingerprints are
+read at once. A new key takes the window's slot that expires first (free
+slots expire at 0); if that slot still holds a live key, that key is
+evicted (counted in ``evictions``) and its client starts with a fresh
+budget, so size the table above the number of keys active within one
+period. ``hash()`` of bytes uses the interpreter's random seed, which
+forked workers inherit from the master, so they agree; 64-bit fingerprints
+of different keys collide with probability about n^2 / 2^65.
 
 Locking: one check reads and writes all its limits under the lock, so a
 check is atomic. The lock is held for microseconds, but a worker can still
@@ -38,23 +47,22 @@ waited ``LOCK_WAIT_S`` in vain looks at it:
 
 import logging
 import mmap
+from array import array
 import multiprocessing
 import os
-import struct
 
-from fastgate.ratelimit.algorithms import State
+from fastgate.ratelimit.algorithms import Algorithm, LimitParams, State
 
 LOCK_WAIT_S = 0.25
 """How long a check waits for the lock before suspecting its holder (a healthy holder needs microseconds)."""
 PROBE = 8
 """Slots a key may occupy, starting at its home slot."""
+RECORD_WORDS = 3
+"""Words of one record: the largest algorithm state."""
 
-_HEADER = 64
-_OWNER = struct.Struct("<q")
-_WINDOW = struct.Struct(f"<{PROBE}q")
-_INT = struct.Struct("<q")
-_RECORD = struct.Struct("<4q")
-_RECORD_WINDOW = struct.Struct(f"<{4 * PROBE}q")
+_HEADER_WORDS = 8
+_OWNER = 0
+"""Word index of the lock holder's pid."""
 
 log = logging.getLogger("fastgate")
 
@@ -70,15 +78,17 @@ os.register_at_fork(after_in_child=_refresh_pid)
 
 
 class SharedTable:
-    """Create in the master before forking; use ``acquire``/``lookup``/``store``/``release`` in workers."""
+    """Create in the master before forking; use ``acquire``/``record``/``words``/``release`` in workers."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = self.rounded(capacity)
         slots = self.capacity + PROBE - 1
         self._mask = self.capacity - 1
-        self._fp_off = _HEADER
-        self._record_off = _HEADER + 8 * slots
-        self._mem = mmap.mmap(-1, self._record_off + _RECORD.size * slots)
+        self._fingerprints = _HEADER_WORDS
+        self._records = _HEADER_WORDS + slots
+        self._mem = mmap.mmap(-1, 8 * (self._records + RECORD_WORDS * slots))
+        self.words = memoryview(self._mem).cast("q")
+        """The whole table as int64 words (see the module doc for the layout)."""
         self._lock = multiprocessing.Lock()
         self._takeover_lock = multiprocessing.Lock()
         self.evictions = 0
@@ -95,14 +105,15 @@ class SharedTable:
 
     def acquire(self) -> bool:
         """Take the lock; False (after about LOCK_WAIT_S) when a live process keeps it."""
-        if self._lock.acquire(True, LOCK_WAIT_S) or self._take_over():
-            _OWNER.pack_into(self._mem, 0, _pid)
+        lock = self._lock
+        if lock.acquire(False) or lock.acquire(True, LOCK_WAIT_S) or self._take_over():
+            self.words[_OWNER] = _pid
             return True
         self.lock_timeouts += 1
         return False
 
     def release(self) -> None:
-        _OWNER.pack_into(self._mem, 0, 0)
+        self.words[_OWNER] = 0
         self._lock.release()
 
     def _take_over(self) -> bool:
@@ -110,7 +121,7 @@ class SharedTable:
         if not self._takeover_lock.acquire(False):
             return False
         try:
-            holder = _OWNER.unpack_from(self._mem, 0)[0]
+            holder = self.words[_OWNER]
             if holder and _alive(holder):
                 return False
             if not holder and self._lock.acquire(True, LOCK_WAIT_S):
@@ -122,32 +133,72 @@ class SharedTable:
         finally:
             self._takeover_lock.release()
 
-    def lookup(self, key: bytes, now: int) -> tuple[int, State | None]:
-        """The slot of ``key`` and its state (None if absent or expired). Hold the lock.
+    def apply(self, key: bytes, now: int, algorithm: Algorithm, params: LimitParams) -> tuple[State | None, bool]:
+        """Check one request against one limit and count it if admitted. Hold the lock.
 
-        A key not in the table is given a slot at once (claimed with no state),
-        so two keys of one check never pick the same free slot.
+        Returns the key's state before the request and whether it was admitted.
         """
+        words = self.words
         h = hash(key) or 1
         home = h & self._mask
-        mem = self._mem
-        window = _WINDOW.unpack_from(mem, self._fp_off + 8 * home)
+        if words[self._fingerprints + home] == h:
+            record = self._records + RECORD_WORDS * home
+        else:
+            record = self._place(h, home, now)
+        expiry = words[record]
+        if expiry <= now:
+            state = None
+        elif algorithm.size == 1:
+            state = (expiry,)
+        else:
+            state = self.state(record, algorithm.size, now)
+        new = algorithm.admit(params, state, now)
+        if new is None:
+            return state, False
+        words[record] = new[0]
+        if len(new) > 1:
+            self.write(record, new)
+        return state, True
+
+    def record(self, key: bytes, now: int) -> int:
+        """The index in ``words`` of the record of ``key``. Hold the lock."""
+        h = hash(key) or 1
+        home = h & self._mask
+        if self.words[self._fingerprints + home] == h:
+            return self._records + RECORD_WORDS * home
+        return self._place(h, home, now)
+
+    def _place(self, h: int, home: int, now: int) -> int:
+        """The record of fingerprint ``h`` when it is not in its home slot: another slot of its window,
+        or the window's slot that expires first, claimed at once with no state (so two keys of one
+        check never pick the same free slot)."""
+        words = self.words
+        first = self._fingerprints + home
+        window = words[first : first + PROBE].tolist()
         if h in window:
-            slot = home + window.index(h)
-            record = _RECORD.unpack_from(mem, self._record_off + 32 * slot)
-            return slot, (record[1:] if record[0] > now else None)
-        expiries = _RECORD_WINDOW.unpack_from(mem, self._record_off + 32 * home)[0::4]
+            return self._records + RECORD_WORDS * (home + window.index(h))
+        base = self._records + RECORD_WORDS * home
+        expiries = words[base : base + RECORD_WORDS * PROBE : RECORD_WORDS].tolist()
         soonest = min(expiries)
-        slot = home + expiries.index(soonest)
+        slot = expiries.index(soonest)
         if soonest > now:
             self.evictions += 1
-        _INT.pack_into(mem, self._fp_off + 8 * slot, h)
-        _INT.pack_into(mem, self._record_off + 32 * slot, 0)
-        return slot, None
+        words[first + slot] = h
+        record = base + RECORD_WORDS * slot
+        words[record] = 0
+        return record
 
-    def store(self, slot: int, state: State, expires: int) -> None:
-        """Write a slot's state and expiry (absolute, microseconds). Hold the lock."""
-        _RECORD.pack_into(self._mem, self._record_off + 32 * slot, expires, *state)
+    def state(self, record: int, size: int, now: int) -> State | None:
+        """The state of ``size`` words in a record, or None when it expired. Hold the lock."""
+        words = self.words
+        expiry = words[record]
+        if expiry <= now:
+            return None
+        return (expiry,) if size == 1 else tuple(words[record : record + size].tolist())
+
+    def write(self, record: int, state: State) -> None:
+        """Store a state in a record. Hold the lock."""
+        self.words[record : record + len(state)] = array("q", state)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ class RateLimitStats:
         self._table = table
         self.checks = 0
         """Decisions delivered (every check, whatever decided it)."""
-        self.allowed = 0
         self.limited = 0
         """Answered 429."""
         self.unavailable = 0
@@ -34,12 +33,20 @@ class RateLimitStats:
 
     def count(self, decision: Decision) -> None:
         self.checks += 1
-        if decision.allowed:
-            self.allowed += 1
-        elif decision.status == 429:
+        if not decision.allowed:
+            self.count_denied(decision)
+
+    def count_denied(self, decision: Decision) -> None:
+        """For a denied decision already counted in ``checks`` (the local store's hot path)."""
+        if decision.status == 429:
             self.limited += 1
         else:
             self.unavailable += 1
+
+    @property
+    def allowed(self) -> int:
+        """Checks admitted."""
+        return self.checks - self.limited - self.unavailable
 
     @property
     def local_evictions(self) -> int:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fastgate.ratelimit import UNPARSEABLE, Limit, RateLimiter, RateLimitSettings, body_field
-from fastgate.ratelimit.keys import digest, parse_source, query_value
+from fastgate.ratelimit import UNPARSEABLE, Limit, RateLimiter, RateLimitSettings, RedisSettings, body_field
+from fastgate.ratelimit.keys import digest, joined, parse_source, query_value
 
 JSON = b"application/json"
 FORM = b"application/x-www-form-urlencoded; charset=utf-8"
@@ -16,7 +16,9 @@ def headers(**values):
 
 @pytest.fixture(scope="module")
 def limiter():
-    return RateLimiter.create_shared(RateLimitSettings(local_capacity=64))
+    """Key names are Redis key names with the Redis store (compiling needs no server)."""
+    return RateLimiter.create_shared(RateLimitSettings(local_capacity=64, store="redis",
+                                                       redis=RedisSettings(url="redis://127.0.0.1:1")))
 
 
 def test_json_fields_nested_indexed_and_non_string():
@@ -107,3 +109,17 @@ def test_key_names_and_hash_tags(limiter):
     assert otp_keys == [b"fg:rl:otp-phone:g:%s:%s" % (tag, digest([b"+1555"])),
                         b"fg:rl:shared-ip:f:%s:%s" % (tag, d)]
     assert login.keys(b"198.51.100.1", headers(), b"", None, None) == [otp_keys[1]]
+
+
+def test_local_store_keys_are_plain_and_tell_scopes_and_combinations_apart():
+    """The local store hashes keys itself: no digest, the values follow the scope's prefix."""
+    local = RateLimiter.create_shared(RateLimitSettings(local_capacity=64))
+    api = local.compile_route("api", [Limit(key=["ip"], rate="10/s")])
+    assert api.keys(b"198.51.100.1", headers(), b"", None, None) == [b"fg:rl:api:g:{198.51.100.1"]
+    combo = local.compile_route("combo", [Limit(key=["header:X-API-Key", "query:tenant"], rate="1/s"),
+                                          Limit(key=["ip"], rate="5/s")])
+    keys = combo.keys(b"198.51.100.1", headers(x_api_key="k1"), b"tenant=t1", None, None)
+    tag = keys[0][keys[0].index(b"{"):keys[0].index(b"}") + 1]
+    assert keys == [b"fg:rl:combo.header:X-API-Key+query:tenant:g:%s:%s" % (tag, joined([b"k1", b"t1"])),
+                    b"fg:rl:combo.ip:g:%s:198.51.100.1" % tag]
+    assert joined([b"k1", b"t1"]) != joined([b"k1t", b"1"])  # parts are length-prefixed

@@ -43,12 +43,13 @@ def test_a_full_table_drops_the_key_expiring_first_and_keeps_working():
     assert table.acquire()
     try:
         for n in range(200):
-            slot, state = table.lookup(b"key-%d" % n, now)
-            assert state is None
-            table.store(slot, (n, 0, 0), now + 10_000_000 + n)
+            record = table.record(b"key-%d" % n, now)
+            assert table.state(record, 2, now) is None
+            table.write(record, (now + 10_000_000 + n, n))
         assert table.evictions > 0
-        slot, state = table.lookup(b"key-199", now)  # the newest keys are still there
-        assert state == (199, 0, 0)
+        record = table.record(b"key-199", now)  # the newest keys are still there
+        assert table.state(record, 2, now) == (now + 10_000_000 + 199, 199)
+        assert table.state(record, 2, now + 10_000_000 + 199) is None  # expired
     finally:
         table.release()
 

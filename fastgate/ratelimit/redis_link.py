@@ -1,0 +1,118 @@
+"""How the Redis store reaches Redis: the script calls of one round trip, over the right client.
+
+Two clients, one interface (``ScriptLink``):
+
+- a single server (``url``, with password, ACL user or TLS): ``RespLink``,
+  fastgate's own pipelined RESP2 client (resp.py). It costs a small part of
+  what a general client costs per round trip, and round trips are what the
+  Redis store pays per batch of checks.
+- Redis Cluster (``cluster_nodes``) and Sentinel (``sentinel_nodes``):
+  ``CoredisLink`` (redis_client.py), which discovers the topology and
+  follows it. coredis is imported only then (it costs ~15 MB of RSS).
+
+``eval_groups`` sends one EVALSHA per ``ScriptCall`` in one round trip and
+returns each call's reply: the script's list of integers, or an exception
+instance (``resp.ReplyError`` for an error reply such as NOSCRIPT, which
+answers that call only). It raises when the round trip itself failed.
+Nothing is retried by a link: a check that may already have been applied
+must not be sent twice.
+"""
+
+import asyncio
+import ssl
+from typing import Protocol
+
+from fastgate.ratelimit.config import BreakerSettings, RedisSettings
+from fastgate.ratelimit.lua import SCRIPT, SHA, ScriptArgs
+from fastgate.ratelimit.resp import RespClient, ServerAddress, encode
+
+_SCRIPT_LOAD = encode([b"SCRIPT", b"LOAD", SCRIPT.encode()])
+_EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA.encode() + b"\r\n"
+
+
+class ScriptCall:
+    """The KEYS and ARGV of one EVALSHA, as the Redis store collects them check by check."""
+
+    __slots__ = ("keys", "args", "argc")
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.args: list[ScriptArgs] = []
+        """Each check's ARGV, in order."""
+        self.argc = 0
+        """Arguments in ``args`` altogether."""
+
+    def add(self, keys: list[bytes], args: ScriptArgs) -> None:
+        self.keys += keys
+        self.args.append(args)
+        self.argc += len(args.args)
+
+
+class ScriptLink(Protocol):
+    cluster: bool
+    """Keys of one EVALSHA must share a hash tag (Redis Cluster)."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def drop_connections(self) -> None:
+        """Close every connection (calls waiting on them fail); new ones are made on demand."""
+
+    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]: ...
+
+    async def script_load(self) -> None: ...
+
+
+def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
+    if settings.cluster_nodes or settings.sentinel_nodes:
+        from fastgate.ratelimit.redis_client import CoredisLink
+
+        return CoredisLink(settings, reconnect, loop)
+    return RespLink(settings, loop)
+
+
+class RespLink:
+    """One Redis server over fastgate's RESP2 client."""
+
+    cluster = False
+
+    def __init__(self, settings: RedisSettings, loop: asyncio.AbstractEventLoop) -> None:
+        tls = tls_context(settings) if settings.tls or settings.url.startswith("rediss://") else None
+        address = ServerAddress(settings.url, settings.username, settings.password, tls)
+        self._client = RespClient(address, float(settings.timeout), loop)
+
+    def start(self) -> None:
+        """Nothing to start: the first call connects."""
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def drop_connections(self) -> None:
+        self._client.disconnect()
+
+    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
+        return await self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))
+
+    async def script_load(self) -> None:
+        (reply,) = await self._client.execute(_SCRIPT_LOAD, 1)
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def _encode_evalsha(call: ScriptCall) -> bytes:
+    """EVALSHA with the call's keys and arguments in RESP: only the keys are encoded here."""
+    keys = call.keys
+    count = b"%d" % len(keys)
+    return b"".join([b"*%d\r\n" % (3 + len(keys) + call.argc), _EVALSHA, b"$%d\r\n%b\r\n" % (len(count), count),
+                     *[b"$%d\r\n%b\r\n" % (len(key), key) for key in keys], *[args.resp for args in call.args]])
+
+
+def tls_context(settings: RedisSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+    if settings.tls_cert_file:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+    if not settings.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
