@@ -20,7 +20,7 @@ class Baseline:
 
 UNLIMITED = Baseline(UnlimitedFastgate(), "ratio_limited_unlimited", "with the limit / without")
 BARE = Baseline(BareFastgate(), "ratio_observed_bare",
-                "with metrics, JSON access log and tracing / with none")
+                "with metrics and a JSON access log / with neither")
 
 
 @dataclass(frozen=True)
