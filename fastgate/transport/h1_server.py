@@ -32,7 +32,6 @@ pauses; when the client's is full, upstream reading pauses.
 """
 
 import asyncio
-import random
 import time
 
 from fastgate.observe.errorlog import log
@@ -49,7 +48,6 @@ HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _PENDING_HIGH_BYTES = 256 * 1024
 
 
@@ -60,7 +58,7 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
+        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
         "aggregation",
     )
@@ -95,8 +93,8 @@ class ClientConnection(asyncio.Protocol):
         """Pools this request was sent or tried to connect to, once it went to a second server."""
         self.attempt = 0
         """Retries this request had after it was sent (Upstream.retries)."""
-        self.retry_group = None
-        """The group whose retry budget this request holds while it is being retried."""
+        self.retry_budget = None
+        """The retry budget (upstream/retry.py) this request holds a place in while it is being retried."""
         self.retry_timer: asyncio.TimerHandle | None = None
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
@@ -513,7 +511,7 @@ class ClientConnection(asyncio.Protocol):
         group.record_failure(pool)
         self.ctx.metrics.count_upstream_error(pool, status, True)
         tried = self.tried or [pool]
-        other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
+        other = group.retry.server_after_connect_failure(self.head, self.client_ip, tried)
         if other is None:
             self._fail_upstream(status, reason)
             return
@@ -754,22 +752,18 @@ class ClientConnection(asyncio.Protocol):
 
     # -- retries after the request was sent -------------------------------------
     def _retry(self) -> bool:
-        """Send the request again to another server if it may go again; False when it may not.
+        """Send the request again to another server if the retry policy lets it; False when not.
 
-        Only an idempotent request without a body, before any of a response
-        went to the client, within the group's attempt cap and retry budget,
-        and only to a server it has not been sent to.
+        The policy (upstream/retry.py) decides from the request, the attempts
+        and the budget; here only a request whose body was completely read
+        and of whose response nothing went to the client may go again.
         """
-        head = self.head
         pool = self.pool
-        if (pool is None or self._response_sent() or self.state != WAIT or head.has_body or head.upgrade
-                or head.method not in _IDEMPOTENT):
+        if pool is None or self._response_sent() or self.state != WAIT:
             return False
         group = pool.group
-        if self.attempt >= group.retries or (not self.attempt and not group.retry_allowed()):
-            return False
         tried = self.tried or [pool]
-        other = group.pick_other(head, self.client_ip, tried)
+        other = group.retry.server_for_retry(self.head, self.client_ip, tried, self.attempt)
         if other is None:
             return False
         upstream = self.upstream
@@ -779,8 +773,8 @@ class ClientConnection(asyncio.Protocol):
         self._release_pool()
         self._forget_response()
         if not self.attempt:
-            group.retries_in_flight += 1
-            self.retry_group = group
+            group.budget.take()
+            self.retry_budget = group.budget
         self.attempt += 1
         self.ctx.metrics.count_retry(group)
         tried.append(other)
@@ -789,8 +783,7 @@ class ClientConnection(asyncio.Protocol):
         self.pool = other
         self.waiting = _IDLE
         self.deadline = 0.0
-        backoff_s = random.uniform(0.0, group.retry_backoff_s * 2 ** (self.attempt - 1))
-        self.retry_timer = self.ctx.clock.loop.call_later(backoff_s, self._send_again)
+        self.retry_timer = self.ctx.clock.loop.call_later(group.retry.backoff(self.attempt), self._send_again)
         return True
 
     def _send_again(self) -> None:
@@ -808,10 +801,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _end_retry(self) -> None:
         """The request is over: give its place in the retry budget back."""
-        group = self.retry_group
-        if group is not None:
-            self.retry_group = None
-            group.retries_in_flight -= 1
+        budget = self.retry_budget
+        if budget is not None:
+            self.retry_budget = None
+            budget.give_back()
         if self.retry_timer is not None:
             self.retry_timer.cancel()
             self.retry_timer = None

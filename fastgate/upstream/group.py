@@ -4,11 +4,10 @@ from fastgate.config.schema import Upstream, UpstreamServer
 from fastgate.observe.errorlog import log
 from fastgate.upstream.balancer import BALANCERS, Balancer, candidate_pools
 from fastgate.upstream.hash_key import compile_hash_key
+from fastgate.upstream.retry import RetryBudget, RetryPolicy
 
 _MAX_EJECTION_FACTOR = 10
 """An ejection lasts at most this many times ejection_time."""
-_MIN_RETRY_CONCURRENCY = 3
-"""Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
 
 
 class ServerSpec:
@@ -40,21 +39,17 @@ class UpstreamGroup:
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
-                 "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
-                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent",
+                 "retry", "retry_on_status", "budget", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent",
                  "health")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
         self.servers = tuple(ServerSpec(s) for s in config.servers)
         self.connect_timeout_s = float(config.connect_timeout)
-        self.connect_retries = config.connect_retries
-        self.retries = config.retries
+        self.retry = RetryPolicy(self, config.connect_retries, config.retries, float(config.retry_backoff))
         self.retry_on_status = frozenset(config.retry_on_status)
-        self.retry_backoff_s = float(config.retry_backoff)
-        self.retry_budget = config.retry_budget
-        self.retries_in_flight = 0
-        """Requests of this worker that are on a retry now (for the budget)."""
+        self.budget = RetryBudget(config.retry_budget)
+        """Retries in flight from this worker (upstream/retry.py)."""
         self.max_concurrent = config.max_concurrent_requests
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
@@ -110,12 +105,11 @@ class UpstreamGroup:
 
     def overloaded(self) -> bool:
         """Whether max_concurrent_requests are in flight from this worker (False without a limit)."""
-        return bool(self.max_concurrent) and sum(p.active for p in self.pools) >= self.max_concurrent
+        return bool(self.max_concurrent) and self.in_flight() >= self.max_concurrent
 
-    def retry_allowed(self) -> bool:
-        """Whether the retry budget lets one more request retry now."""
-        in_flight = sum(p.active for p in self.pools)
-        return self.retries_in_flight < max(_MIN_RETRY_CONCURRENCY, self.retry_budget * in_flight)
+    def in_flight(self) -> int:
+        """Requests in flight to this group from this worker."""
+        return sum(p.active for p in self.pools)
 
     def pick_other(self, head, client_ip: bytes, tried: list):
         """A server not tried yet for this request, for a retry; None when every one was."""

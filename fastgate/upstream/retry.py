@@ -1,0 +1,96 @@
+"""Retry policy: whether a failed attempt may go again, to which server, and after how long.
+
+Theory of operation
+-------------------
+A request gets a second attempt in two cases, each time on a server of the
+group it has not been tried on yet:
+
+- **Connect retries.** No connection could be made to the chosen server
+  (refused, unreachable, timed out). Nothing reached the upstream, and the
+  client connection still holds every byte it was going to send, so any
+  request may go again, body and all, up to ``connect_retries`` times.
+- **Retries.** The request was sent and its attempt failed: the server
+  reset or closed the connection, sent garbage, timed out before the
+  response head, or answered a status in ``retry_on_status``. Only an
+  idempotent request without a body (nothing was buffered to replay), that
+  is not an upgrade, may go again, up to ``retries`` times, after a random
+  back-off (full jitter, between 0 and base x 2^(attempt-1)), and only
+  while nothing of the response reached the client (the caller checks
+  that: it owns the response).
+
+Retries are bounded by a budget, one per upstream in each worker: the first
+retry of a request takes a place in it and the request gives the place back
+when it ends; a request may start retrying only while the retries in flight
+are fewer than ``retry_budget`` x the group's requests in flight (but
+``MIN_RETRY_CONCURRENCY`` are always allowed). When every server struggles,
+most failing requests then fail at once instead of multiplying the load.
+
+The mechanics (dropping the failed exchange, the back-off timer, sending
+again) belong to the client connection (transport/h1_server.py); this
+module only decides.
+"""
+
+import random
+
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+"""Methods whose request may be sent twice (RFC 9110 9.2.2)."""
+MIN_RETRY_CONCURRENCY = 3
+"""Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
+
+
+class RetryBudget:
+    """Retries in flight to one upstream from one worker, bounded by a share of its requests in flight."""
+
+    __slots__ = ("ratio", "in_flight")
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self.in_flight = 0
+        """Requests of this worker that are on a retry now."""
+
+    def allows(self, requests_in_flight: int) -> bool:
+        """Whether one more request may start retrying now."""
+        return self.in_flight < max(MIN_RETRY_CONCURRENCY, self.ratio * requests_in_flight)
+
+    def take(self) -> None:
+        self.in_flight += 1
+
+    def give_back(self) -> None:
+        self.in_flight -= 1
+
+
+class RetryPolicy:
+    """How requests to one group go again; built once at load, shared by the worker's requests."""
+
+    __slots__ = ("group", "connect_retries", "retries", "backoff_s")
+
+    def __init__(self, group, connect_retries: int, retries: int, backoff_s: float) -> None:
+        self.group = group
+        self.connect_retries = connect_retries
+        self.retries = retries
+        """Further attempts after the request was sent (the attempt cap is retries + 1)."""
+        self.backoff_s = backoff_s
+        """Base of the back-off before a retry."""
+
+    def server_after_connect_failure(self, head, client_ip: bytes, tried: list):
+        """The pool to connect to instead, or None. ``tried`` holds every pool tried, the failed one last."""
+        if len(tried) > self.connect_retries:
+            return None
+        return self.group.pick_other(head, client_ip, tried)
+
+    def server_for_retry(self, head, client_ip: bytes, tried: list, attempt: int):
+        """The pool to send the request to again, or None when it may not go again.
+
+        ``attempt`` is the number of retries it had so far; its first retry
+        also needs room in the budget (take it with ``budget.take()``).
+        """
+        if head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries:
+            return None
+        group = self.group
+        if not attempt and not group.budget.allows(group.in_flight()):
+            return None
+        return group.pick_other(head, client_ip, tried)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 for the first)."""
+        return random.uniform(0.0, self.backoff_s * 2 ** (attempt - 1))
