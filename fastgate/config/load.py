@@ -154,11 +154,25 @@ def _check_fields(config: Config) -> None:
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
 
 
+_ROUTE_UPSTREAM_FIELDS = ("connect_timeout", "try_timeout", "total_timeout", "idle_timeout", "retries")
+"""Route fields that override the upstream's, for forwarded requests only."""
+
+
 def _check_route(route, where: str, upstream_names: set[str]) -> None:
     if (route.upstream is not None) + (route.respond is not None) + bool(route.aggregate) != 1:
         raise FieldError(where, "needs exactly one of upstream, respond and aggregate")
     if route.upstream is not None and route.upstream not in upstream_names:
         raise FieldError(f"{where}.upstream", f"no upstream named {route.upstream!r}")
+    for name in _ROUTE_UPSTREAM_FIELDS:
+        value = getattr(route, name)
+        if value is None:
+            continue
+        if route.upstream is None:
+            raise FieldError(f"{where}.{name}", "only a route with an upstream can set it")
+        if name in ("connect_timeout", "idle_timeout") and value <= 0:
+            raise FieldError(f"{where}.{name}", "must be greater than zero")
+        if name == "retries" and not 0 <= value <= 10:
+            raise FieldError(f"{where}.retries", "must be between 0 and 10")
     paths = [k for k in ("path", "path_prefix", "path_regex") if getattr(route, k) is not None]
     if len(paths) > 1:
         raise FieldError(where, f"give at most one of path, path_prefix, path_regex (got {', '.join(paths)})")

@@ -126,7 +126,8 @@ class Upstream(_Section):
     retries: int = 1
     """Further attempts, each on another server, of an idempotent request without a body (GET, HEAD,
     OPTIONS, TRACE, PUT, DELETE) when its server reset or closed the connection, sent garbage or
-    timed out before the response head, or answered one of retry_on_status. 0 turns this off."""
+    timed out before the response head, or answered one of retry_on_status. 0 turns this off.
+    A route may set its own."""
     retry_on_status: list[int] = msgspec.field(default_factory=lambda: [502, 503, 504])
     """Response statuses that count as a failed attempt (the response is dropped and the request
     goes to another server while attempts remain)."""
@@ -147,10 +148,18 @@ class Upstream(_Section):
     """Retries in flight may be at most this share of the group's requests in flight (but 3 are
     always allowed), so that retries cannot snowball when every server struggles."""
     read_timeout: Duration = Duration(60.0)
-    """Longest pause while waiting for response bytes from a server; then 504."""
+    """Longest pause while waiting for response bytes from a server, before and after the response
+    head; then 504, or, once the head went out, the client connection is cut. A route may set its
+    own (its idle_timeout)."""
+    try_timeout: Duration = Duration(0.0)
+    """Time for one attempt, from the moment its request is completely sent (after the connect, and
+    after the last byte of a request body) to its response head; past it the attempt fails as timed
+    out (504) and may be retried. 0 means no limit but read_timeout. A route may set its own."""
     total_timeout: Duration = Duration(0.0)
-    """Time for the whole response (head and body) after the request was sent; 0 means no limit.
-    Past it the answer is 504, or, once the head went out, the client connection is cut."""
+    """Time for the whole request, from the moment the gateway has all of it (head and body) to the
+    final response head, across every attempt, connect and back-off; no retry starts when less than
+    50ms of it is left. Past it the answer is 504. The body after the head is bounded by
+    read_timeout only. 0 means no limit. A route may set its own."""
     max_idle_connections: int = 64
     """Idle keep-alive connections kept per server in each worker."""
     idle_timeout: Duration = Duration(60.0)
@@ -247,6 +256,20 @@ class Route(_Section):
     """Header edits on the response sent to the client."""
     request_id: bool = True
     """Keep the client's X-Request-ID or generate one, send it upstream and echo it back."""
+    connect_timeout: Duration | None = None
+    """Time to connect to a server of the upstream; default: the upstream's connect_timeout."""
+    try_timeout: Duration | None = None
+    """Time for one attempt, from its request completely sent to its response head (see
+    Upstream.try_timeout); default: the upstream's try_timeout."""
+    total_timeout: Duration | None = None
+    """Time from the whole request received to the final response head, across every attempt and
+    back-off (see Upstream.total_timeout); default: the upstream's total_timeout."""
+    idle_timeout: Duration | None = None
+    """Longest pause between two reads from the server while its response is awaited or relayed;
+    default: the upstream's read_timeout."""
+    retries: int | None = None
+    """Further attempts after the first, the attempt cap (see Upstream.retries); default: the
+    upstream's retries."""
     limits: list[Limit] = []
     """Rate limits checked (all together) before the request is answered or forwarded;
     see fastgate/ratelimit/config.py and the README."""

@@ -368,7 +368,7 @@ class Part:
 
     def _write(self, upstream) -> None:
         self.upstream = upstream
-        upstream.start(self, b"GET")
+        upstream.start(self, b"GET", self.spec.group.read_timeout_s, 0.0)  # the part's timer bounds the rest
         upstream.transport.write(self.request_head)
 
     def _timed_out(self) -> None:

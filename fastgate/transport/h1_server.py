@@ -40,6 +40,7 @@ from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.context import WorkerContext
+from fastgate.upstream.retry import NO_DEADLINE
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
@@ -58,7 +59,7 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer",
+        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer", "total_deadline",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
         "aggregation",
     )
@@ -96,6 +97,8 @@ class ClientConnection(asyncio.Protocol):
         self.retry_budget = None
         """The retry budget (upstream/retry.py) this request holds a place in while it is being retried."""
         self.retry_timer: asyncio.TimerHandle | None = None
+        self.total_deadline = 0.0
+        """When the route's total_timeout ends for this request (clock time; 0.0: none, or not started)."""
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
@@ -433,14 +436,6 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_head = request_head
         self.tried = None
         self.attempt = 0
-        upstream = pool.acquire()
-        if upstream is not None:
-            ctx.metrics.count_connection(pool, True)
-            self.upstream = upstream
-            upstream.start(self, head.method)
-            upstream.transport.write(request_head)
-        else:
-            self._connect(request_head)
         if head.chunked:
             self.state = BODY
             self.body_framer = ChunkedFramer(route.max_body_bytes)
@@ -449,8 +444,17 @@ class ClientConnection(asyncio.Protocol):
             self.body_remaining = head.content_length
         else:
             self.state = WAIT
-            if self.upstream is not None:
+        total_s = route.timeouts.total_s
+        self.total_deadline = ctx.clock.now + total_s if total_s and self.state == WAIT else 0.0
+        upstream = pool.acquire()
+        if upstream is not None:
+            ctx.metrics.count_connection(pool, True)
+            self._start_exchange(upstream)
+            upstream.transport.write(request_head)
+            if self.state == WAIT:
                 self.deadline = 0.0
+        else:
+            self._connect(request_head)
         if self.state == BODY:
             if head.expect_continue and not rest:
                 self.sent_continue = True
@@ -492,6 +496,11 @@ class ClientConnection(asyncio.Protocol):
         self.state = WAIT
         if self.waiting == _BODY_TIMEOUT:
             self.deadline = 0.0
+        timeouts = self.route.timeouts
+        if timeouts.total_s:
+            self.total_deadline = self.ctx.clock.now + timeouts.total_s
+        if self.upstream is not None:
+            self.upstream.expect_head(timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
         if end < len(data):
             self.buffer = data[end:]
 
@@ -499,10 +508,16 @@ class ClientConnection(asyncio.Protocol):
         """Open a new upstream connection; ``request_head`` goes first once it is made."""
         self.pending = [request_head]
         self.pending_bytes = len(request_head)
-        self.ctx.metrics.count_connection(self.pool, False)
-        self.connecting = self.pool.connect(self._connected)
+        self._open_connection(self.pool)
+
+    def _open_connection(self, pool) -> None:
+        """Connect to ``pool``'s server, within the connect timeout and what is left of the total one."""
+        self.ctx.metrics.count_connection(pool, False)
+        self.connecting = pool.connect(self._connected)
         self.waiting = _CONNECT
-        self.deadline = self.ctx.clock.now + self.pool.group.connect_timeout_s
+        deadline = self.ctx.clock.now + self.route.timeouts.connect_s
+        total = self.total_deadline
+        self.deadline = total if total and total < deadline else deadline
 
     def _connect_failed(self, status: int, reason: str) -> None:
         """No connection to the chosen server: try another one (connect_retries), else answer."""
@@ -511,7 +526,7 @@ class ClientConnection(asyncio.Protocol):
         group.record_failure(pool)
         self.ctx.metrics.count_upstream_error(pool, status, True)
         tried = self.tried or [pool]
-        other = group.retry.server_after_connect_failure(self.head, self.client_ip, tried)
+        other = self.route.retry.server_after_connect_failure(self.head, self.client_ip, tried, self._left_s())
         if other is None:
             self._fail_upstream(status, reason)
             return
@@ -520,10 +535,7 @@ class ClientConnection(asyncio.Protocol):
         self._release_pool()
         other.active += 1
         self.pool = other
-        self.ctx.metrics.count_connection(other, False)
-        self.connecting = other.connect(self._connected)
-        self.waiting = _CONNECT
-        self.deadline = self.ctx.clock.now + group.connect_timeout_s
+        self._open_connection(other)
 
     def _send_upstream(self, data: bytes) -> None:
         upstream = self.upstream
@@ -550,8 +562,7 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED:
             upstream.close()
             return
-        self.upstream = upstream
-        upstream.start(self, self.head.method)
+        self._start_exchange(upstream)
         upstream.transport.writelines(self.pending)
         self.pending = []
         self.pending_bytes = 0
@@ -763,7 +774,9 @@ class ClientConnection(asyncio.Protocol):
             return False
         group = pool.group
         tried = self.tried or [pool]
-        other = group.retry.server_for_retry(self.head, self.client_ip, tried, self.attempt)
+        left_s = self._left_s()
+        retry = self.route.retry
+        other = retry.server_for_retry(self.head, self.client_ip, tried, self.attempt, left_s)
         if other is None:
             return False
         upstream = self.upstream
@@ -783,7 +796,7 @@ class ClientConnection(asyncio.Protocol):
         self.pool = other
         self.waiting = _IDLE
         self.deadline = 0.0
-        self.retry_timer = self.ctx.clock.loop.call_later(group.retry.backoff(self.attempt), self._send_again)
+        self.retry_timer = self.ctx.clock.loop.call_later(retry.backoff(self.attempt, left_s), self._send_again)
         return True
 
     def _send_again(self) -> None:
@@ -795,9 +808,21 @@ class ClientConnection(asyncio.Protocol):
             self._connect(self.upstream_head)
             return
         self.ctx.metrics.count_connection(self.pool, True)
-        self.upstream = upstream
-        upstream.start(self, self.head.method)
+        self._start_exchange(upstream)
         upstream.transport.write(self.upstream_head)
+
+    def _start_exchange(self, upstream) -> None:
+        """Bind ``upstream`` to this request's attempt; a complete request's head is due by the
+        attempt's deadline (upstream/timeouts.py), one still being sent gets it with its last byte."""
+        self.upstream = upstream
+        timeouts = self.route.timeouts
+        upstream.start(self, self.head.method, timeouts.idle_s,
+                       0.0 if self.state == BODY else timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
+
+    def _left_s(self) -> float:
+        """What is left of the request's total timeout, exactly (a retry decision is rare)."""
+        total = self.total_deadline
+        return total - self.ctx.clock.loop.time() if total else NO_DEADLINE
 
     def _end_retry(self) -> None:
         """The request is over: give its place in the retry budget back."""

@@ -5,6 +5,7 @@ from fastgate.observe.errorlog import log
 from fastgate.upstream.balancer import BALANCERS, Balancer, candidate_pools
 from fastgate.upstream.hash_key import compile_hash_key
 from fastgate.upstream.retry import RetryBudget, RetryPolicy
+from fastgate.upstream.timeouts import UpstreamTimeouts
 
 _MAX_EJECTION_FACTOR = 10
 """An ejection lasts at most this many times ejection_time."""
@@ -39,21 +40,24 @@ class UpstreamGroup:
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
-                 "retry", "retry_on_status", "budget", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent",
-                 "health")
+                 "retry", "retry_on_status", "budget", "timeouts", "eject_after", "ejection_time_s", "max_ejected",
+                 "max_concurrent", "health")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
         self.servers = tuple(ServerSpec(s) for s in config.servers)
-        self.connect_timeout_s = float(config.connect_timeout)
         self.retry = RetryPolicy(self, config.connect_retries, config.retries, float(config.retry_backoff))
         self.retry_on_status = frozenset(config.retry_on_status)
         self.budget = RetryBudget(config.retry_budget)
         """Retries in flight from this worker (upstream/retry.py)."""
+        self.timeouts = UpstreamTimeouts.of_upstream(config)
+        """The timeouts of routes that set none of their own (upstream/timeouts.py)."""
         self.max_concurrent = config.max_concurrent_requests
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
         self.max_ejected = int(config.max_ejected * len(self.servers))
+        # the upstream's own timeouts, which the worker's clock tick is derived from (master/worker.py)
+        self.connect_timeout_s = float(config.connect_timeout)
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections

@@ -18,6 +18,11 @@ group it has not been tried on yet:
   while nothing of the response reached the client (the caller checks
   that: it owns the response).
 
+Both kinds stop when the request's total timeout (upstream/timeouts.py) has
+less than ``MIN_RETRY_TIME_S`` left: an attempt that cannot get an answer
+in time is not worth its load. The back-off is cut to leave that much.
+The attempt cap is per route (a route's ``retries``, else its upstream's).
+
 Retries are bounded by a budget, one per upstream in each worker: the first
 retry of a request takes a place in it and the request gives the place back
 when it ends; a request may start retrying only while the retries in flight
@@ -36,6 +41,10 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 """Methods whose request may be sent twice (RFC 9110 9.2.2)."""
 MIN_RETRY_CONCURRENCY = 3
 """Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
+MIN_RETRY_TIME_S = 0.05
+"""No further attempt starts with less than this left of the request's total timeout."""
+NO_DEADLINE = float("inf")
+"""The time left of a request without a total timeout."""
 
 
 class RetryBudget:
@@ -60,7 +69,8 @@ class RetryBudget:
 
 
 class RetryPolicy:
-    """How requests to one group go again; built once at load, shared by the worker's requests."""
+    """How a route's requests go again within their group; built once at load (a route that sets
+    no ``retries`` shares its upstream's), shared by the worker's requests."""
 
     __slots__ = ("group", "connect_retries", "retries", "backoff_s")
 
@@ -72,25 +82,34 @@ class RetryPolicy:
         self.backoff_s = backoff_s
         """Base of the back-off before a retry."""
 
-    def server_after_connect_failure(self, head, client_ip: bytes, tried: list):
-        """The pool to connect to instead, or None. ``tried`` holds every pool tried, the failed one last."""
-        if len(tried) > self.connect_retries:
+    def with_retries(self, retries: int | None) -> "RetryPolicy":
+        """This policy with a route's attempt cap (``self`` when the route sets none or the same)."""
+        if retries is None or retries == self.retries:
+            return self
+        return RetryPolicy(self.group, self.connect_retries, retries, self.backoff_s)
+
+    def server_after_connect_failure(self, head, client_ip: bytes, tried: list, left_s: float):
+        """The pool to connect to instead, or None. ``tried`` holds every pool tried, the failed one
+        last; ``left_s`` is what is left of the total timeout (NO_DEADLINE without one)."""
+        if len(tried) > self.connect_retries or left_s < MIN_RETRY_TIME_S:
             return None
         return self.group.pick_other(head, client_ip, tried)
 
-    def server_for_retry(self, head, client_ip: bytes, tried: list, attempt: int):
+    def server_for_retry(self, head, client_ip: bytes, tried: list, attempt: int, left_s: float):
         """The pool to send the request to again, or None when it may not go again.
 
         ``attempt`` is the number of retries it had so far; its first retry
         also needs room in the budget (take it with ``budget.take()``).
         """
-        if head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries:
+        if (head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries
+                or left_s < MIN_RETRY_TIME_S):
             return None
         group = self.group
         if not attempt and not group.budget.allows(group.in_flight()):
             return None
         return group.pick_other(head, client_ip, tried)
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1 for the first)."""
-        return random.uniform(0.0, self.backoff_s * 2 ** (attempt - 1))
+    def backoff(self, attempt: int, left_s: float) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 for the first), leaving
+        MIN_RETRY_TIME_S of the ``left_s`` the request has."""
+        return min(random.uniform(0.0, self.backoff_s * 2 ** (attempt - 1)), left_s - MIN_RETRY_TIME_S)

@@ -7,7 +7,7 @@ import pytest
 from fastgate.config.schema import Upstream
 from fastgate.config.units import Duration
 from fastgate.upstream.group import UpstreamGroup
-from fastgate.upstream.retry import MIN_RETRY_CONCURRENCY, RetryBudget
+from fastgate.upstream.retry import MIN_RETRY_CONCURRENCY, MIN_RETRY_TIME_S, NO_DEADLINE, RetryBudget
 
 
 @dataclass(eq=False)
@@ -40,26 +40,26 @@ def group(**fields) -> UpstreamGroup:
                          ids=["post", "patch", "body", "upgrade"])
 def test_only_idempotent_bodiless_requests_are_retried(head):
     g = group(retries=3)
-    assert g.retry.server_for_retry(head, b"", [g.pools[0]], 0) is None
+    assert g.retry.server_for_retry(head, b"", [g.pools[0]], 0, NO_DEADLINE) is None
 
 
 def test_retries_go_to_untried_servers_up_to_the_cap():
     g = group(retries=2)
     tried = [g.pools[0]]
     for attempt in range(2):
-        other = g.retry.server_for_retry(Head(), b"", tried, attempt)
+        other = g.retry.server_for_retry(Head(), b"", tried, attempt, NO_DEADLINE)
         assert other is not None and other not in tried
         tried.append(other)
-    assert g.retry.server_for_retry(Head(), b"", tried[:1], 2) is None  # the cap, whatever is left
+    assert g.retry.server_for_retry(Head(), b"", tried[:1], 2, NO_DEADLINE) is None  # the cap, whatever is left
     many = group(retries=5)
-    assert many.retry.server_for_retry(Head(), b"", list(many.pools), 1) is None  # no server left
+    assert many.retry.server_for_retry(Head(), b"", list(many.pools), 1, NO_DEADLINE) is None  # no server left
 
 
 def test_connect_retries_count_the_servers_tried():
     g = group(connect_retries=1)
-    first = g.retry.server_after_connect_failure(Head(b"POST", has_body=True), b"", [g.pools[0]])
+    first = g.retry.server_after_connect_failure(Head(b"POST", has_body=True), b"", [g.pools[0]], NO_DEADLINE)
     assert first is not None and first is not g.pools[0]
-    assert g.retry.server_after_connect_failure(Head(), b"", [g.pools[0], first]) is None
+    assert g.retry.server_after_connect_failure(Head(), b"", [g.pools[0], first], NO_DEADLINE) is None
 
 
 def test_the_budget_is_a_share_of_the_requests_in_flight():
@@ -77,13 +77,30 @@ def test_a_first_retry_needs_room_in_the_budget_later_ones_do_not():
     g = group(retries=3, retry_budget=0.0)
     for _ in range(MIN_RETRY_CONCURRENCY):
         g.budget.take()
-    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 0) is None
-    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 1) is not None
+    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 0, NO_DEADLINE) is None
+    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 1, NO_DEADLINE) is not None
 
 
 def test_backoff_is_jittered_and_grows_exponentially():
     g = group(retry_backoff=Duration(0.1))
     for attempt, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4)):
-        waits = [g.retry.backoff(attempt) for _ in range(300)]
+        waits = [g.retry.backoff(attempt, NO_DEADLINE) for _ in range(300)]
         assert all(0.0 <= w <= ceiling for w in waits)
         assert max(waits) > ceiling / 2 and min(waits) < ceiling / 2  # spread, not fixed
+
+
+def test_no_attempt_starts_when_the_total_timeout_is_nearly_over():
+    g = group(retries=3, retry_backoff=Duration(1.0))
+    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 0, MIN_RETRY_TIME_S / 2) is None
+    assert g.retry.server_after_connect_failure(Head(), b"", [g.pools[0]], MIN_RETRY_TIME_S / 2) is None
+    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 0, 0.5) is not None
+    assert all(g.retry.backoff(3, 0.3) <= 0.3 - MIN_RETRY_TIME_S for _ in range(100))  # the back-off leaves time
+
+
+def test_a_route_sets_its_own_attempt_cap():
+    g = group(retries=1)
+    assert g.retry.with_retries(None) is g.retry and g.retry.with_retries(1) is g.retry
+    route_policy = g.retry.with_retries(2)
+    assert route_policy.retries == 2
+    assert route_policy.server_for_retry(Head(), b"", [g.pools[0]], 1, NO_DEADLINE) is not None
+    assert g.retry.server_for_retry(Head(), b"", [g.pools[0]], 1, NO_DEADLINE) is None
