@@ -134,8 +134,15 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")
         if not 0 <= upstream.connect_retries <= 10:
             raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
-        if upstream.max_concurrent_requests < 0:
-            raise FieldError(f"{where}.max_concurrent_requests", "cannot be negative")
+        for name in ("max_concurrent_requests", "max_connections", "max_pending_requests"):
+            if getattr(upstream, name) < 0:
+                raise FieldError(f"{where}.{name}", "cannot be negative")
+        if not 0.0 <= upstream.breaker_error_ratio <= 1.0:
+            raise FieldError(f"{where}.breaker_error_ratio", "must be between 0 and 1")
+        if upstream.breaker_error_ratio and (upstream.breaker_min_requests < 1 or upstream.breaker_window <= 0
+                                             or upstream.breaker_open_time <= 0):
+            raise FieldError(f"{where}.breaker_error_ratio",
+                             "needs breaker_min_requests >= 1 and breaker_window, breaker_open_time > 0")
         if not 0 <= upstream.retries <= 10:
             raise FieldError(f"{where}.retries", "must be between 0 and 10")
         if upstream.eject_after_failures < 0 or not 0.0 <= upstream.max_ejected <= 1.0:

@@ -136,6 +136,25 @@ class Upstream(_Section):
     max_concurrent_requests: int = 0
     """Most requests in flight to this upstream from one worker; past it the answer is 503 at
     once instead of a queue. 0: no limit."""
+    max_connections: int = 0
+    """Most open connections from one worker to this upstream's servers, idle or busy, connects in
+    progress included. A request that needs a new connection past it waits for one (see
+    max_pending_requests). 0: no limit."""
+    max_pending_requests: int = 64
+    """Most requests of one worker waiting for a connection under max_connections; past it the
+    answer is 503 at once, and so it is for a request still waiting after connect_timeout."""
+    breaker_error_ratio: float = 0.0
+    """Circuit breaker: when at least this share of the exchanges that ended in the last
+    breaker_window failed (no connection, reset, timeout, a status in retry_on_status), and they
+    were at least breaker_min_requests, requests get 503 at once for breaker_open_time; then a few
+    probe requests go through, and a success closes the breaker, a failure opens it again. Judged
+    by each worker on its own. 0 turns it off."""
+    breaker_min_requests: int = 20
+    """Exchanges in the window below which the breaker does not open, whatever the ratio."""
+    breaker_window: Duration = Duration(10.0)
+    """The span of recent exchanges the error ratio is taken over."""
+    breaker_open_time: Duration = Duration(5.0)
+    """How long an open breaker refuses requests before it lets probes through."""
     eject_after_failures: int = 5
     """Passive health: a server whose last this-many exchanges failed in a row (no connection,
     reset, timeout, or a 5xx answer) is taken out of the balancer for a while. 0 turns this off."""

@@ -60,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
         "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer", "total_deadline",
+        "queued",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "trace_id",
         "aggregation",
     )
@@ -102,6 +103,8 @@ class ClientConnection(asyncio.Protocol):
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
+        self.queued = None
+        """The ConnectionLimit this request waits in for a connection (upstream/connection_limit.py)."""
         self.pending: list[bytes] = []
         """Bytes for the upstream while its connection is being made."""
         self.pending_bytes = 0
@@ -214,6 +217,9 @@ class ClientConnection(asyncio.Protocol):
         elif waiting == _BODY_TIMEOUT and not self.response_started:
             self._refuse(408, "request body not received in time")
         elif waiting == _CONNECT:
+            if self.queued is not None:
+                self._fail_upstream(503, "upstream connection limit reached")
+                return
             self._abandon_connect()
             self._connect_failed(504, "upstream connect timed out")
         else:  # idle keep-alive, stalled body, slow reader, idle tunnel
@@ -417,12 +423,16 @@ class ClientConnection(asyncio.Protocol):
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
         group = route.upstream
+        if group.tripped and not group.breaker.admit():
+            self._unavailable("upstream circuit breaker open", rest,
+                              b"\r\nRetry-After: %d" % group.breaker.retry_after(ctx.clock.now))
+            return
         if group.max_concurrent and group.overloaded():
-            self._refuse(503, "upstream overloaded")
+            self._unavailable("upstream overloaded", rest)
             return
         pool = group.pick(head, self.client_ip)
         if pool is None:
-            self._refuse(503, "no upstream server available")
+            self._unavailable("no upstream server available", rest)
             return
         pool.active += 1
         self.pool = pool
@@ -455,6 +465,8 @@ class ClientConnection(asyncio.Protocol):
                 self.deadline = 0.0
         else:
             self._connect(request_head)
+            if self.state == CLOSED:
+                return
         if self.state == BODY:
             if head.expect_continue and not rest:
                 self.sent_continue = True
@@ -511,19 +523,45 @@ class ClientConnection(asyncio.Protocol):
         self._open_connection(self.pool)
 
     def _open_connection(self, pool) -> None:
-        """Connect to ``pool``'s server, within the connect timeout and what is left of the total one."""
-        self.ctx.metrics.count_connection(pool, False)
-        self.connecting = pool.connect(self._connected)
+        """Connect to ``pool``'s server, within the connect timeout and what is left of the total one;
+        at the group's max_connections, wait for a connection as long (or answer 503 at once)."""
         self.waiting = _CONNECT
         deadline = self.ctx.clock.now + self.route.timeouts.connect_s
         total = self.total_deadline
         self.deadline = total if total and total < deadline else deadline
+        group = pool.group
+        limit = group.limit
+        if limit.max_connections and limit.open >= limit.max_connections:
+            if limit.wait(self, group.pools):
+                self.queued = limit
+            else:
+                self._fail_upstream(503, "upstream connection limit reached")
+            return
+        self.ctx.metrics.count_connection(pool, False)
+        self.connecting = pool.connect(self._connected)
+
+    # -- called by the group's ConnectionLimit while this request waits in it ------
+    def connection_slot_free(self) -> None:
+        """A connection slot is ours: connect."""
+        self.queued = None
+        try:
+            self._open_connection(self.pool)
+        except Exception:
+            self.internal_error()
+
+    def take_connection(self, upstream) -> None:
+        """A connection to our server was released clean: the request goes on it."""
+        self.queued = None
+        try:
+            self.ctx.metrics.count_connection(self.pool, True)
+            self._attach(upstream)
+        except Exception:
+            self.internal_error()
 
     def _connect_failed(self, status: int, reason: str) -> None:
         """No connection to the chosen server: try another one (connect_retries), else answer."""
         pool = self.pool
-        group = pool.group
-        group.record_failure(pool)
+        pool.group.exchange_failed(pool)
         self.ctx.metrics.count_upstream_error(pool, status, True)
         tried = self.tried or [pool]
         other = self.route.retry.server_after_connect_failure(self.head, self.client_ip, tried, self._left_s())
@@ -541,7 +579,7 @@ class ClientConnection(asyncio.Protocol):
         upstream = self.upstream
         if upstream is not None:
             upstream.transport.write(data)
-        elif self.connecting is not None:
+        elif self.connecting is not None or self.queued is not None:
             self.pending.append(data)
             self.pending_bytes += len(data)
             if self.pending_bytes > _PENDING_HIGH_BYTES:
@@ -562,6 +600,11 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED:
             upstream.close()
             return
+        self._attach(upstream)
+
+    def _attach(self, upstream) -> None:
+        """The request goes on ``upstream``, a connection made or handed over for it: what was held
+        back while it waited is written."""
         self._start_exchange(upstream)
         upstream.transport.writelines(self.pending)
         self.pending = []
@@ -598,12 +641,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_response_head(self, head) -> None:
         pool = self.pool
-        if head.status >= 500:
-            pool.group.record_failure(pool)
-            if head.status in pool.group.retry_on_status and self._retry():
-                return
-        elif pool.failures:
-            pool.failures = 0
+        group = pool.group
+        if head.status < 500:
+            group.answered += 1
+            if pool.failures:
+                pool.failures = 0
+        elif group.record_server_error(pool, head.status) and self._retry():
+            return
         self.response_started = True
         self.status = head.status
         self.upstream_label = pool.label
@@ -679,7 +723,7 @@ class ClientConnection(asyncio.Protocol):
     def on_upstream_failed(self, status: int, reason: str) -> None:
         pool = self.pool
         if pool is not None:
-            pool.group.record_failure(pool)
+            pool.group.exchange_failed(pool)
             self.ctx.metrics.count_upstream_error(pool, status, False)
         if not self._retry():
             self._fail_upstream(status, reason)
@@ -729,6 +773,13 @@ class ClientConnection(asyncio.Protocol):
             data = self.buffer
             self.buffer = b""
             self._head_bytes(data)
+
+    def _unavailable(self, reason: str, rest: bytes, extra_headers: bytes = b"") -> None:
+        """503 before anything went upstream (overload, breaker, no server); the connection stays
+        open unless the request has a body, which was not read."""
+        self._answer_locally(503, error_response(
+            503, reason, self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
+            extra_headers, self.head.method == b"HEAD"), rest)
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer an error (JSON) and close the connection."""
@@ -856,6 +907,9 @@ class ClientConnection(asyncio.Protocol):
         self._end_retry()
         self._release_pool()
         self._abandon_connect()
+        if self.queued is not None:
+            self.queued.cancel(self)
+            self.queued = None
         self.pending = []
         upstream = self.upstream
         if upstream is not None:

@@ -66,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.clock.watched.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.group.limit.closed()
         state = self.state
         self.state = CLOSED
         self.pool.clock.watched.discard(self)
@@ -83,6 +84,11 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.on_upstream_stale()
         else:
             exchange.on_upstream_failed(502, "upstream closed the connection")
+
+    def connect_done(self, future) -> None:
+        """The connect ended (ServerPool.connect): without a connection made, its slot is free."""
+        if self.transport is None:
+            self.pool.group.limit.closed()
 
     def pause_writing(self) -> None:
         if self.exchange is not None:

@@ -3,6 +3,8 @@
 from fastgate.config.schema import Upstream, UpstreamServer
 from fastgate.observe.errorlog import log
 from fastgate.upstream.balancer import BALANCERS, Balancer, candidate_pools
+from fastgate.upstream.breaker import ErrorRatioBreaker
+from fastgate.upstream.connection_limit import ConnectionLimit
 from fastgate.upstream.hash_key import compile_hash_key
 from fastgate.upstream.retry import RetryBudget, RetryPolicy
 from fastgate.upstream.timeouts import UpstreamTimeouts
@@ -41,7 +43,7 @@ class UpstreamGroup:
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
                  "retry", "retry_on_status", "budget", "timeouts", "eject_after", "ejection_time_s", "max_ejected",
-                 "max_concurrent", "health")
+                 "max_concurrent", "limit", "breaker", "tripped", "answered", "failed", "health")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -53,6 +55,17 @@ class UpstreamGroup:
         self.timeouts = UpstreamTimeouts.of_upstream(config)
         """The timeouts of routes that set none of their own (upstream/timeouts.py)."""
         self.max_concurrent = config.max_concurrent_requests
+        self.limit = ConnectionLimit(config.max_connections, config.max_pending_requests)
+        """This worker's connections to the servers, and the requests waiting for one."""
+        self.breaker = ErrorRatioBreaker(
+            self, config.breaker_error_ratio, config.breaker_min_requests, float(config.breaker_window),
+            float(config.breaker_open_time)) if config.breaker_error_ratio else None
+        self.tripped = False
+        """The breaker is open or half-open: a request may go only if ``breaker.admit()``."""
+        self.answered = 0
+        """Exchanges of this worker that got a response head that is not a failure (for the breaker)."""
+        self.failed = 0
+        """Exchanges of this worker that failed (see exchange_failed)."""
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
         self.max_ejected = int(config.max_ejected * len(self.servers))
@@ -74,6 +87,9 @@ class UpstreamGroup:
         """Create this worker's pools (``make_pool(group, spec)``) and balancer."""
         self.pools = tuple(make_pool(self, spec) for spec in self.servers)
         self.balancer = BALANCERS[self.balance](self.pools)
+        if self.breaker is not None:
+            clock = self.pools[0].clock
+            clock.on_tick.append(lambda: self.breaker.tick(clock.now))
 
     def pick(self, head, client_ip: bytes):
         """The pool of the server for this request, or None when no server can take it."""
@@ -98,6 +114,24 @@ class UpstreamGroup:
         self.balancer.set_candidates(candidate_pools(self.pools))
         log.warning("upstream %s: server %s ejected for %.1fs after failing %d times in a row",
                     self.name, pool.label, pool.deadline - clock.now, self.eject_after)
+
+    def exchange_failed(self, pool) -> None:
+        """An exchange failed in a way the retry policy and the breaker count: no connection, a reset,
+        a timeout, garbage, or a status in retry_on_status. Passive health counts it too."""
+        self.failed += 1
+        if self.tripped:
+            self.breaker.failed_while_tripped(pool.clock.now)
+        self.record_failure(pool)
+
+    def record_server_error(self, pool, status: int) -> bool:
+        """A 5xx response head (answers under 500 only bump ``answered``, inline): True when it is a
+        failed exchange, a status in retry_on_status; any 5xx counts for passive health."""
+        if status in self.retry_on_status:
+            self.exchange_failed(pool)
+            return True
+        self.answered += 1
+        self.record_failure(pool)
+        return False
 
     def restore(self, pool) -> None:
         """An ejection ended: the server takes requests again (its next failures count anew)."""

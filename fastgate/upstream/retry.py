@@ -18,6 +18,7 @@ group it has not been tried on yet:
   while nothing of the response reached the client (the caller checks
   that: it owns the response).
 
+Neither goes to a group whose circuit breaker is not closed (upstream/breaker.py).
 Both kinds stop when the request's total timeout (upstream/timeouts.py) has
 less than ``MIN_RETRY_TIME_S`` left: an attempt that cannot get an answer
 in time is not worth its load. The back-off is cut to leave that much.
@@ -91,7 +92,7 @@ class RetryPolicy:
     def server_after_connect_failure(self, head, client_ip: bytes, tried: list, left_s: float):
         """The pool to connect to instead, or None. ``tried`` holds every pool tried, the failed one
         last; ``left_s`` is what is left of the total timeout (NO_DEADLINE without one)."""
-        if len(tried) > self.connect_retries or left_s < MIN_RETRY_TIME_S:
+        if len(tried) > self.connect_retries or left_s < MIN_RETRY_TIME_S or self.group.tripped:
             return None
         return self.group.pick_other(head, client_ip, tried)
 
@@ -101,10 +102,10 @@ class RetryPolicy:
         ``attempt`` is the number of retries it had so far; its first retry
         also needs room in the budget (take it with ``budget.take()``).
         """
-        if (head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries
-                or left_s < MIN_RETRY_TIME_S):
-            return None
         group = self.group
+        if (head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries
+                or left_s < MIN_RETRY_TIME_S or group.tripped):
+            return None
         if not attempt and not group.budget.allows(group.in_flight()):
             return None
         return group.pick_other(head, client_ip, tried)

@@ -47,6 +47,10 @@ def test_shipped_config_loads():
     (BASE + '[[routes]]\nupstream = "u"\nidle_timeout = "0s"\n', "routes[0].idle_timeout", "greater than zero"),
     (BASE + '[[routes]]\nrespond = {status = 200}\ntotal_timeout = "1s"\n', "routes[0].total_timeout",
      "only a route with an upstream"),
+    (BASE + 'max_connections = -1\n', "upstreams[0].max_connections", "cannot be negative"),
+    (BASE + 'breaker_error_ratio = 1.5\n', "upstreams[0].breaker_error_ratio", "between 0 and 1"),
+    (BASE + 'breaker_error_ratio = 0.5\nbreaker_min_requests = 0\n', "upstreams[0].breaker_error_ratio",
+     "breaker_min_requests >= 1"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
     with pytest.raises(ConfigError) as info:
