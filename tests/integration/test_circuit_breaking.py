@@ -45,6 +45,18 @@ def test_past_max_pending_requests_the_answer_is_503_at_once_and_capacity_comes_
     assert upstream.read(lambda s: s.accepted) == 1
 
 
+def test_a_burst_past_the_limits_is_refused_at_once_and_the_rest_is_served(gateways, upstream):
+    gw = gateway(gateways, upstream, max_connections=2, max_pending_requests=4, connect_timeout="20s")
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda i: get(gw, "/burst?delay=2&i=%d" % i).status_code, range(20)))
+    assert set(statuses) <= {200, 503}
+    assert statuses.count(200) >= 6 and statuses.count(503) >= 1
+    assert len(upstream.requests_with("/burst")) == statuses.count(200)  # a refusal never reached it
+    assert upstream.read(lambda s: s.accepted) <= 2
+    with ThreadPoolExecutor(4) as pool:  # and it recovers
+        assert list(pool.map(lambda i: get(gw, "/after?i=%d" % i).status_code, range(8))) == [200] * 8
+
+
 def test_a_request_waits_for_a_connection_no_longer_than_its_connect_timeout(gateways, upstream):
     gw = gateway(gateways, upstream, max_connections=1, max_pending_requests=5, connect_timeout="500ms")
     with ThreadPoolExecutor(1) as pool:
