@@ -531,7 +531,7 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = total if total and total < deadline else deadline
         group = pool.group
         limit = group.limit
-        if limit.max_connections and limit.open >= limit.max_connections:
+        if limit.full():
             if limit.wait(self, group.pools):
                 self.queued = limit
             else:
