@@ -138,8 +138,15 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.{name}", "must be greater than zero")
         if not 0 <= upstream.connect_retries <= 10:
             raise FieldError(f"{where}.connect_retries", "must be between 0 and 10")
-        if upstream.max_concurrent_requests < 0:
-            raise FieldError(f"{where}.max_concurrent_requests", "cannot be negative")
+        for name in ("max_concurrent_requests", "max_connections", "max_pending_requests"):
+            if getattr(upstream, name) < 0:
+                raise FieldError(f"{where}.{name}", "cannot be negative")
+        if not 0.0 <= upstream.breaker_error_ratio <= 1.0:
+            raise FieldError(f"{where}.breaker_error_ratio", "must be between 0 and 1")
+        if upstream.breaker_error_ratio and (upstream.breaker_min_requests < 1 or upstream.breaker_window <= 0
+                                             or upstream.breaker_open_time <= 0):
+            raise FieldError(f"{where}.breaker_error_ratio",
+                             "needs breaker_min_requests >= 1 and breaker_window, breaker_open_time > 0")
         if not 0 <= upstream.retries <= 10:
             raise FieldError(f"{where}.retries", "must be between 0 and 10")
         if upstream.eject_after_failures < 0 or not 0.0 <= upstream.max_ejected <= 1.0:
@@ -184,11 +191,25 @@ def _check_observability(config: Config) -> None:
         raise FieldError("tracing.export_timeout", "must be greater than zero")
 
 
+_ROUTE_UPSTREAM_FIELDS = ("connect_timeout", "try_timeout", "total_timeout", "idle_timeout", "retries")
+"""Route fields that override the upstream's, for forwarded requests only."""
+
+
 def _check_route(route, where: str, upstream_names: set[str]) -> None:
     if (route.upstream is not None) + (route.respond is not None) + bool(route.aggregate) != 1:
         raise FieldError(where, "needs exactly one of upstream, respond and aggregate")
     if route.upstream is not None and route.upstream not in upstream_names:
         raise FieldError(f"{where}.upstream", f"no upstream named {route.upstream!r}")
+    for name in _ROUTE_UPSTREAM_FIELDS:
+        value = getattr(route, name)
+        if value is None:
+            continue
+        if route.upstream is None:
+            raise FieldError(f"{where}.{name}", "only a route with an upstream can set it")
+        if name in ("connect_timeout", "idle_timeout") and value <= 0:
+            raise FieldError(f"{where}.{name}", "must be greater than zero")
+        if name == "retries" and not 0 <= value <= 10:
+            raise FieldError(f"{where}.retries", "must be between 0 and 10")
     paths = [k for k in ("path", "path_prefix", "path_regex") if getattr(route, k) is not None]
     if len(paths) > 1:
         raise FieldError(where, f"give at most one of path, path_prefix, path_regex (got {', '.join(paths)})")

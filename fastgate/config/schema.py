@@ -129,7 +129,8 @@ class Upstream(_Section):
     retries: int = 1
     """Further attempts, each on another server, of an idempotent request without a body (GET, HEAD,
     OPTIONS, TRACE, PUT, DELETE) when its server reset or closed the connection, sent garbage or
-    timed out before the response head, or answered one of retry_on_status. 0 turns this off."""
+    timed out before the response head, or answered one of retry_on_status. 0 turns this off.
+    A route may set its own."""
     retry_on_status: list[int] = msgspec.field(default_factory=lambda: [502, 503, 504])
     """Response statuses that count as a failed attempt (the response is dropped and the request
     goes to another server while attempts remain)."""
@@ -138,6 +139,25 @@ class Upstream(_Section):
     max_concurrent_requests: int = 0
     """Most requests in flight to this upstream from one worker; past it the answer is 503 at
     once instead of a queue. 0: no limit."""
+    max_connections: int = 0
+    """Most open connections from one worker to this upstream's servers, idle or busy, connects in
+    progress included. A request that needs a new connection past it waits for one (see
+    max_pending_requests). 0: no limit."""
+    max_pending_requests: int = 64
+    """Most requests of one worker waiting for a connection under max_connections; past it the
+    answer is 503 at once, and so it is for a request still waiting after connect_timeout."""
+    breaker_error_ratio: float = 0.0
+    """Circuit breaker: when at least this share of the exchanges that ended in the last
+    breaker_window failed (no connection, reset, timeout, a status in retry_on_status), and they
+    were at least breaker_min_requests, requests get 503 at once for breaker_open_time; then a few
+    probe requests go through, and a success closes the breaker, a failure opens it again. Judged
+    by each worker on its own. 0 turns it off."""
+    breaker_min_requests: int = 20
+    """Exchanges in the window below which the breaker does not open, whatever the ratio."""
+    breaker_window: Duration = Duration(10.0)
+    """The span of recent exchanges the error ratio is taken over."""
+    breaker_open_time: Duration = Duration(5.0)
+    """How long an open breaker refuses requests before it lets probes through."""
     eject_after_failures: int = 5
     """Passive health: a server whose last this-many exchanges failed in a row (no connection,
     reset, timeout, or a 5xx answer) is taken out of the balancer for a while. 0 turns this off."""
@@ -150,10 +170,18 @@ class Upstream(_Section):
     """Retries in flight may be at most this share of the group's requests in flight (but 3 are
     always allowed), so that retries cannot snowball when every server struggles."""
     read_timeout: Duration = Duration(60.0)
-    """Longest pause while waiting for response bytes from a server; then 504."""
+    """Longest pause while waiting for response bytes from a server, before and after the response
+    head; then 504, or, once the head went out, the client connection is cut. A route may set its
+    own (its idle_timeout)."""
+    try_timeout: Duration = Duration(0.0)
+    """Time for one attempt, from the moment its request is completely sent (after the connect, and
+    after the last byte of a request body) to its response head; past it the attempt fails as timed
+    out (504) and may be retried. 0 means no limit but read_timeout. A route may set its own."""
     total_timeout: Duration = Duration(0.0)
-    """Time for the whole response (head and body) after the request was sent; 0 means no limit.
-    Past it the answer is 504, or, once the head went out, the client connection is cut."""
+    """Time for the whole request, from the moment the gateway has all of it (head and body) to the
+    final response head, across every attempt, connect and back-off; no retry starts when less than
+    50ms of it is left. Past it the answer is 504. The body after the head is bounded by
+    read_timeout only. 0 means no limit. A route may set its own."""
     max_idle_connections: int = 64
     """Idle keep-alive connections kept per server in each worker."""
     idle_timeout: Duration = Duration(60.0)
@@ -250,6 +278,20 @@ class Route(_Section):
     """Header edits on the response sent to the client."""
     request_id: bool = True
     """Keep the client's X-Request-ID or generate one, send it upstream and echo it back."""
+    connect_timeout: Duration | None = None
+    """Time to connect to a server of the upstream; default: the upstream's connect_timeout."""
+    try_timeout: Duration | None = None
+    """Time for one attempt, from its request completely sent to its response head (see
+    Upstream.try_timeout); default: the upstream's try_timeout."""
+    total_timeout: Duration | None = None
+    """Time from the whole request received to the final response head, across every attempt and
+    back-off (see Upstream.total_timeout); default: the upstream's total_timeout."""
+    idle_timeout: Duration | None = None
+    """Longest pause between two reads from the server while its response is awaited or relayed;
+    default: the upstream's read_timeout."""
+    retries: int | None = None
+    """Further attempts after the first, the attempt cap (see Upstream.retries); default: the
+    upstream's retries."""
     limits: list[Limit] = []
     """Rate limits checked (all together) before the request is answered or forwarded;
     see fastgate/ratelimit/config.py and the README."""

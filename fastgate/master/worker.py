@@ -46,14 +46,16 @@ def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets
 
 
 def _tick_s(loaded: LoadedConfig) -> float:
-    """A quarter of the shortest timeout, between 50 ms and 1 s."""
-    http = loaded.config.http
+    """A quarter of the shortest timeout (client side, upstreams and routes), between 50 ms and 1 s."""
+    config = loaded.config
+    http = config.http
     timeouts = [http.header_timeout, http.keepalive_timeout, http.body_timeout, http.send_timeout]
     for group in loaded.upstreams.values():
-        timeouts += [group.connect_timeout_s, group.read_timeout_s, group.idle_timeout_s]
-        if group.total_timeout_s:
-            timeouts.append(group.total_timeout_s)
-    return min(1.0, max(0.05, min(timeouts) / 4))
+        t = group.timeouts
+        timeouts += [t.connect_s, t.try_s, t.total_s, t.idle_s, group.read_timeout_s, group.idle_timeout_s]
+    for route in config.routes:
+        timeouts += [route.connect_timeout, route.try_timeout, route.total_timeout, route.idle_timeout]
+    return min(1.0, max(0.05, min(t for t in timeouts if t) / 4))
 
 
 async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets: list[socket.socket],

@@ -36,6 +36,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_upstream_timeouts_total": (COUNTER, "Connect, read and total timeouts of a server."),
     "fastgate_upstream_failures_total": (COUNTER, "Exchanges a server broke (reset, early close, malformed response)."),
     "fastgate_upstream_retries_total": (COUNTER, "Requests sent again to another server after a failure."),
+    "fastgate_upstream_breaker_open": (GAUGE, "Workers whose error-ratio breaker for the upstream is open or half-open."),
+    "fastgate_upstream_pending_requests": (GAUGE, "Requests waiting for a connection (max_connections reached)."),
     "fastgate_upstream_connections_opened_total": (COUNTER, "New connections to a server."),
     "fastgate_upstream_connections_reused_total": (COUNTER, "Requests sent on a pooled keep-alive connection."),
     "fastgate_upstream_idle_connections": (GAUGE, "Idle keep-alive connections in the pools."),
@@ -160,7 +162,9 @@ class WorkerMetrics:
         for group in loaded.upstreams.values():
             up = label(upstream=group.name)
             self.group_bases[group] = b.add("fastgate_upstream_duration_seconds", up)
-            b.add("fastgate_upstream_retries_total", up)
+            b.add("fastgate_upstream_retries_total", up)  # the group's other series follow its histogram
+            b.add("fastgate_upstream_breaker_open", up)
+            b.add("fastgate_upstream_pending_requests", up)
             for pool in group.pools:
                 self.pool_bases[pool] = b.server_block(group.name, pool.label)
                 self.pools.append(pool)
@@ -233,6 +237,9 @@ class WorkerMetrics:
         """Gauges, and the counters other parts keep as attributes."""
         v = self.values
         v[self.active] = open_connections
+        for group, base in self.group_bases.items():
+            v[base + _HISTOGRAM_PARTS + 1] = 1.0 if group.tripped else 0.0
+            v[base + _HISTOGRAM_PARTS + 2] = len(group.limit.waiting)
         for pool in self.pools:
             base = self.pool_bases[pool]
             v[base + _S_IDLE] = len(pool.idle)

@@ -21,8 +21,10 @@ X-Request-ID, the route's request_headers); the route also asks parts for
 ``Accept: application/json`` with no content coding, and drops the client's
 Range and conditional headers (see routing/route.py).
 
-A part fails (its status in brackets) when its server cannot be chosen or
-is overloaded (503), cannot be connected to, breaks, closes or sends
+A part fails (its status in brackets) when its server cannot be chosen, or
+its upstream is overloaded, has its circuit breaker open or is at its
+max_connections with no idle connection (503; a part does not wait for a
+connection), when it cannot be connected to, breaks, closes or sends
 garbage (502), answers other than 2xx, with a body over max_size or a body
 that is not one JSON value (502), or when its timeout passes first (504).
 Parts are not retried on another server; a stale pooled connection is
@@ -247,6 +249,9 @@ class Part:
     def send(self, head, client_ip: bytes, proto_header: bytes) -> None:
         spec = self.spec
         group = spec.group
+        if group.tripped and not group.breaker.admit():
+            self._failed(503, "upstream circuit breaker open")
+            return
         if group.max_concurrent and group.overloaded():
             self._failed(503, "upstream overloaded")
             return
@@ -265,7 +270,9 @@ class Part:
             line=b"GET " + spec.target(head, route) + b" HTTP/1.1")
         self.timer = aggregation.clock.loop.call_later(spec.timeout_s, self._timed_out)
         upstream = pool.acquire()
-        if upstream is None:
+        if upstream is None and group.limit.full():
+            self._failed(503, "upstream connection limit reached")  # a part does not wait for one
+        elif upstream is None:
             self.connecting = pool.connect(self._connected)
         else:
             self._write(upstream)
@@ -285,10 +292,13 @@ class Part:
 
     def on_response_head(self, head) -> None:
         pool = self.pool
-        if head.status >= 500:
-            pool.group.record_failure(pool)
-        elif pool.failures:
-            pool.failures = 0
+        group = pool.group
+        if head.status < 500:
+            group.answered += 1
+            if pool.failures:
+                pool.failures = 0
+        else:
+            group.record_server_error(pool, head.status)
         if self.started_s:
             pool.observe(time.monotonic() - self.started_s)
             self.started_s = 0.0
@@ -333,7 +343,7 @@ class Part:
         self.aggregation.part_done(self)
 
     def on_upstream_failed(self, status: int, reason: str) -> None:
-        self.pool.group.record_failure(self.pool)
+        self.pool.group.exchange_failed(self.pool)
         self.upstream = None
         self._failed(status, reason)
 
@@ -360,7 +370,7 @@ class Part:
         self.connecting = None
         exc = future.exception()
         if exc is not None:
-            self.pool.group.record_failure(self.pool)
+            self.pool.group.exchange_failed(self.pool)
             self._failed(502, "upstream refused the connection" if isinstance(exc, ConnectionRefusedError)
                          else f"cannot connect to upstream: {exc.__class__.__name__}")
             return
@@ -368,7 +378,7 @@ class Part:
 
     def _write(self, upstream) -> None:
         self.upstream = upstream
-        upstream.start(self, b"GET")
+        upstream.start(self, b"GET", self.spec.group.read_timeout_s, 0.0)  # the part's timer bounds the rest
         upstream.transport.write(self.request_head)
 
     def _timed_out(self) -> None:

@@ -98,7 +98,7 @@ class CoredisLink:
 
 @asynccontextmanager
 async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
-    """An entered coredis client for a cluster, or for the primary behind sentinels."""
+    """An entered coredis client: a cluster, the primary behind sentinels, or a single server."""
     options: dict[str, Any] = {
         "stream_timeout": float(settings.timeout),
         "connect_timeout": float(settings.timeout),
@@ -125,8 +125,9 @@ async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
                                     sentinel_kwargs=sentinel_options, **options)
         async with sentinel, sentinel.primary_for(settings.sentinel_service) as client:
             yield client
-    else:
-        raise ValueError("a single server goes through RespLink (redis_link.py)")
+    else:  # the rate limiter reaches a single server through RespLink; event publishing uses this
+        async with coredis.Redis.from_url(settings.url, **options) as client:
+            yield client
 
 
 def _reply_error(exc: ResponseError) -> ReplyError:

@@ -32,7 +32,7 @@ class Route:
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
         "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
-        "request_id", "limits", "aggregate",
+        "request_id", "limits", "aggregate", "timeouts", "retry",
     )
 
     def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
@@ -48,6 +48,10 @@ class Route:
         self.path_regex = re.compile(self.path) if self.path_kind == REGEX else None
         self.methods = frozenset(m.encode() for m in config.methods) or None
         self.upstream = upstream
+        self.timeouts = upstream.timeouts.for_route(config) if upstream is not None else None
+        """Timeouts with the upstream (upstream/timeouts.py): the route's own, else the upstream's."""
+        self.retry = upstream.retry.with_retries(config.retries) if upstream is not None else None
+        """How its requests go again (upstream/retry.py), with the route's attempt cap."""
         self.response_edits = CompiledEdits(config.response_headers)
         self.respond_head = self.respond_body = None
         self.respond_status = 0

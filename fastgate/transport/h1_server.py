@@ -32,7 +32,6 @@ pauses; when the client's is full, upstream reading pauses.
 """
 
 import asyncio
-import random
 import time
 
 from fastgate.observe.errorlog import log
@@ -41,6 +40,7 @@ from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.context import WorkerContext
+from fastgate.upstream.retry import NO_DEADLINE
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
 
@@ -49,7 +49,6 @@ HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
 _IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _PENDING_HIGH_BYTES = 256 * 1024
 
 
@@ -60,7 +59,8 @@ class ClientConnection(asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_group", "retry_timer",
+        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer", "total_deadline",
+        "queued",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "traceparent",
         "aggregation",
     )
@@ -95,12 +95,16 @@ class ClientConnection(asyncio.Protocol):
         """Pools this request was sent or tried to connect to, once it went to a second server."""
         self.attempt = 0
         """Retries this request had after it was sent (Upstream.retries)."""
-        self.retry_group = None
-        """The group whose retry budget this request holds while it is being retried."""
+        self.retry_budget = None
+        """The retry budget (upstream/retry.py) this request holds a place in while it is being retried."""
         self.retry_timer: asyncio.TimerHandle | None = None
+        self.total_deadline = 0.0
+        """When the route's total_timeout ends for this request (clock time; 0.0: none, or not started)."""
         self.upstream = None
         """The UpstreamConnection serving this request, once connected."""
         self.connecting: asyncio.Future | None = None
+        self.queued = None
+        """The ConnectionLimit this request waits in for a connection (upstream/connection_limit.py)."""
         self.pending: list[bytes] = []
         """Bytes for the upstream while its connection is being made."""
         self.pending_bytes = 0
@@ -214,6 +218,9 @@ class ClientConnection(asyncio.Protocol):
         elif waiting == _BODY_TIMEOUT and not self.response_started:
             self._refuse(408, "request body not received in time")
         elif waiting == _CONNECT:
+            if self.queued is not None:
+                self._fail_upstream(503, "upstream connection limit reached")
+                return
             self._abandon_connect()
             self._connect_failed(504, "upstream connect timed out")
         else:  # idle keep-alive, stalled body, slow reader, idle tunnel
@@ -420,12 +427,16 @@ class ClientConnection(asyncio.Protocol):
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
         group = route.upstream
+        if group.tripped and not group.breaker.admit():
+            self._unavailable("upstream circuit breaker open", rest,
+                              b"\r\nRetry-After: %d" % group.breaker.retry_after(ctx.clock.now))
+            return
         if group.max_concurrent and group.overloaded():
-            self._refuse(503, "upstream overloaded")
+            self._unavailable("upstream overloaded", rest)
             return
         pool = group.pick(head, self.client_ip)
         if pool is None:
-            self._refuse(503, "no upstream server available")
+            self._unavailable("no upstream server available", rest)
             return
         pool.active += 1
         self.pool = pool
@@ -439,14 +450,6 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_head = request_head
         self.tried = None
         self.attempt = 0
-        upstream = pool.acquire()
-        if upstream is not None:
-            ctx.metrics.count_connection(pool, True)
-            self.upstream = upstream
-            upstream.start(self, head.method)
-            upstream.transport.write(request_head)
-        else:
-            self._connect(request_head)
         if head.chunked:
             self.state = BODY
             self.body_framer = ChunkedFramer(route.max_body_bytes)
@@ -455,8 +458,19 @@ class ClientConnection(asyncio.Protocol):
             self.body_remaining = head.content_length
         else:
             self.state = WAIT
-            if self.upstream is not None:
+        total_s = route.timeouts.total_s
+        self.total_deadline = ctx.clock.now + total_s if total_s and self.state == WAIT else 0.0
+        upstream = pool.acquire()
+        if upstream is not None:
+            ctx.metrics.count_connection(pool, True)
+            self._start_exchange(upstream)
+            upstream.transport.write(request_head)
+            if self.state == WAIT:
                 self.deadline = 0.0
+        else:
+            self._connect(request_head)
+            if self.state == CLOSED:
+                return
         if self.state == BODY:
             if head.expect_continue and not rest:
                 self.sent_continue = True
@@ -498,6 +512,11 @@ class ClientConnection(asyncio.Protocol):
         self.state = WAIT
         if self.waiting == _BODY_TIMEOUT:
             self.deadline = 0.0
+        timeouts = self.route.timeouts
+        if timeouts.total_s:
+            self.total_deadline = self.ctx.clock.now + timeouts.total_s
+        if self.upstream is not None:
+            self.upstream.expect_head(timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
         if end < len(data):
             self.buffer = data[end:]
 
@@ -505,19 +524,51 @@ class ClientConnection(asyncio.Protocol):
         """Open a new upstream connection; ``request_head`` goes first once it is made."""
         self.pending = [request_head]
         self.pending_bytes = len(request_head)
-        self.ctx.metrics.count_connection(self.pool, False)
-        self.connecting = self.pool.connect(self._connected)
+        self._open_connection(self.pool)
+
+    def _open_connection(self, pool) -> None:
+        """Connect to ``pool``'s server, within the connect timeout and what is left of the total one;
+        at the group's max_connections, wait for a connection as long (or answer 503 at once)."""
         self.waiting = _CONNECT
-        self.deadline = self.ctx.clock.now + self.pool.group.connect_timeout_s
+        deadline = self.ctx.clock.now + self.route.timeouts.connect_s
+        total = self.total_deadline
+        self.deadline = total if total and total < deadline else deadline
+        group = pool.group
+        limit = group.limit
+        if limit.full():
+            if limit.wait(self, group.pools):
+                self.queued = limit
+            else:
+                self._fail_upstream(503, "upstream connection limit reached")
+            return
+        self.ctx.metrics.count_connection(pool, False)
+        self.connecting = pool.connect(self._connected)
+
+    # -- called by the group's ConnectionLimit while this request waits in it ------
+    def connection_slot_free(self) -> None:
+        """A connection slot is ours: connect."""
+        self.queued = None
+        try:
+            self._open_connection(self.pool)
+        except Exception:
+            self.internal_error()
+
+    def take_connection(self, upstream) -> None:
+        """A connection to our server was released clean: the request goes on it."""
+        self.queued = None
+        try:
+            self.ctx.metrics.count_connection(self.pool, True)
+            self._attach(upstream)
+        except Exception:
+            self.internal_error()
 
     def _connect_failed(self, status: int, reason: str) -> None:
         """No connection to the chosen server: try another one (connect_retries), else answer."""
         pool = self.pool
-        group = pool.group
-        group.record_failure(pool)
+        pool.group.exchange_failed(pool)
         self.ctx.metrics.count_upstream_error(pool, status, True)
         tried = self.tried or [pool]
-        other = group.pick_other(self.head, self.client_ip, tried) if len(tried) <= group.connect_retries else None
+        other = self.route.retry.server_after_connect_failure(self.head, self.client_ip, tried, self._left_s())
         if other is None:
             self._fail_upstream(status, reason)
             return
@@ -526,16 +577,13 @@ class ClientConnection(asyncio.Protocol):
         self._release_pool()
         other.active += 1
         self.pool = other
-        self.ctx.metrics.count_connection(other, False)
-        self.connecting = other.connect(self._connected)
-        self.waiting = _CONNECT
-        self.deadline = self.ctx.clock.now + group.connect_timeout_s
+        self._open_connection(other)
 
     def _send_upstream(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
             upstream.transport.write(data)
-        elif self.connecting is not None:
+        elif self.connecting is not None or self.queued is not None:
             self.pending.append(data)
             self.pending_bytes += len(data)
             if self.pending_bytes > _PENDING_HIGH_BYTES:
@@ -556,8 +604,12 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED:
             upstream.close()
             return
-        self.upstream = upstream
-        upstream.start(self, self.head.method)
+        self._attach(upstream)
+
+    def _attach(self, upstream) -> None:
+        """The request goes on ``upstream``, a connection made or handed over for it: what was held
+        back while it waited is written."""
+        self._start_exchange(upstream)
         upstream.transport.writelines(self.pending)
         self.pending = []
         self.pending_bytes = 0
@@ -593,12 +645,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_response_head(self, head) -> None:
         pool = self.pool
-        if head.status >= 500:
-            pool.group.record_failure(pool)
-            if head.status in pool.group.retry_on_status and self._retry():
-                return
-        elif pool.failures:
-            pool.failures = 0
+        group = pool.group
+        if head.status < 500:
+            group.answered += 1
+            if pool.failures:
+                pool.failures = 0
+        elif group.record_server_error(pool, head.status) and self._retry():
+            return
         self.response_started = True
         self.status = head.status
         self.upstream_label = pool.label
@@ -674,7 +727,7 @@ class ClientConnection(asyncio.Protocol):
     def on_upstream_failed(self, status: int, reason: str) -> None:
         pool = self.pool
         if pool is not None:
-            pool.group.record_failure(pool)
+            pool.group.exchange_failed(pool)
             self.ctx.metrics.count_upstream_error(pool, status, False)
         if not self._retry():
             self._fail_upstream(status, reason)
@@ -725,6 +778,13 @@ class ClientConnection(asyncio.Protocol):
             self.buffer = b""
             self._head_bytes(data)
 
+    def _unavailable(self, reason: str, rest: bytes, extra_headers: bytes = b"") -> None:
+        """503 before anything went upstream (overload, breaker, no server); the connection stays
+        open unless the request has a body, which was not read."""
+        self._answer_locally(503, error_response(
+            503, reason, self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
+            extra_headers, self.head.method == b"HEAD"), rest)
+
     def _refuse(self, status: int, reason: str) -> None:
         """Answer an error (JSON) and close the connection."""
         if self.state == CLOSED:
@@ -758,22 +818,20 @@ class ClientConnection(asyncio.Protocol):
 
     # -- retries after the request was sent -------------------------------------
     def _retry(self) -> bool:
-        """Send the request again to another server if it may go again; False when it may not.
+        """Send the request again to another server if the retry policy lets it; False when not.
 
-        Only an idempotent request without a body, before any of a response
-        went to the client, within the group's attempt cap and retry budget,
-        and only to a server it has not been sent to.
+        The policy (upstream/retry.py) decides from the request, the attempts
+        and the budget; here only a request whose body was completely read
+        and of whose response nothing went to the client may go again.
         """
-        head = self.head
         pool = self.pool
-        if (pool is None or self._response_sent() or self.state != WAIT or head.has_body or head.upgrade
-                or head.method not in _IDEMPOTENT):
+        if pool is None or self._response_sent() or self.state != WAIT:
             return False
         group = pool.group
-        if self.attempt >= group.retries or (not self.attempt and not group.retry_allowed()):
-            return False
         tried = self.tried or [pool]
-        other = group.pick_other(head, self.client_ip, tried)
+        left_s = self._left_s()
+        retry = self.route.retry
+        other = retry.server_for_retry(self.head, self.client_ip, tried, self.attempt, left_s)
         if other is None:
             return False
         upstream = self.upstream
@@ -783,8 +841,8 @@ class ClientConnection(asyncio.Protocol):
         self._release_pool()
         self._forget_response()
         if not self.attempt:
-            group.retries_in_flight += 1
-            self.retry_group = group
+            group.budget.take()
+            self.retry_budget = group.budget
         self.attempt += 1
         self.ctx.metrics.count_retry(group)
         tried.append(other)
@@ -793,8 +851,7 @@ class ClientConnection(asyncio.Protocol):
         self.pool = other
         self.waiting = _IDLE
         self.deadline = 0.0
-        backoff_s = random.uniform(0.0, group.retry_backoff_s * 2 ** (self.attempt - 1))
-        self.retry_timer = self.ctx.clock.loop.call_later(backoff_s, self._send_again)
+        self.retry_timer = self.ctx.clock.loop.call_later(retry.backoff(self.attempt, left_s), self._send_again)
         return True
 
     def _send_again(self) -> None:
@@ -806,16 +863,28 @@ class ClientConnection(asyncio.Protocol):
             self._connect(self.upstream_head)
             return
         self.ctx.metrics.count_connection(self.pool, True)
-        self.upstream = upstream
-        upstream.start(self, self.head.method)
+        self._start_exchange(upstream)
         upstream.transport.write(self.upstream_head)
+
+    def _start_exchange(self, upstream) -> None:
+        """Bind ``upstream`` to this request's attempt; a complete request's head is due by the
+        attempt's deadline (upstream/timeouts.py), one still being sent gets it with its last byte."""
+        self.upstream = upstream
+        timeouts = self.route.timeouts
+        upstream.start(self, self.head.method, timeouts.idle_s,
+                       0.0 if self.state == BODY else timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
+
+    def _left_s(self) -> float:
+        """What is left of the request's total timeout, exactly (a retry decision is rare)."""
+        total = self.total_deadline
+        return total - self.ctx.clock.loop.time() if total else NO_DEADLINE
 
     def _end_retry(self) -> None:
         """The request is over: give its place in the retry budget back."""
-        group = self.retry_group
-        if group is not None:
-            self.retry_group = None
-            group.retries_in_flight -= 1
+        budget = self.retry_budget
+        if budget is not None:
+            self.retry_budget = None
+            budget.give_back()
         if self.retry_timer is not None:
             self.retry_timer.cancel()
             self.retry_timer = None
@@ -842,6 +911,9 @@ class ClientConnection(asyncio.Protocol):
         self._end_retry()
         self._release_pool()
         self._abandon_connect()
+        if self.queued is not None:
+            self.queued.cancel(self)
+            self.queued = None
         self.pending = []
         upstream = self.upstream
         if upstream is not None:

@@ -39,14 +39,14 @@ _MAX_RESPONSE_HEAD = 64 * 1024
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "state", "exchange", "method", "buffer", "remaining",
-                 "framer", "requests", "deadline", "read_timeout_s", "total_deadline", "keep_alive")
+                 "framer", "requests", "deadline", "read_timeout_s", "head_deadline", "keep_alive")
 
     def __init__(self, pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.requests = 0
         self.deadline = 0.0
-        """Idle: when the pool drops it. Busy: read timeout, or total timeout for the head."""
+        """Idle: when the pool drops it. Busy: the read timeout, or the head deadline before the head."""
         # per exchange
         self.state = IDLE
         self.exchange = None
@@ -55,8 +55,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.remaining = 0
         self.framer: ChunkedFramer | None = None
         self.read_timeout_s = pool.group.read_timeout_s
-        self.total_deadline = 0.0
-        """When the whole response must be in (0.0: no limit)."""
+        """Longest pause between two reads in this exchange (the route's idle timeout)."""
+        self.head_deadline = 0.0
+        """When the response head must be in (0.0: no limit but the read timeout)."""
         self.keep_alive = True
 
     # -- asyncio callbacks -------------------------------------------------
@@ -65,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.clock.watched.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.group.limit.closed()
         state = self.state
         self.state = CLOSED
         self.pool.clock.watched.discard(self)
@@ -82,6 +84,11 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.on_upstream_stale()
         else:
             exchange.on_upstream_failed(502, "upstream closed the connection")
+
+    def connect_done(self, future) -> None:
+        """The connect ended (ServerPool.connect): without a connection made, its slot is free."""
+        if self.transport is None:
+            self.pool.group.limit.closed()
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
@@ -108,8 +115,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.on_response_data(data)
             return
         deadline = self.pool.clock.now + self.read_timeout_s
-        total = self.total_deadline
-        self.deadline = deadline if not total or deadline < total else total
+        head_deadline = self.head_deadline
+        self.deadline = head_deadline if head_deadline and head_deadline < deadline else deadline
         if state == HEAD:
             self._head(data)
         elif state == LENGTH:
@@ -125,19 +132,29 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return self.state == IDLE and self.transport is not None and not self.transport.is_closing()
 
-    def start(self, exchange, method: bytes) -> None:
-        """Bind to ``exchange`` for one request with ``method``; the caller writes the request."""
+    def start(self, exchange, method: bytes, read_timeout_s: float, head_deadline: float) -> None:
+        """Bind to ``exchange`` for one request with ``method``; the caller writes the request.
+
+        No pause between reads may last ``read_timeout_s``, and the response
+        head is due by ``head_deadline`` (clock time; 0.0: no limit, or not
+        known yet: see ``expect_head``). Past either, ``on_upstream_failed(504)``.
+        """
         self.exchange = exchange
         self.method = method
         self.state = HEAD
         self.buffer = b""
         self.requests += 1
-        group = self.pool.group
-        now = self.pool.clock.now
-        self.deadline = now + group.read_timeout_s
-        self.total_deadline = now + group.total_timeout_s if group.total_timeout_s else 0.0
-        if self.total_deadline:
-            self.deadline = min(self.deadline, self.total_deadline)
+        self.read_timeout_s = read_timeout_s
+        self.head_deadline = head_deadline
+        deadline = self.pool.clock.now + read_timeout_s
+        self.deadline = head_deadline if head_deadline and head_deadline < deadline else deadline
+
+    def expect_head(self, head_deadline: float) -> None:
+        """The request was completely sent after ``start``: its response head is due by ``head_deadline``."""
+        if self.state == HEAD and head_deadline:
+            self.head_deadline = head_deadline
+            if head_deadline < self.deadline:
+                self.deadline = head_deadline
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
@@ -210,6 +227,9 @@ class UpstreamConnection(asyncio.Protocol):
                 data = data[end:]
                 continue
             self.keep_alive = head.keep_alive
+            if self.head_deadline:  # from now on only the read timeout bounds the response
+                self.head_deadline = 0.0
+                self.deadline = self.pool.clock.now + self.read_timeout_s
             exchange.on_response_head(head)
             if self.exchange is None:  # the exchange gave up on the response
                 return
@@ -258,7 +278,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, reusable: bool) -> None:
         exchange = self.exchange
         self.framer = None
-        self.deadline = self.total_deadline = 0.0
+        self.deadline = 0.0
         if not (reusable and self.keep_alive):
             reusable = False
             self.close()

@@ -3,12 +3,14 @@
 from fastgate.config.schema import Upstream, UpstreamServer
 from fastgate.observe.errorlog import log
 from fastgate.upstream.balancer import BALANCERS, Balancer, candidate_pools
+from fastgate.upstream.breaker import ErrorRatioBreaker
+from fastgate.upstream.connection_limit import ConnectionLimit
 from fastgate.upstream.hash_key import compile_hash_key
+from fastgate.upstream.retry import RetryBudget, RetryPolicy
+from fastgate.upstream.timeouts import UpstreamTimeouts
 
 _MAX_EJECTION_FACTOR = 10
 """An ejection lasts at most this many times ejection_time."""
-_MIN_RETRY_CONCURRENCY = 3
-"""Retries always allowed at once, whatever the budget (as Envoy's min_retry_concurrency)."""
 
 
 class ServerSpec:
@@ -40,25 +42,35 @@ class UpstreamGroup:
 
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
-                 "connect_retries", "retries", "retry_on_status", "retry_backoff_s", "retry_budget",
-                 "retries_in_flight", "eject_after", "ejection_time_s", "max_ejected", "max_concurrent",
-                 "health")
+                 "retry", "retry_on_status", "budget", "timeouts", "eject_after", "ejection_time_s", "max_ejected",
+                 "max_concurrent", "limit", "breaker", "tripped", "answered", "failed", "health")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
         self.servers = tuple(ServerSpec(s) for s in config.servers)
-        self.connect_timeout_s = float(config.connect_timeout)
-        self.connect_retries = config.connect_retries
-        self.retries = config.retries
+        self.retry = RetryPolicy(self, config.connect_retries, config.retries, float(config.retry_backoff))
         self.retry_on_status = frozenset(config.retry_on_status)
-        self.retry_backoff_s = float(config.retry_backoff)
-        self.retry_budget = config.retry_budget
-        self.retries_in_flight = 0
-        """Requests of this worker that are on a retry now (for the budget)."""
+        self.budget = RetryBudget(config.retry_budget)
+        """Retries in flight from this worker (upstream/retry.py)."""
+        self.timeouts = UpstreamTimeouts.of_upstream(config)
+        """The timeouts of routes that set none of their own (upstream/timeouts.py)."""
         self.max_concurrent = config.max_concurrent_requests
+        self.limit = ConnectionLimit(config.max_connections, config.max_pending_requests)
+        """This worker's connections to the servers, and the requests waiting for one."""
+        self.breaker = ErrorRatioBreaker(
+            self, config.breaker_error_ratio, config.breaker_min_requests, float(config.breaker_window),
+            float(config.breaker_open_time)) if config.breaker_error_ratio else None
+        self.tripped = False
+        """The breaker is open or half-open: a request may go only if ``breaker.admit()``."""
+        self.answered = 0
+        """Exchanges of this worker that got a response head that is not a failure (for the breaker)."""
+        self.failed = 0
+        """Exchanges of this worker that failed (see exchange_failed)."""
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
         self.max_ejected = int(config.max_ejected * len(self.servers))
+        # the upstream's own timeouts, which the worker's clock tick is derived from (master/worker.py)
+        self.connect_timeout_s = float(config.connect_timeout)
         self.read_timeout_s = float(config.read_timeout)
         self.total_timeout_s = float(config.total_timeout)
         self.max_idle = config.max_idle_connections
@@ -75,6 +87,9 @@ class UpstreamGroup:
         """Create this worker's pools (``make_pool(group, spec)``) and balancer."""
         self.pools = tuple(make_pool(self, spec) for spec in self.servers)
         self.balancer = BALANCERS[self.balance](self.pools)
+        if self.breaker is not None:
+            clock = self.pools[0].clock
+            clock.on_tick.append(lambda: self.breaker.tick(clock.now))
 
     def pick(self, head, client_ip: bytes):
         """The pool of the server for this request, or None when no server can take it."""
@@ -100,6 +115,24 @@ class UpstreamGroup:
         log.warning("upstream %s: server %s ejected for %.1fs after failing %d times in a row",
                     self.name, pool.label, pool.deadline - clock.now, self.eject_after)
 
+    def exchange_failed(self, pool) -> None:
+        """An exchange failed in a way the retry policy and the breaker count: no connection, a reset,
+        a timeout, garbage, or a status in retry_on_status. Passive health counts it too."""
+        self.failed += 1
+        if self.tripped:
+            self.breaker.failed_while_tripped(pool.clock.now)
+        self.record_failure(pool)
+
+    def record_server_error(self, pool, status: int) -> bool:
+        """A 5xx response head (answers under 500 only bump ``answered``, inline): True when it is a
+        failed exchange, a status in retry_on_status; any 5xx counts for passive health."""
+        if status in self.retry_on_status:
+            self.exchange_failed(pool)
+            return True
+        self.answered += 1
+        self.record_failure(pool)
+        return False
+
     def restore(self, pool) -> None:
         """An ejection ended: the server takes requests again (its next failures count anew)."""
         pool.ejected = False
@@ -110,12 +143,11 @@ class UpstreamGroup:
 
     def overloaded(self) -> bool:
         """Whether max_concurrent_requests are in flight from this worker (False without a limit)."""
-        return bool(self.max_concurrent) and sum(p.active for p in self.pools) >= self.max_concurrent
+        return bool(self.max_concurrent) and self.in_flight() >= self.max_concurrent
 
-    def retry_allowed(self) -> bool:
-        """Whether the retry budget lets one more request retry now."""
-        in_flight = sum(p.active for p in self.pools)
-        return self.retries_in_flight < max(_MIN_RETRY_CONCURRENCY, self.retry_budget * in_flight)
+    def in_flight(self) -> int:
+        """Requests in flight to this group from this worker."""
+        return sum(p.active for p in self.pools)
 
     def pick_other(self, head, client_ip: bytes, tried: list):
         """A server not tried yet for this request, for a retry; None when every one was."""

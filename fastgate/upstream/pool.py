@@ -14,8 +14,9 @@ class ServerPool:
 
     A connection comes back through ``release`` only after a clean, complete
     exchange; the pool keeps it if there is room and it has not served
-    ``max_requests_per_connection`` requests, else closes it. Idle connections older than
-    the group's idle timeout are closed by the clock's sweep.
+    ``max_requests_per_connection`` requests, else closes it; while requests wait for a
+    connection slot (upstream/connection_limit.py) it goes to one of them instead. Idle
+    connections older than the group's idle timeout are closed by the clock's sweep.
     """
 
     __slots__ = ("group", "host", "port", "label", "host_header", "loop", "clock", "idle", "weight", "backup", "drain",
@@ -62,17 +63,25 @@ class ServerPool:
         return None
 
     def connect(self, on_done) -> asyncio.Future:
-        """Start a new connection; ``on_done(future)`` runs when it is made or failed."""
-        future = asyncio.ensure_future(
-            self.loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
-        )
+        """Start a new connection; ``on_done(future)`` runs when it is made or failed.
+
+        The connection holds a slot of the group's ConnectionLimit from now until it closes (or
+        the connect fails); the caller checks that there is one.
+        """
+        conn = UpstreamConnection(self)
+        self.group.limit.opened()
+        future = asyncio.ensure_future(self.loop.create_connection(lambda: conn, self.host, self.port))
+        future.add_done_callback(conn.connect_done)
         future.add_done_callback(on_done)
         return future
 
     def release(self, conn: UpstreamConnection) -> None:
         group = self.group
-        if (len(self.idle) < group.max_idle and conn.usable()
-                and (not group.max_requests_per_conn or conn.requests < group.max_requests_per_conn)):
+        if not conn.usable() or (group.max_requests_per_conn and conn.requests >= group.max_requests_per_conn):
+            conn.close()
+        elif group.limit.waiting:
+            group.limit.hand_over(self, conn)
+        elif len(self.idle) < group.max_idle:
             conn.deadline = self.clock.now + group.idle_timeout_s
             self.idle.append(conn)
         else:

@@ -1,44 +1,13 @@
 """Passive health: a server that keeps failing is ejected (clients see no error meanwhile),
 gets no traffic while out, and is put back when its ejection ends."""
 
-import subprocess
-import sys
 import time
 
 import httpx
 
+from tests.support.file_server import FileServer
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
-
-
-class FileServer:
-    """``python -m http.server`` serving one page; its request log says what it served."""
-
-    def __init__(self, directory, port: int) -> None:
-        self.directory, self.port = directory, port
-        self.log = directory / f"server-{port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "FileServer":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1"],
-                                         cwd=self.directory, stdout=subprocess.DEVNULL, stderr=log)
-        wait_until(self.answers, f"http.server on {self.port} answers")
-        return self
-
-    def answers(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/probe").status_code in (200, 404)
-        except httpx.HTTPError:
-            return False
-
-    def served(self) -> int:
-        return self.log.read_text().count('"GET /page')
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def test_failing_server_is_ejected_and_put_back(gateways, tmp_path):

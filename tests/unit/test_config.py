@@ -43,6 +43,14 @@ def test_shipped_config_loads():
      "upstreams[0].hash_key", "is not \"ip\""),
     ('[[listeners]]\naddress = "127.0.0.1:1"\n[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:2"]\nbalance = "fastest"\n',
      "upstreams[0].balance", "Invalid enum value 'fastest'"),
+    (BASE + '[[routes]]\nupstream = "u"\nretries = 11\n', "routes[0].retries", "between 0 and 10"),
+    (BASE + '[[routes]]\nupstream = "u"\nidle_timeout = "0s"\n', "routes[0].idle_timeout", "greater than zero"),
+    (BASE + '[[routes]]\nrespond = {status = 200}\ntotal_timeout = "1s"\n', "routes[0].total_timeout",
+     "only a route with an upstream"),
+    (BASE + 'max_connections = -1\n', "upstreams[0].max_connections", "cannot be negative"),
+    (BASE + 'breaker_error_ratio = 1.5\n', "upstreams[0].breaker_error_ratio", "between 0 and 1"),
+    (BASE + 'breaker_error_ratio = 0.5\nbreaker_min_requests = 0\n', "upstreams[0].breaker_error_ratio",
+     "breaker_min_requests >= 1"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
     with pytest.raises(ConfigError) as info:
@@ -72,3 +80,15 @@ def test_durations(text, seconds):
 @pytest.mark.parametrize("text,size", [("512", 512), ("16KiB", 16384), ("1MiB", 1 << 20), ("1GB", 10**9), (7, 7)])
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_a_route_without_timeouts_of_its_own_shares_its_upstreams(tmp_path):
+    loaded = load(tmp_path, BASE.replace('servers', 'connect_timeout = "2s"\ntry_timeout = "3s"\nservers') +
+                  '[[routes]]\npath = "/a"\nupstream = "u"\n'
+                  '[[routes]]\npath = "/b"\nupstream = "u"\ntotal_timeout = "9s"\nretries = 4\n')
+    group = loaded.upstreams["u"]
+    a, b = (loaded.router.match(b"", path, b"GET") for path in (b"/a", b"/b"))
+    assert a.timeouts is group.timeouts and a.retry is group.retry
+    t = b.timeouts
+    assert (t.connect_s, t.try_s, t.total_s, t.idle_s) == (2.0, 3.0, 9.0, 60.0)
+    assert b.retry.retries == 4 and b.retry.group is group
