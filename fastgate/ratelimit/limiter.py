@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fastgate.ratelimit.config import Limit, RateLimitSettings
-from fastgate.ratelimit.decision import OnDecision
+from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.keys import IP, HeaderLookup, read_sources
 from fastgate.ratelimit.limitset import LimitSet
@@ -46,6 +46,9 @@ class RateLimiter:
         self._redis: "RedisStore | None" = None
         self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
             self._local.check if settings.store == "local" else _not_attached)
+        self._check_now: Callable[[RouteLimits, list[bytes]], Decision] | None = (
+            self._local.check_now if settings.store == "local" else None)
+        """The synchronous path: the local store's decision, made before returning (None for Redis)."""
 
     @classmethod
     def create_shared(cls, settings: RateLimitSettings, previous: "RateLimiter | None" = None) -> "RateLimiter":
@@ -135,6 +138,12 @@ class RouteLimits:
                 keys.append(scope.key(parts))
                 applies = True
         return keys if applies else None
+
+    def check_now(self, keys: list[bytes]) -> Decision | None:
+        """With the local store: check and count one request, and return the decision.
+        With Redis: None, and nothing was checked (call ``check``)."""
+        check_now = self._limiter._check_now
+        return check_now(self, keys) if check_now is not None else None
 
     def check(self, keys: list[bytes], on_decision: OnDecision) -> None:
         """Check and count one request; ``on_decision`` is called exactly once.

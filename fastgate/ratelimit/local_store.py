@@ -29,13 +29,17 @@ class LocalStore:
         self._stats = stats
 
     def check(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
-        """Decide at the route's rates, count in the stats and call ``on_decision`` before returning."""
+        """``check_now``, handing the decision to ``on_decision`` before returning."""
+        on_decision(self.check_now(route, keys))
+
+    def check_now(self, route: "RouteLimits", keys: list[bytes]) -> Decision:
+        """Decide at the route's rates and count in the stats."""
         decision = self.decide(route.limits, keys)
         stats = self._stats
         stats.checks += 1
         if not decision.allowed:
             stats.count_denied(decision)
-        on_decision(decision)
+        return decision
 
     def decide(self, limits: LimitSet, keys: list[bytes]) -> Decision:
         """Check and, if every applied limit admits it, count one request; all under the table lock.

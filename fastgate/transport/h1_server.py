@@ -357,12 +357,18 @@ class ClientConnection(asyncio.Protocol):
     def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
         head = self.head
         raw = head.raw
-        keys = self.route.limits.keys(
+        limits = self.route.limits
+        keys = limits.keys(
             self.client_ip, lambda name: header_value(raw, name), head.query[1:], body_prefix,
             header_value(raw, b"content-type") if body_prefix is not None else None)
         if keys is None:
             self.state = HEAD
             self._dispatch(head, self.route, rest)
+            return
+        decision = limits.check_now(keys)
+        if decision is not None:  # the local store decides at once: no LIMIT state, no callback
+            self.state = HEAD
+            self._limit_applied(decision, rest)
             return
         self.state = LIMIT
         self.buffer = rest
@@ -370,32 +376,37 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0  # the limiter decides within its own deadline
         self.checking = True
         try:
-            self.route.limits.check(keys, self._limit_decided)
+            limits.check(keys, self._limit_decided)
         finally:
             self.checking = False
 
     def _limit_decided(self, decision) -> None:
+        """The limiter's answer for a check that may take a Redis round trip."""
         if self.state != LIMIT:
             return  # the connection closed while Redis was asked
         later = not self.checking
         rest = self.buffer
         self.buffer = b""
         self.state = HEAD
-        if decision.allowed:
-            self.limit_outcome = LIMIT_ALLOWED
-            self.limit_headers = decision.headers
-            self._dispatch(self.head, self.route, rest)
-        else:
-            status = decision.status
-            self.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
-            self._answer_locally(status, error_response(
-                status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
-                self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
-                decision.headers, self.head.method == b"HEAD"), rest)
+        self._limit_applied(decision, rest)
         if later:
             self._resume_reading()
             if self.state == HEAD:
                 self._head_bytes(b"")
+
+    def _limit_applied(self, decision, rest: bytes) -> None:
+        """Go on with an admitted request, or answer 429 (503 when the limiter is unavailable)."""
+        if decision.allowed:
+            self.limit_outcome = LIMIT_ALLOWED
+            self.limit_headers = decision.headers
+            self._dispatch(self.head, self.route, rest)
+            return
+        status = decision.status
+        self.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
+        self._answer_locally(status, error_response(
+            status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
+            self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
+            decision.headers, self.head.method == b"HEAD"), rest)
 
     def _collect_prefix(self, head, route, rest: bytes) -> None:
         self.state = PREFIX
