@@ -47,6 +47,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
     "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
+    "fastgate_ratelimit_redis_round_trip_seconds_total": (
+        COUNTER, "Seconds spent in answered Redis round trips (over round trips: the mean latency)."),
     "fastgate_ratelimit_redis_failures_total": (COUNTER, "Redis round trips that failed or passed their deadline."),
     "fastgate_ratelimit_fallback_total": (COUNTER, "Checks decided by the failure policy while Redis was unusable."),
     "fastgate_ratelimit_breaker_open": (GAUGE, "Workers whose Redis circuit breaker is open or half-open."),
@@ -88,7 +90,8 @@ _SERVER_FAMILIES = (
     "fastgate_upstream_health_down",
 )
 _LIMITER_FAMILIES = (
-    "fastgate_ratelimit_redis_round_trips_total", "fastgate_ratelimit_redis_failures_total",
+    "fastgate_ratelimit_redis_round_trips_total", "fastgate_ratelimit_redis_round_trip_seconds_total",
+    "fastgate_ratelimit_redis_failures_total",
     "fastgate_ratelimit_fallback_total", "fastgate_ratelimit_breaker_open",
     "fastgate_ratelimit_breaker_transitions_total",
 )
@@ -249,10 +252,11 @@ class WorkerMetrics:
         stats = self.limiter.stats
         base = self.limiter_base
         v[base] = stats.redis_round_trips
-        v[base + 1] = stats.redis_failures
-        v[base + 2] = stats.fallback_local + stats.fallback_allowed + stats.unavailable
-        v[base + 3] = 0.0 if stats.breaker_state == "closed" else 1.0
-        v[base + 4] = stats.breaker_transitions
+        v[base + 1] = stats.redis_round_trip_seconds
+        v[base + 2] = stats.redis_failures
+        v[base + 3] = stats.fallback_local + stats.fallback_allowed + stats.unavailable
+        v[base + 4] = 0.0 if stats.breaker_state == "closed" else 1.0
+        v[base + 5] = stats.breaker_transitions
         v[self.dropped] = sum(sink.dropped for sink in self.sinks)
 
 

@@ -36,6 +36,7 @@ may have reached Redis, so a healthy Redis never counts a request twice.
 """
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastgate.ratelimit.breaker import CLOSED, CircuitBreaker, describe
@@ -209,8 +210,11 @@ class RedisStore:
         """Fill ``replies`` with each group's reply (a list) or error; reload the script once on NOSCRIPT."""
         todo = list(range(len(groups)))
         for attempt in (1, 2):
-            self._stats.redis_round_trips += 1
+            stats = self._stats
+            stats.redis_round_trips += 1
+            started = time.monotonic()
             results = await self._link.eval_groups([groups[g] for g in todo])
+            stats.redis_round_trip_seconds += time.monotonic() - started
             noscript = [g for g, result in zip(todo, results) if isinstance(result, ReplyError) and result.noscript]
             for g, result in zip(todo, results):
                 replies[g] = result

@@ -21,6 +21,8 @@ class RateLimitStats:
         """Checks sent to Redis."""
         self.redis_round_trips = 0
         """Script calls (pipelines count once) sent to Redis; redis_checks / redis_round_trips is the batching factor."""
+        self.redis_round_trip_seconds = 0.0
+        """Time spent waiting for answered round trips; over redis_round_trips, the mean latency."""
         self.redis_failures = 0
         """Round trips that failed (error or deadline)."""
         self.redis_timeouts = 0

@@ -10,6 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import refused_port
+from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 
 
@@ -214,3 +215,19 @@ def test_scrape_is_consistent_under_load(gateways, upstream):
     seen.append(_value(_settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
     assert seen == sorted(seen)
     assert seen[-1] == 120
+
+
+def test_rate_limit_decisions_and_redis_round_trips_are_counted(gateways):
+    with RedisServer() as redis:
+        gw = gateways.start({"routes": [{"name": "otp", "path": "/otp", "respond": {"body": "sent"},
+                                         "limits": [{"key": ["ip"], "rate": "3/1m"}]}],
+                             "ratelimit": {"store": "redis", "redis": {"url": redis.url, "timeout": "500ms"}}},
+                            workers=1)
+        assert [httpx.get(gw.url("/otp")).status_code for _ in range(5)] == [200, 200, 200, 429, 429]
+        samples = _settled(gw)
+    assert _value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="allowed") == 3
+    assert _value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="limited") == 2
+    assert _value(samples, "fastgate_requests_total", route="otp", method="GET", status="4xx") == 2
+    assert _value(samples, "fastgate_ratelimit_redis_round_trips_total") >= 5
+    assert 0 < _value(samples, "fastgate_ratelimit_redis_round_trip_seconds_total") < 5 * 0.5
+    assert _value(samples, "fastgate_ratelimit_breaker_open") == 0
