@@ -1,23 +1,11 @@
 """Load balancers: distributions, stickiness and movement, backup and drain."""
 
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
 from fastgate.upstream.balancer import BALANCERS, candidate_pools
-
-
-@dataclass(eq=False)
-class Pool:
-    label: str
-    weight: int = 1
-    backup: bool = False
-    drain: bool = False
-    ejected: bool = False
-    down: bool = False
-    active: int = 0
-    ewma_s: float = 0.001
+from tests.support.fake_pool import Pool
 
 
 def counts(balancer, n: int, keys=None) -> Counter:

@@ -8,19 +8,7 @@ from fastgate.config.schema import Upstream
 from fastgate.config.units import Duration
 from fastgate.upstream.group import UpstreamGroup
 from fastgate.upstream.retry import MIN_RETRY_CONCURRENCY, MIN_RETRY_TIME_S, NO_DEADLINE, RetryBudget
-
-
-@dataclass(eq=False)
-class Pool:
-    label: str
-    weight: int = 1
-    backup: bool = False
-    drain: bool = False
-    ejected: bool = False
-    down: bool = False
-    active: int = 0
-    ewma_s: float = 0.001
-    failures: int = 0
+from tests.support.fake_pool import Pool
 
 
 @dataclass
