@@ -17,7 +17,8 @@ States:
   pipelined requests: they are buffered, and reading pauses past a bound.
 - TUNNEL: after a 101, bytes flow both ways untouched.
 - LIMIT: the route's rate limits are being checked in Redis; new bytes are
-  buffered as in WAIT until the decision comes.
+  buffered as in WAIT until the decision comes (LIMIT and PREFIX are run by
+  transport/limit_gate.py, a part of this class kept in its own file).
 - PREFIX: a limit is keyed by a body field: the first body bytes (up to
   [ratelimit].body_read_limit) are collected, then the limits are checked
   and the collected bytes are forwarded unchanged.
@@ -35,24 +36,23 @@ import asyncio
 import time
 
 from fastgate.observe.errorlog import log
-from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_NONE, LIMIT_UNAVAILABLE
+from fastgate.observe.record import LIMIT_NONE
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
-from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.context import WorkerContext
+from fastgate.transport.limit_gate import LimitGate
+from fastgate.transport.states import (
+    AGGREGATE, BODY, BODY_TIMEOUT, CLOSED, CONNECT, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, LIMIT, PREFIX, SEND, TUNNEL,
+    TUNNEL_IDLE, WAIT,
+)
 from fastgate.upstream.retry import NO_DEADLINE
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
-from fastgate.wire.h1 import HEAD_END, HeadError, header_value, new_request_parser, parse_request_head
+from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
 
-HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
-# what the deadline is for
-_IDLE, _HEAD_TIMEOUT, _BODY_TIMEOUT, _CONNECT, _SEND, _TUNNEL_IDLE = range(6)
-
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PENDING_HIGH_BYTES = 256 * 1024
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(LimitGate, asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "client_ip", "proto_header", "state", "buffer", "deadline", "waiting",
         "reading_paused", "writing_paused",
@@ -77,7 +77,7 @@ class ClientConnection(asyncio.Protocol):
         self.buffer = b""
         """Received bytes not yet handled: a partial head, or pipelined requests."""
         self.deadline = 0.0
-        self.waiting = _IDLE
+        self.waiting = IDLE
         self.parser = new_request_parser()
         """Kept across requests without a body; replaced after any other (see parse_request_head)."""
         self.reading_paused = False
@@ -120,8 +120,8 @@ class ClientConnection(asyncio.Protocol):
         """Rate-limit headers for this request's response (from the limit decision)."""
         self.checking = False
         """True while a rate-limit check runs, so a synchronous decision is told from a later one."""
-        self.prefix: BodyPrefix | None = None
-        """The body bytes collected for a body-keyed limit (state PREFIX)."""
+        self.prefix = None
+        """The body bytes collected for a body-keyed limit (state PREFIX; transport/body_prefix.py BodyPrefix)."""
         self.corked_head = b""
         """A response head held back to go out in one write with the first body bytes."""
         # what the log phase reads (observe/observer.py, observe/record.py)
@@ -174,13 +174,13 @@ class ClientConnection(asyncio.Protocol):
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.pause_reading()
         self.deadline = self.ctx.clock.now + self.ctx.send_timeout_s
-        self.waiting = _SEND
+        self.waiting = SEND
 
     def resume_writing(self) -> None:
         self.writing_paused = False
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.resume_reading()
-        if self.waiting == _SEND:
+        if self.waiting == SEND:
             self.deadline = 0.0
 
     def data_received(self, data: bytes) -> None:
@@ -213,11 +213,11 @@ class ClientConnection(asyncio.Protocol):
 
     def on_deadline(self) -> None:
         waiting = self.waiting
-        if waiting == _HEAD_TIMEOUT:
+        if waiting == HEAD_TIMEOUT:
             self._refuse(408, "request head not received in time")
-        elif waiting == _BODY_TIMEOUT and not self.response_started:
+        elif waiting == BODY_TIMEOUT and not self.response_started:
             self._refuse(408, "request body not received in time")
-        elif waiting == _CONNECT:
+        elif waiting == CONNECT:
             if self.queued is not None:
                 self._fail_upstream(503, "upstream connection limit reached")
                 return
@@ -239,8 +239,8 @@ class ClientConnection(asyncio.Protocol):
             end = data.find(HEAD_END)
             if end < 0:
                 self.buffer = data
-                if self.waiting != _HEAD_TIMEOUT:
-                    self.waiting = _HEAD_TIMEOUT
+                if self.waiting != HEAD_TIMEOUT:
+                    self.waiting = HEAD_TIMEOUT
                     self.deadline = ctx.clock.now + ctx.header_timeout_s
                 if len(data) > ctx.max_line_bytes and data.find(b"\r\n") < 0:
                     self._refuse(414, "request line too long")
@@ -259,7 +259,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             data = self.buffer
             self.buffer = b""
-        self.waiting = _IDLE
+        self.waiting = IDLE
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
 
     def _request(self, raw: bytes, rest: bytes) -> None:
@@ -308,7 +308,7 @@ class ClientConnection(asyncio.Protocol):
         if route.aggregate is not None:
             self.state = AGGREGATE
             self.buffer = rest
-            self.waiting = _IDLE
+            self.waiting = IDLE
             self.deadline = 0.0  # the parts have their own timeouts
             self.aggregation = route.aggregate.start(
                 head, self.request_id, self.client_ip, self.proto_header, self.ctx.clock, self._aggregated)
@@ -352,88 +352,6 @@ class ClientConnection(asyncio.Protocol):
                 self._head_bytes(b"")
         except Exception:
             self.internal_error()
-
-    # -- rate limits -----------------------------------------------------------
-    def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
-        head = self.head
-        raw = head.raw
-        limits = self.route.limits
-        keys = limits.keys(
-            self.client_ip, lambda name: header_value(raw, name), head.query[1:], body_prefix,
-            header_value(raw, b"content-type") if body_prefix is not None else None)
-        if keys is None:
-            self.state = HEAD
-            self._dispatch(head, self.route, rest)
-            return
-        decision = limits.check_now(keys)
-        if decision is not None:  # the local store decides at once: no LIMIT state, no callback
-            self.state = HEAD
-            self._limit_applied(decision, rest)
-            return
-        self.state = LIMIT
-        self.buffer = rest
-        self.waiting = _IDLE
-        self.deadline = 0.0  # the limiter decides within its own deadline
-        self.checking = True
-        try:
-            limits.check(keys, self._limit_decided)
-        finally:
-            self.checking = False
-
-    def _limit_decided(self, decision) -> None:
-        """The limiter's answer for a check that may take a Redis round trip."""
-        if self.state != LIMIT:
-            return  # the connection closed while Redis was asked
-        later = not self.checking
-        rest = self.buffer
-        self.buffer = b""
-        self.state = HEAD
-        self._limit_applied(decision, rest)
-        if later:
-            self._resume_reading()
-            if self.state == HEAD:
-                self._head_bytes(b"")
-
-    def _limit_applied(self, decision, rest: bytes) -> None:
-        """Go on with an admitted request, or answer 429 (503 when the limiter is unavailable)."""
-        if decision.allowed:
-            self.limit_outcome = LIMIT_ALLOWED
-            self.limit_headers = decision.headers
-            self._dispatch(self.head, self.route, rest)
-            return
-        status = decision.status
-        self.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
-        self._answer_locally(status, error_response(
-            status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
-            self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
-            decision.headers, self.head.method == b"HEAD"), rest)
-
-    def _collect_prefix(self, head, route, rest: bytes) -> None:
-        self.state = PREFIX
-        self.prefix = BodyPrefix(head, route.limits.body_read_limit, route.max_body_bytes)
-        if head.expect_continue and not rest:
-            self.sent_continue = True
-            head.expect_continue = False
-            self.transport.write(_CONTINUE)
-        self.waiting = _BODY_TIMEOUT
-        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
-        if rest:
-            self._prefix_bytes(rest)
-
-    def _prefix_bytes(self, data: bytes) -> None:
-        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
-        try:
-            complete = self.prefix.feed(data)
-        except BodyTooLarge:
-            self._refuse(413, "request body too large")
-            return
-        except FramingError as exc:
-            self._refuse(400, f"malformed request body: {exc}")
-            return
-        if complete:
-            prefix = self.prefix
-            self.prefix = None
-            self._check_limits(prefix.payload(), prefix.raw())
 
     def _forward(self, head, route, rest: bytes) -> None:
         ctx = self.ctx
@@ -485,9 +403,9 @@ class ClientConnection(asyncio.Protocol):
         if self.state == BODY:
             if head.expect_continue and not rest:
                 self.sent_continue = True
-                self.transport.write(_CONTINUE)
+                self.transport.write(CONTINUE)
             if self.upstream is not None:
-                self.waiting = _BODY_TIMEOUT
+                self.waiting = BODY_TIMEOUT
                 self.deadline = ctx.clock.now + ctx.body_timeout_s
             if rest:
                 self._body_bytes(rest)
@@ -495,8 +413,8 @@ class ClientConnection(asyncio.Protocol):
             self.buffer = rest
 
     def _body_bytes(self, data: bytes) -> None:
-        if self.waiting != _CONNECT:
-            self.waiting = _BODY_TIMEOUT
+        if self.waiting != CONNECT:
+            self.waiting = BODY_TIMEOUT
             self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
         framer = self.body_framer
         if framer is not None:
@@ -521,7 +439,7 @@ class ClientConnection(asyncio.Protocol):
         self._send_upstream(data[:end] if end < len(data) else data)
         self.body_framer = None
         self.state = WAIT
-        if self.waiting == _BODY_TIMEOUT:
+        if self.waiting == BODY_TIMEOUT:
             self.deadline = 0.0
         timeouts = self.route.timeouts
         if timeouts.total_s:
@@ -540,7 +458,7 @@ class ClientConnection(asyncio.Protocol):
     def _open_connection(self, pool) -> None:
         """Connect to ``pool``'s server, within the connect timeout and what is left of the total one;
         at the group's max_connections, wait for a connection as long (or answer 503 at once)."""
-        self.waiting = _CONNECT
+        self.waiting = CONNECT
         deadline = self.ctx.clock.now + self.route.timeouts.connect_s
         total = self.total_deadline
         self.deadline = total if total and total < deadline else deadline
@@ -625,10 +543,10 @@ class ClientConnection(asyncio.Protocol):
         self.pending = []
         self.pending_bytes = 0
         if self.state == BODY:
-            self.waiting = _BODY_TIMEOUT
+            self.waiting = BODY_TIMEOUT
             self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
         else:
-            self.waiting = _IDLE
+            self.waiting = IDLE
             self.deadline = 0.0
         self._resume_reading()
 
@@ -647,7 +565,7 @@ class ClientConnection(asyncio.Protocol):
         self.status = 101
         self.upstream_label = self.pool.label if self.pool is not None else ""
         self.state = TUNNEL
-        self.waiting = _TUNNEL_IDLE
+        self.waiting = TUNNEL_IDLE
         self.deadline = self.ctx.clock.now + self.upstream.read_timeout_s
         self.transport.write(client_response_head(head, self.route, self.request_id, False, False, False))
         if self.buffer:
@@ -781,7 +699,7 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.state = HEAD
-        self.waiting = _IDLE
+        self.waiting = IDLE
         self.deadline = self.ctx.clock.now + self.ctx.keepalive_timeout_s
         self._resume_reading()
         if self.buffer:
@@ -860,7 +778,7 @@ class ClientConnection(asyncio.Protocol):
         self.tried = tried
         other.active += 1
         self.pool = other
-        self.waiting = _IDLE
+        self.waiting = IDLE
         self.deadline = 0.0
         self.retry_timer = self.ctx.clock.loop.call_later(retry.backoff(self.attempt, left_s), self._send_again)
         return True
