@@ -8,7 +8,7 @@ import time
 
 import msgspec
 
-from fastgate.observe.trace import SPAN_ID as _SPAN, TRACE_ID as _TRACE
+from fastgate.observe.trace import SPAN_ID, TRACE_ID
 
 LIMIT_NONE, LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE = "", "allowed", "limited", "unavailable"
 """Rate-limit outcomes: no limit on the route, admitted, answered 429, limiter unavailable (deny policy)."""
@@ -82,8 +82,8 @@ def make_record(conn, status: int, total_s: float) -> RequestRecord:
     return RequestRecord(
         time.time() - total_s,
         conn.request_id.decode("latin-1"),
-        traceparent[_TRACE].decode(),
-        traceparent[_SPAN].decode(),
+        traceparent[TRACE_ID].decode(),
+        traceparent[SPAN_ID].decode(),
         conn.client_ip.decode("latin-1"),
         method,
         path,

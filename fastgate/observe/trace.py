@@ -27,9 +27,10 @@ _SHAPE = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-[^\r
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 _HEADER_PREFIX = b"\r\ntraceparent: 00-"
-TRACE_ID = _TRACE = slice(len(_HEADER_PREFIX), len(_HEADER_PREFIX) + 32)
-SPAN_ID = _SPAN = slice(_TRACE.stop + 1, _TRACE.stop + 17)
-_FLAGS_LAST_DIGIT = _SPAN.stop + 2
+TRACE_ID = slice(len(_HEADER_PREFIX), len(_HEADER_PREFIX) + 32)
+SPAN_ID = slice(TRACE_ID.stop + 1, TRACE_ID.stop + 17)
+"""Where the ids are in a header made by ``Tracer.start``."""
+_FLAGS_LAST_DIGIT = SPAN_ID.stop + 2
 _SAMPLED_LAST_DIGITS = frozenset(b"13579bdf")
 _LOW_64 = (1 << 64) - 1
 
@@ -77,12 +78,12 @@ class Tracer:
 
 def trace_id_of(header: bytes) -> bytes:
     """The trace id in a header made by ``Tracer.start`` (b"" for b"")."""
-    return header[_TRACE]
+    return header[TRACE_ID]
 
 
 def span_id_of(header: bytes) -> bytes:
     """The gateway's span id in a header made by ``Tracer.start``."""
-    return header[_SPAN]
+    return header[SPAN_ID]
 
 
 def is_sampled(header: bytes) -> bool:
