@@ -68,8 +68,9 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     sinks = build_sinks(loaded, loop)
-    metrics = _metrics(loaded, sinks, region, seat)
-    observer = RequestObserver(metrics, sinks, build_span_exporter(loaded, loop))
+    spans = build_span_exporter(loaded, loop)
+    metrics = _metrics(loaded, sinks, spans, region, seat)
+    observer = RequestObserver(metrics, sinks, spans)
     ctx = WorkerContext(loaded, clock, observer)
     clock.on_tick.append(lambda: metrics.publish(len(ctx.connections)))
     if observer.outputs:
@@ -136,11 +137,11 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     return code
 
 
-def _metrics(loaded: LoadedConfig, sinks: list, region: MetricsRegion, seat: int):
+def _metrics(loaded: LoadedConfig, sinks: list, spans, region: MetricsRegion, seat: int):
     """This worker's metrics, counting in its shared seat; a no-op stand-in when they are off."""
     if not loaded.config.admin.metrics:
         return NO_METRICS
-    metrics = WorkerMetrics(loaded, tuple(sinks))
+    metrics = WorkerMetrics(loaded, tuple(sinks), spans)
     if seat:
         try:
             metrics.bind(region.publish_layout(seat, metrics.layout))

@@ -20,7 +20,9 @@ from bisect import bisect_left
 
 from fastgate.config.load import LoadedConfig
 from fastgate.routing.route import route_name
+from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
+from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
@@ -47,19 +49,36 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
     "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
-    "fastgate_ratelimit_redis_round_trip_seconds_total": (
-        COUNTER, "Seconds spent in answered Redis round trips (over round trips: the mean latency)."),
+    "fastgate_ratelimit_redis_round_trip_seconds": (HISTOGRAM, "Time of answered Redis round trips."),
     "fastgate_ratelimit_redis_failures_total": (COUNTER, "Redis round trips that failed or passed their deadline."),
+    "fastgate_ratelimit_redis_timeouts_total": (COUNTER, "Checks whose Redis deadline passed before the answer."),
+    "fastgate_ratelimit_redis_script_loads_total": (COUNTER, "Times the limit script was loaded into Redis again."),
     "fastgate_ratelimit_fallback_total": (COUNTER, "Checks decided by the failure policy while Redis was unusable."),
     "fastgate_ratelimit_breaker_open": (GAUGE, "Workers whose Redis circuit breaker is open or half-open."),
     "fastgate_ratelimit_breaker_transitions_total": (COUNTER, "Redis circuit breaker state changes."),
+    "fastgate_ratelimit_local_evictions_total": (COUNTER, "Live keys dropped from the full local limit table."),
+    "fastgate_ratelimit_local_lock_takeovers_total": (
+        COUNTER, "Times the local limit table's lock was taken over from a process that died holding it."),
+    "fastgate_ratelimit_local_lock_timeouts_total": (
+        COUNTER, "Checks admitted because a live process held the local limit table's lock too long."),
     "fastgate_log_records_dropped_total": (COUNTER, "Access-log or event records dropped (sink slow, full or down)."),
+    "fastgate_events_published_total": (COUNTER, "Request events sent to the events sink (NATS or a Redis stream)."),
+    "fastgate_tracing_spans_exported_total": (COUNTER, "Spans sent to the OTLP endpoint."),
+    "fastgate_tracing_spans_dropped_total": (COUNTER, "Spans dropped (queue full, export failed or timed out)."),
     "fastgate_worker_restarts_total": (COUNTER, "Workers respawned after they exited unexpectedly."),
     "fastgate_reloads_total": (COUNTER, "Configuration reloads, by result."),
 }
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds of the request and upstream duration histograms."""
+_BUCKETS_OF = {"fastgate_ratelimit_redis_round_trip_seconds": ROUND_TRIP_BUCKETS_S}
+"""Histograms whose bounds are not LATENCY_BUCKETS_S."""
 SUM = -1
+
+
+def buckets_of(family: str) -> tuple[float, ...]:
+    """The upper bounds of a histogram family's buckets (+Inf follows them)."""
+    return _BUCKETS_OF.get(family, LATENCY_BUCKETS_S)
 
 METHOD_CLASSES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -89,12 +108,18 @@ _SERVER_FAMILIES = (
     "fastgate_upstream_idle_connections", "fastgate_upstream_active_requests", "fastgate_upstream_ejected",
     "fastgate_upstream_health_down",
 )
-_LIMITER_FAMILIES = (
-    "fastgate_ratelimit_redis_round_trips_total", "fastgate_ratelimit_redis_round_trip_seconds_total",
-    "fastgate_ratelimit_redis_failures_total",
-    "fastgate_ratelimit_fallback_total", "fastgate_ratelimit_breaker_open",
-    "fastgate_ratelimit_breaker_transitions_total",
+_LIMITER_COUNTERS = (
+    ("fastgate_ratelimit_redis_round_trips_total", "redis_round_trips"),
+    ("fastgate_ratelimit_redis_failures_total", "redis_failures"),
+    ("fastgate_ratelimit_redis_timeouts_total", "redis_timeouts"),
+    ("fastgate_ratelimit_redis_script_loads_total", "script_loads"),
+    ("fastgate_ratelimit_fallback_total", "fallbacks"),
+    ("fastgate_ratelimit_breaker_transitions_total", "breaker_transitions"),
+    ("fastgate_ratelimit_local_evictions_total", "local_evictions"),
+    ("fastgate_ratelimit_local_lock_takeovers_total", "local_lock_takeovers"),
+    ("fastgate_ratelimit_local_lock_timeouts_total", "local_lock_timeouts"),
 )
+"""Series copied on each tick from the limiter's RateLimitStats attribute of the same line."""
 
 UNMATCHED_ROUTE = "(none)"
 """The route label of requests that matched no route (or were refused before routing)."""
@@ -117,7 +142,7 @@ class _LayoutBuilder:
     def add(self, family: str, labels: str) -> int:
         index = len(self.layout)
         if FAMILIES[family][0] == HISTOGRAM:
-            self.layout.extend((family, labels, part) for part in range(len(LATENCY_BUCKETS_S) + 1))
+            self.layout.extend((family, labels, part) for part in range(len(buckets_of(family)) + 1))
             self.layout.append((family, labels, SUM))
         else:
             self.layout.append((family, labels, 0))
@@ -152,9 +177,10 @@ class WorkerMetrics:
     """
 
     __slots__ = ("layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
-                 "accepted", "active", "limiter_base", "dropped", "pools", "limiter", "sinks")
+                 "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
+                 "spans_exported", "pools", "limiter", "sinks", "spans")
 
-    def __init__(self, loaded: LoadedConfig, sinks: tuple = ()) -> None:
+    def __init__(self, loaded: LoadedConfig, sinks: tuple = (), spans=None) -> None:
         b = _LayoutBuilder()
         for i, route in enumerate(loaded.config.routes):
             b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
@@ -174,14 +200,22 @@ class WorkerMetrics:
         self.accepted = b.add("fastgate_connections_accepted_total", label(protocol="http1"))
         self.active = b.add("fastgate_connections_active", label(protocol="http1"))
         self.limiter_base = len(b.layout)
-        for family in _LIMITER_FAMILIES:
+        for family, _ in _LIMITER_COUNTERS:
             b.add(family, "")
+        self.round_trips = b.add("fastgate_ratelimit_redis_round_trip_seconds", "")
+        self.breaker_open = b.add("fastgate_ratelimit_breaker_open", "")
         self.dropped = b.add("fastgate_log_records_dropped_total", "")
+        self.published = b.add("fastgate_events_published_total", "")
+        self.spans_exported = b.add("fastgate_tracing_spans_exported_total", "")
+        b.add("fastgate_tracing_spans_dropped_total", "")  # follows spans_exported
         self.layout = b.layout
-        self.values = [0.0] * len(self.layout)
+        self.values: list = [0] * len(self.layout)
+        """Counts are ints (int + int is Python's cheapest add); sums of seconds become floats."""
         self.seat: memoryview | None = None
         self.limiter = loaded.limiter
         self.sinks = sinks
+        self.spans = spans
+        """The OTLP span exporter (observe/otlp.py), or None."""
 
     def bind(self, seat: memoryview) -> None:
         """Publish into ``seat`` (float64s, one per series) from now on."""
@@ -194,8 +228,8 @@ class WorkerMetrics:
         route = conn.route
         base = route.index * _ROUTE_BLOCK if route is not None else self.unmatched_base
         head = conn.head
-        method = _METHOD_SLOT.get(head.method, _OTHER_METHOD_SLOT) if head is not None else _OTHER_METHOD_SLOT
-        v[base + method + _STATUS_SLOT[status // 100]] += 1
+        v[base + (_METHOD_SLOT.get(head.method, _OTHER_METHOD_SLOT) if head is not None else _OTHER_METHOD_SLOT)
+          + _STATUS_SLOT[status // 100]] += 1
         duration = base + _R_DURATION
         v[duration + bisect_left(LATENCY_BUCKETS_S, total_s)] += 1
         v[duration + _SUM_PART] += total_s
@@ -214,9 +248,6 @@ class WorkerMetrics:
 
     def count_accepted(self) -> None:
         self.values[self.accepted] += 1
-
-    def count_connection(self, pool, reused: bool) -> None:
-        self.values[self.pool_bases[pool] + (_S_REUSED if reused else _S_OPENED)] += 1
 
     def count_upstream_error(self, pool, status: int, connecting: bool) -> None:
         """A failed exchange or connect: a timeout (504), else a connect error or a broken exchange."""
@@ -245,19 +276,23 @@ class WorkerMetrics:
             v[base + _HISTOGRAM_PARTS + 2] = len(group.limit.waiting)
         for pool in self.pools:
             base = self.pool_bases[pool]
+            v[base + _S_OPENED] = pool.opened
+            v[base + _S_REUSED] = pool.reused
             v[base + _S_IDLE] = len(pool.idle)
             v[base + _S_ACTIVE] = pool.active
             v[base + _S_EJECTED] = 1.0 if pool.ejected else 0.0
             v[base + _S_DOWN] = 1.0 if pool.down else 0.0
         stats = self.limiter.stats
-        base = self.limiter_base
-        v[base] = stats.redis_round_trips
-        v[base + 1] = stats.redis_round_trip_seconds
-        v[base + 2] = stats.redis_failures
-        v[base + 3] = stats.fallback_local + stats.fallback_allowed + stats.unavailable
-        v[base + 4] = 0.0 if stats.breaker_state == "closed" else 1.0
-        v[base + 5] = stats.breaker_transitions
+        for i, (_, attribute) in enumerate(_LIMITER_COUNTERS, self.limiter_base):
+            v[i] = getattr(stats, attribute)
+        v[self.round_trips:self.round_trips + len(stats.redis_round_trip_buckets)] = stats.redis_round_trip_buckets
+        v[self.round_trips + len(ROUND_TRIP_BUCKETS_S) + 1] = stats.redis_round_trip_seconds
+        v[self.breaker_open] = 0 if stats.breaker_state == "closed" else 1
         v[self.dropped] = sum(sink.dropped for sink in self.sinks)
+        v[self.published] = sum(sink.sent for sink in self.sinks if isinstance(sink, EventSink))
+        if self.spans is not None:
+            v[self.spans_exported] = self.spans.exported_spans
+            v[self.spans_exported + 1] = self.spans.dropped_spans
 
 
 class _NoMetrics:
@@ -267,9 +302,6 @@ class _NoMetrics:
         pass
 
     def count_accepted(self) -> None:
-        pass
-
-    def count_connection(self, pool, reused: bool) -> None:
         pass
 
     def count_upstream_error(self, pool, status: int, connecting: bool) -> None:

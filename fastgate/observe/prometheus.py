@@ -1,9 +1,11 @@
 """The Prometheus text exposition format (version 0.0.4) of summed series."""
 
-from fastgate.observe.metrics import FAMILIES, HISTOGRAM, LATENCY_BUCKETS_S, SUM
+from fastgate.observe.metrics import FAMILIES, HISTOGRAM, LATENCY_BUCKETS_S, SUM, buckets_of
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-_LE = [repr(bound) for bound in LATENCY_BUCKETS_S] + ["+Inf"]
+_LE = {family: [repr(bound) for bound in buckets_of(family)] + ["+Inf"]
+       for family, (kind, _) in FAMILIES.items() if kind == HISTOGRAM}
+"""The ``le`` label values of each histogram family."""
 
 
 def render(totals: dict) -> bytes:
@@ -31,7 +33,7 @@ def render(totals: dict) -> bytes:
 def _histogram(lines: list[str], family: str, labels: str, parts: dict[int, float]) -> None:
     bucket = f'{family}_bucket{{{labels},le="' if labels else f'{family}_bucket{{le="'
     cumulative = 0
-    for part, le in enumerate(_LE):
+    for part, le in enumerate(_LE[family]):
         cumulative += int(parts.get(part, 0))
         lines.append(f'{bucket}{le}"}} {cumulative}')
     braces = f"{{{labels}}}" if labels else ""
@@ -44,9 +46,10 @@ def _number(value: float) -> str:
 
 
 def quantiles(parts: dict[int, float], qs: tuple[float, ...]) -> list[float]:
-    """Estimates of the quantiles ``qs`` (ascending) from histogram parts, interpolated within
-    their bucket as PromQL's histogram_quantile does; 0.0 when there is no observation."""
-    counts = [parts.get(i, 0.0) for i in range(len(_LE))]
+    """Estimates of the quantiles ``qs`` (ascending) from the parts of a LATENCY_BUCKETS_S
+    histogram, interpolated within their bucket as PromQL's histogram_quantile does; 0.0 when
+    there is no observation."""
+    counts = [parts.get(i, 0.0) for i in range(len(LATENCY_BUCKETS_S) + 1)]
     total = sum(counts)
     if not total:
         return [0.0] * len(qs)

@@ -14,17 +14,15 @@ LIMIT_NONE, LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE = "", "allowed", "li
 """Rate-limit outcomes: no limit on the route, admitted, answered 429, limiter unavailable (deny policy)."""
 
 
-class RequestRecord(msgspec.Struct):
+class RequestRecord(msgspec.Struct, gc=False, omit_defaults=True):
     """One request, as logged and published. Field names are the access log's JSON keys;
-    ``make_record`` passes them by position (cheaper), in this order."""
+    ``make_record`` passes them by position (cheaper), in this order. Fields that can be
+    empty come last and are left out of the JSON while empty (shorter lines, cheaper to
+    write). Records hold only strings and numbers, so the garbage collector need not track them."""
 
     time: float
     """When the request head arrived: Unix time in seconds."""
     request_id: str
-    trace_id: str
-    """The W3C trace id (32 hex digits), or "" when tracing is off."""
-    span_id: str
-    """The gateway's span id (16 hex digits), sent upstream as the parent in traceparent; or ""."""
     client_ip: str
     method: str
     path: str
@@ -37,18 +35,22 @@ class RequestRecord(msgspec.Struct):
     """Bytes received from the client for this request: head and body."""
     bytes_out: int
     """Bytes sent to the client for this request: head and body."""
-    route: str
-    """The route's name, or "" when no route matched."""
-    upstream: str
-    """The server (host:port) that answered, or ""."""
     upstream_time: float
     """Seconds from sending the request upstream to its response head; 0.0 when not forwarded."""
     total_time: float
     """Seconds from the request head to the end of the response."""
-    ratelimit: str
-    """One of "", "allowed", "limited", "unavailable"."""
-    user_agent: str
-    referer: str
+    route: str = ""
+    """The route's name, or "" when no route matched."""
+    upstream: str = ""
+    """The server (host:port) that answered, or ""."""
+    ratelimit: str = ""
+    """One of "" (no limit on the route), "allowed", "limited", "unavailable"."""
+    trace_id: str = ""
+    """The W3C trace id (32 hex digits), or "" when tracing is off."""
+    span_id: str = ""
+    """The gateway's span id (16 hex digits), sent upstream as the parent in traceparent; or ""."""
+    user_agent: str = ""
+    referer: str = ""
 
 
 def _field(raw: bytes, lowered: bytes, marker: bytes) -> str:
@@ -72,30 +74,35 @@ def make_record(conn, status: int, total_s: float) -> RequestRecord:
         protocol = "HTTP/1.1"
     else:
         raw = head.raw
-        lowered = raw.lower()
+        lowered = head.lowered
         method = head.method.decode("latin-1")
         path = head.target.decode("latin-1")
         protocol = "HTTP/1.0" if head.http_1_0 else "HTTP/1.1"
         user_agent = _field(raw, lowered, b"\r\nuser-agent:")
         referer = _field(raw, lowered, b"\r\nreferer:")
     traceparent = conn.traceparent
+    if traceparent:
+        trace_id = traceparent[TRACE_ID].decode()
+        span_id = traceparent[SPAN_ID].decode()
+    else:
+        trace_id = span_id = ""
     return RequestRecord(
         time.time() - total_s,
         conn.request_id.decode("latin-1"),
-        traceparent[TRACE_ID].decode(),
-        traceparent[SPAN_ID].decode(),
-        conn.client_ip.decode("latin-1"),
+        conn.client_text,
         method,
         path,
         protocol,
         status,
         conn.bytes_in,
         conn.bytes_out,
-        route.name if route is not None else "",
-        conn.upstream_label,
         conn.upstream_s,
         total_s,
+        route.name if route is not None else "",
+        conn.upstream_label,
         conn.limit_outcome,
+        trace_id,
+        span_id,
         user_agent,
         referer,
     )

@@ -214,7 +214,7 @@ class RedisStore:
             stats.redis_round_trips += 1
             started = time.monotonic()
             results = await self._link.eval_groups([groups[g] for g in todo])
-            stats.redis_round_trip_seconds += time.monotonic() - started
+            stats.count_round_trip(time.monotonic() - started)
             noscript = [g for g, result in zip(todo, results) if isinstance(result, ReplyError) and result.noscript]
             for g, result in zip(todo, results):
                 replies[g] = result

@@ -1,7 +1,12 @@
 """Counters of one worker's rate limiter, as plain attributes (the metrics exporter reads them)."""
 
+from bisect import bisect_left
+
 from fastgate.ratelimit.decision import Decision
 from fastgate.ratelimit.shared_table import SharedTable
+
+ROUND_TRIP_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+"""Upper bounds of the Redis round-trip histogram; the last bucket (past them) is +Inf."""
 
 
 class RateLimitStats:
@@ -22,7 +27,9 @@ class RateLimitStats:
         self.redis_round_trips = 0
         """Script calls (pipelines count once) sent to Redis; redis_checks / redis_round_trips is the batching factor."""
         self.redis_round_trip_seconds = 0.0
-        """Time spent waiting for answered round trips; over redis_round_trips, the mean latency."""
+        """Time spent waiting for answered round trips."""
+        self.redis_round_trip_buckets = [0] * (len(ROUND_TRIP_BUCKETS_S) + 1)
+        """Answered round trips by duration (ROUND_TRIP_BUCKETS_S, then +Inf); not cumulated."""
         self.redis_failures = 0
         """Round trips that failed (error or deadline)."""
         self.redis_timeouts = 0
@@ -44,6 +51,16 @@ class RateLimitStats:
             self.limited += 1
         else:
             self.unavailable += 1
+
+    def count_round_trip(self, seconds: float) -> None:
+        """One answered round trip to Redis, which took ``seconds``."""
+        self.redis_round_trip_seconds += seconds
+        self.redis_round_trip_buckets[bisect_left(ROUND_TRIP_BUCKETS_S, seconds)] += 1
+
+    @property
+    def fallbacks(self) -> int:
+        """Checks decided by the failure policy (local store, allow or deny) while Redis was unusable."""
+        return self.fallback_local + self.fallback_allowed + self.unavailable
 
     @property
     def allowed(self) -> int:

@@ -13,8 +13,7 @@ class WorkerContext:
     __slots__ = (
         "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "tracer",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "tracer",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:

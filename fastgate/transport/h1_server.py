@@ -54,7 +54,7 @@ _PENDING_HIGH_BYTES = 256 * 1024
 
 class ClientConnection(LimitGate, asyncio.Protocol):
     __slots__ = (
-        "ctx", "transport", "client_ip", "proto_header", "state", "buffer", "deadline", "waiting",
+        "ctx", "transport", "client_ip", "client_text", "proto_header", "state", "buffer", "deadline", "waiting",
         "reading_paused", "writing_paused",
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
@@ -72,7 +72,10 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         """``\\r\\nX-Forwarded-Proto: http`` (or https), pre-encoded by the listener."""
         # per connection
         self.transport: asyncio.Transport | None = None
+        self.client_text = ""
+        """The peer's address as text (the access log's client_ip)."""
         self.client_ip = b""
+        """The same, as bytes (X-Forwarded-For, limit and hash keys)."""
         self.state = HEAD
         self.buffer = b""
         """Received bytes not yet handled: a partial head, or pipelined requests."""
@@ -145,7 +148,8 @@ class ClientConnection(LimitGate, asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0].encode() if peer else b"unix"
+        self.client_text = peer[0] if peer else "unix"
+        self.client_ip = self.client_text.encode()
         ctx = self.ctx
         ctx.connections.add(self)
         ctx.clock.watched.add(self)
@@ -204,7 +208,7 @@ class ClientConnection(LimitGate, asyncio.Protocol):
 
     def internal_error(self) -> None:
         """A bug met while serving this connection: log it, answer 500 if still possible, close."""
-        log.exception("internal error serving %s", self.client_ip.decode("latin-1"))
+        log.exception("internal error serving %s", self.client_text)
         try:
             self._refuse(500, "internal error")
         except Exception:
@@ -391,7 +395,6 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         self.total_deadline = ctx.clock.now + total_s if total_s and self.state == WAIT else 0.0
         upstream = pool.acquire()
         if upstream is not None:
-            ctx.metrics.count_connection(pool, True)
             self._start_exchange(upstream)
             upstream.transport.write(request_head)
             if self.state == WAIT:
@@ -470,7 +473,6 @@ class ClientConnection(LimitGate, asyncio.Protocol):
             else:
                 self._fail_upstream(503, "upstream connection limit reached")
             return
-        self.ctx.metrics.count_connection(pool, False)
         self.connecting = pool.connect(self._connected)
 
     # -- called by the group's ConnectionLimit while this request waits in it ------
@@ -486,7 +488,6 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         """A connection to our server was released clean: the request goes on it."""
         self.queued = None
         try:
-            self.ctx.metrics.count_connection(self.pool, True)
             self._attach(upstream)
         except Exception:
             self.internal_error()
@@ -791,7 +792,6 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         if upstream is None:
             self._connect(self.upstream_head)
             return
-        self.ctx.metrics.count_connection(self.pool, True)
         self._start_exchange(upstream)
         upstream.transport.write(self.upstream_head)
 

@@ -20,7 +20,7 @@ class ServerPool:
     """
 
     __slots__ = ("group", "host", "port", "label", "host_header", "loop", "clock", "idle", "weight", "backup", "drain",
-                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline", "down")
+                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline", "down", "opened", "reused")
 
     def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
         self.group = group
@@ -51,6 +51,11 @@ class ServerPool:
         # active health (health/view.py)
         self.down = False
         """The health checker found the server down."""
+        # counts, read by the worker's metrics on the clock tick (observe/metrics.py)
+        self.opened = 0
+        """Connections started to this server."""
+        self.reused = 0
+        """Requests given a kept-alive connection."""
 
     def acquire(self) -> UpstreamConnection | None:
         """An idle connection that is still open, or None."""
@@ -59,6 +64,7 @@ class ServerPool:
             conn = idle.pop()
             if conn.usable():
                 conn.deadline = 0.0
+                self.reused += 1
                 return conn
         return None
 
@@ -69,6 +75,7 @@ class ServerPool:
         the connect fails); the caller checks that there is one.
         """
         conn = UpstreamConnection(self)
+        self.opened += 1
         self.group.limit.opened()
         future = asyncio.ensure_future(self.loop.create_connection(lambda: conn, self.host, self.port))
         future.add_done_callback(conn.connect_done)
@@ -80,6 +87,7 @@ class ServerPool:
         if not conn.usable() or (group.max_requests_per_conn and conn.requests >= group.max_requests_per_conn):
             conn.close()
         elif group.limit.waiting:
+            self.reused += 1
             group.limit.hand_over(self, conn)
         elif len(self.idle) < group.max_idle:
             conn.deadline = self.clock.now + group.idle_timeout_s

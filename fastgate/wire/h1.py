@@ -70,13 +70,15 @@ class RequestHead:
     """What the proxy needs to know of one request head."""
 
     __slots__ = (
-        "raw", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
+        "raw", "lowered", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
         "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
         self.raw = raw
+        self.lowered = raw
+        """``raw`` in lower case, once the head's fields are read (the access log looks in it)."""
         self.line_end = line_end
         self.method = b""
         self.target = b""
@@ -207,7 +209,8 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
     drops = head.drops
     connection_tokens: list[bytes] = []
     upgrade_value = b""
-    for m in _REQUEST_FIELDS.finditer(raw.lower()):
+    head.lowered = lowered = raw.lower()
+    for m in _REQUEST_FIELDS.finditer(lowered):
         name = m.group(1)
         if name == b"host":
             if head.host_span is not None:

@@ -7,44 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import admin_get, scrape, settled, value
 from tests.support.ports import refused_port
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
-
-
-def _admin(gw, path: str, **kwargs) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{gw.admin_port}{path}", timeout=10, **kwargs)
-
-
-def _samples(gw) -> dict:
-    """{(sample name, frozenset of labels): value} from /metrics, parsed by the Prometheus client library."""
-    response = _admin(gw, "/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def _settled(gw) -> dict:
-    """/metrics once two scrapes a tick apart agree: workers publish their counts on every clock tick."""
-    scrapes = [_samples(gw)]
-
-    def agree() -> bool:
-        time.sleep(0.6)  # the test gateways' clock ticks every 0.5 s
-        scrapes.append(_samples(gw))
-        return scrapes[-1] == scrapes[-2]
-
-    wait_until(agree, "the published numbers settle")
-    return scrapes[-1]
-
-
-def _value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def _fresh_connections(gw, path: str, count: int) -> list[int]:
@@ -63,10 +30,10 @@ def _config(upstream) -> dict:
 
 def test_health_and_readiness(gateways):
     gw = gateways.start({}, workers=2)
-    assert _admin(gw, "/healthz").json() == {"status": "alive"}
-    ready = _admin(gw, "/readyz")
+    assert admin_get(gw, "/healthz").json() == {"status": "alive"}
+    ready = admin_get(gw, "/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
-    assert _admin(gw, "/nope").status_code == 404
+    assert admin_get(gw, "/nope").status_code == 404
     assert httpx.post(f"http://127.0.0.1:{gw.admin_port}/metrics").status_code == 405
 
 
@@ -76,68 +43,68 @@ def test_readyz_turns_503_while_draining(gateways, upstream):
         slow = pool.submit(httpx.get, gw.url("/api/slow?delay=2"), timeout=10)
         upstream.wait_request("/api/slow")
         gw.signal(signal.SIGQUIT)
-        wait_until(lambda: _admin(gw, "/readyz").status_code == 503, "readyz says draining")
-        assert _admin(gw, "/readyz").json() == {"status": "draining"}
+        wait_until(lambda: admin_get(gw, "/readyz").status_code == 503, "readyz says draining")
+        assert admin_get(gw, "/readyz").json() == {"status": "draining"}
         assert slow.result().status_code == 200  # the request in flight still finished
     assert gw.wait_exit() == 0
 
 
 def test_metrics_count_every_request_across_workers(gateways, upstream):
     gw = gateways.start(_config(upstream), workers=2)
-    before = _samples(gw)
+    before = scrape(gw)
     assert _fresh_connections(gw, "/api/x", 40) == [200] * 40
     assert _fresh_connections(gw, "/hello", 10) == [200] * 10
     assert _fresh_connections(gw, "/missing", 5) == [404] * 5
     assert _fresh_connections(gw, "/dead/x", 3) == [502] * 3
-    samples = _settled(gw)
-    served_by = {worker["pid"] for worker in _admin(gw, "/status").json()["workers"] if worker["requests"]}
+    samples = settled(gw)
+    served_by = {worker["pid"] for worker in admin_get(gw, "/status").json()["workers"] if worker["requests"]}
     assert len(served_by) == 2, "both workers served requests, so the numbers below are sums"
     requests = "fastgate_requests_total"
-    assert _value(samples, requests, route="api", method="GET", status="2xx") == 40
-    assert _value(samples, requests, route="hello", method="GET", status="2xx") == 10
-    assert _value(samples, requests, route="(none)", method="GET", status="4xx") == 5
-    assert _value(samples, requests, route="dead", method="GET", status="5xx") == 3
-    assert _value(samples, "fastgate_request_duration_seconds_count", route="api") == 40
-    assert _value(samples, "fastgate_request_duration_seconds_bucket", route="api", le="+Inf") == 40
-    assert _value(samples, "fastgate_request_duration_seconds_sum", route="api") > 0
-    assert _value(samples, "fastgate_upstream_responses_total", upstream="up", server=upstream.address,
+    assert value(samples, requests, route="api", method="GET", status="2xx") == 40
+    assert value(samples, requests, route="hello", method="GET", status="2xx") == 10
+    assert value(samples, requests, route="(none)", method="GET", status="4xx") == 5
+    assert value(samples, requests, route="dead", method="GET", status="5xx") == 3
+    assert value(samples, "fastgate_request_duration_seconds_count", route="api") == 40
+    assert value(samples, "fastgate_request_duration_seconds_bucket", route="api", le="+Inf") == 40
+    assert value(samples, "fastgate_request_duration_seconds_sum", route="api") > 0
+    assert value(samples, "fastgate_upstream_responses_total", upstream="up", server=upstream.address,
                   status="2xx") == 40
-    assert _value(samples, "fastgate_upstream_duration_seconds_count", upstream="up") == 40
+    assert value(samples, "fastgate_upstream_duration_seconds_count", upstream="up") == 40
     dead = [key for key in samples if key[0] == "fastgate_upstream_connect_errors_total"
             and ("upstream", "dead") in key[1]]
     assert [samples[key] for key in dead] == [3]
-    accepted = _value(samples, "fastgate_connections_accepted_total", protocol="http1")
-    assert accepted - _value(before, "fastgate_connections_accepted_total", protocol="http1") >= 58
-    assert _value(samples, "fastgate_request_bytes_total", route="hello") >= 10 * len("GET /hello HTTP/1.1\r\n\r\n")
-    assert _value(samples, "fastgate_response_bytes_total", route="hello") >= 10 * len("hi")
+    accepted = value(samples, "fastgate_connections_accepted_total", protocol="http1")
+    assert accepted - value(before, "fastgate_connections_accepted_total", protocol="http1") >= 58
+    assert value(samples, "fastgate_request_bytes_total", route="hello") >= 10 * len("GET /hello HTTP/1.1\r\n\r\n")
+    assert value(samples, "fastgate_response_bytes_total", route="hello") >= 10 * len("hi")
     # labels come from the config, never from request paths
-    assert not [key for key in samples if any("missing" in value for _, value in key[1])]
+    assert not [key for key in samples if any("missing" in text for _, text in key[1])]
 
 
 def test_counts_survive_a_worker_crash_and_a_reload(gateways, upstream):
     gw = gateways.start(_config(upstream), workers=2)
     assert _fresh_connections(gw, "/hello", 20) == [200] * 20
-    assert _value(_settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
+    assert value(settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
     victim = sorted(gw.worker_pids())[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), "the worker is respawned")
-    samples = _samples(gw)
-    assert _value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
-    assert _value(samples, "fastgate_worker_restarts_total") == 1
+    samples = scrape(gw)
+    assert value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 20
+    assert value(samples, "fastgate_worker_restarts_total") == 1
 
     gw.cli("-s", "reload")
-    wait_until(lambda: _value(_samples(gw), "fastgate_reloads_total", result="ok") == 1, "the reload is counted")
+    wait_until(lambda: value(scrape(gw), "fastgate_reloads_total", result="ok") == 1, "the reload is counted")
     assert _fresh_connections(gw, "/hello", 5) == [200] * 5
-    samples = _settled(gw)
-    assert _value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 25
+    samples = settled(gw)
+    assert value(samples, "fastgate_requests_total", route="hello", method="GET", status="2xx") == 25
 
 
 def test_status_document(gateways, upstream):
     gw = gateways.start(_config(upstream), workers=2)
     assert _fresh_connections(gw, "/api/a", 6) == [200] * 6
     assert _fresh_connections(gw, "/missing", 2) == [404] * 2
-    _settled(gw)
-    status = _admin(gw, "/status").json()
+    settled(gw)
+    status = admin_get(gw, "/status").json()
     assert status["state"] == "ready"
     assert status["master_pid"] == gw.pid
     routes = {r["route"]: r for r in status["routes"]}
@@ -152,20 +119,20 @@ def test_status_document(gateways, upstream):
 
 def test_token_guards_everything_but_health(gateways, upstream):
     gw = gateways.start({**_config(upstream), "admin": {"token": "s3cret"}}, workers=1)
-    assert _admin(gw, "/healthz").status_code == 200
-    assert _admin(gw, "/readyz").status_code == 200
+    assert admin_get(gw, "/healthz").status_code == 200
+    assert admin_get(gw, "/readyz").status_code == 200
     for path in ("/metrics", "/status", "/status.html", "/config"):
-        refused = _admin(gw, path)
+        refused = admin_get(gw, path)
         assert refused.status_code == 401, path
         assert refused.headers["www-authenticate"] == "Bearer"
-        assert _admin(gw, path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert _admin(gw, path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
-    assert _admin(gw, "/status?token=s3cret").status_code == 200
+        assert admin_get(gw, path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert admin_get(gw, path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+    assert admin_get(gw, "/status?token=s3cret").status_code == 200
 
 
 def test_config_is_shown_with_secrets_redacted(gateways, upstream):
     gw = gateways.start({**_config(upstream), "admin": {"token": "s3cret"}}, workers=1)
-    shown = _admin(gw, "/config", headers={"Authorization": "Bearer s3cret"})
+    shown = admin_get(gw, "/config", headers={"Authorization": "Bearer s3cret"})
     config = shown.json()
     assert config["admin"]["token"] == "<redacted>"
     assert "s3cret" not in shown.text
@@ -182,14 +149,14 @@ def test_malformed_admin_request_gets_400(gateways):
         answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert sock.recv(4096) == b""  # and the connection is closed
-    assert _admin(gw, "/healthz").status_code == 200  # the worker is fine
+    assert admin_get(gw, "/healthz").status_code == 200  # the worker is fine
 
 
 def test_admin_listener_can_be_turned_off(gateways):
     gw = gateways.start({"admin": {"address": ""}}, workers=1)
     assert httpx.get(gw.url("/")).status_code in (200, 404)
     try:
-        _admin(gw, "/healthz")
+        admin_get(gw, "/healthz")
     except httpx.ConnectError:
         pass
     else:
@@ -198,8 +165,8 @@ def test_admin_listener_can_be_turned_off(gateways):
 
 def test_metrics_off(gateways):
     gw = gateways.start({"admin": {"metrics": False}}, workers=1)
-    assert _admin(gw, "/metrics").status_code == 404
-    assert json.loads(_admin(gw, "/status").text)["metrics"] is False
+    assert admin_get(gw, "/metrics").status_code == 404
+    assert json.loads(admin_get(gw, "/status").text)["metrics"] is False
 
 
 def test_scrape_is_consistent_under_load(gateways, upstream):
@@ -209,10 +176,10 @@ def test_scrape_is_consistent_under_load(gateways, upstream):
     with ThreadPoolExecutor(3) as pool:
         load = [pool.submit(_fresh_connections, gw, "/hello", 60) for _ in range(2)]
         while not all(f.done() for f in load):
-            seen.append(_value(_samples(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
+            seen.append(value(scrape(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
             time.sleep(0.02)
         assert all(f.result() == [200] * 60 for f in load)
-    seen.append(_value(_settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
+    seen.append(value(settled(gw), "fastgate_requests_total", route="hello", method="GET", status="2xx"))
     assert seen == sorted(seen)
     assert seen[-1] == 120
 
@@ -224,10 +191,19 @@ def test_rate_limit_decisions_and_redis_round_trips_are_counted(gateways):
                              "ratelimit": {"store": "redis", "redis": {"url": redis.url, "timeout": "500ms"}}},
                             workers=1)
         assert [httpx.get(gw.url("/otp")).status_code for _ in range(5)] == [200, 200, 200, 429, 429]
-        samples = _settled(gw)
-    assert _value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="allowed") == 3
-    assert _value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="limited") == 2
-    assert _value(samples, "fastgate_requests_total", route="otp", method="GET", status="4xx") == 2
-    assert _value(samples, "fastgate_ratelimit_redis_round_trips_total") >= 5
-    assert 0 < _value(samples, "fastgate_ratelimit_redis_round_trip_seconds_total") < 5 * 0.5
-    assert _value(samples, "fastgate_ratelimit_breaker_open") == 0
+        loads = value(settled(gw), "fastgate_ratelimit_redis_script_loads_total")
+        redis.cli("SCRIPT", "FLUSH")  # the next check meets NOSCRIPT and loads the script again
+        assert httpx.get(gw.url("/otp")).status_code == 429
+        samples = settled(gw)
+    assert value(samples, "fastgate_ratelimit_redis_script_loads_total") == loads + 1
+    assert value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="allowed") == 3
+    assert value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="limited") == 3
+    assert value(samples, "fastgate_requests_total", route="otp", method="GET", status="4xx") == 3
+    trips = value(samples, "fastgate_ratelimit_redis_round_trips_total")
+    assert trips >= 6
+    # every round trip was answered: the latency histogram holds each, all under the 500 ms deadline
+    assert value(samples, "fastgate_ratelimit_redis_round_trip_seconds_count") == trips
+    assert value(samples, "fastgate_ratelimit_redis_round_trip_seconds_bucket", le="0.25") == trips
+    assert 0 < value(samples, "fastgate_ratelimit_redis_round_trip_seconds_sum") < trips * 0.25
+    assert value(samples, "fastgate_ratelimit_redis_timeouts_total") == 0
+    assert value(samples, "fastgate_ratelimit_breaker_open") == 0
