@@ -18,6 +18,15 @@ def breaker(group: Group) -> ErrorRatioBreaker:
     return ErrorRatioBreaker(group, ratio=0.5, min_requests=10, window_s=10.0, open_s=5.0)
 
 
+def opened_at_1s(group: Group) -> ErrorRatioBreaker:
+    """A breaker that 20 failures opened on its tick at 1 s (half-open from 6 s)."""
+    b = breaker(group)
+    b.tick(0.0)
+    group.failed = 20
+    b.tick(1.0)
+    return b
+
+
 def test_opens_on_the_ratio_with_enough_requests_only():
     group = Group()
     b = breaker(group)
@@ -56,10 +65,7 @@ def test_failures_older_than_the_window_do_not_count():
 
 def test_half_opens_lets_probes_through_and_closes_on_success():
     group = Group()
-    b = breaker(group)
-    b.tick(0.0)
-    group.failed = 20
-    b.tick(1.0)
+    b = opened_at_1s(group)
     assert b.state == OPEN
     b.tick(5.5)
     assert b.state == OPEN  # open_s not over yet
@@ -75,10 +81,7 @@ def test_half_opens_lets_probes_through_and_closes_on_success():
 
 def test_a_failed_probe_opens_it_again():
     group = Group()
-    b = breaker(group)
-    b.tick(0.0)
-    group.failed = 20
-    b.tick(1.0)
+    b = opened_at_1s(group)
     b.tick(6.0)
     assert b.admit()
     b.failed_while_tripped(6.2)
@@ -89,10 +92,7 @@ def test_a_failed_probe_opens_it_again():
 
 def test_unused_probes_are_granted_again():
     group = Group()
-    b = breaker(group)
-    b.tick(0.0)
-    group.failed = 20
-    b.tick(1.0)
+    b = opened_at_1s(group)
     b.tick(6.0)
     assert all(b.admit() for _ in range(PROBES))  # they never reach a server
     assert not b.admit()
