@@ -5,13 +5,15 @@ import re
 import time
 
 from fastgate.observe.collect import Snapshot
-from fastgate.observe.metrics import STATUS_CLASSES
+from fastgate.observe.metrics import LATENCY_BUCKETS_S, STATUS_CLASSES
 from fastgate.observe.prometheus import quantiles
+from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 from fastgate.observe.shm import READY, STARTING
 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _STATES = {STARTING: "starting", READY: "ready"}
-_FRACTIONAL = frozenset(("fastgate_request_duration_seconds", "fastgate_upstream_duration_seconds"))
+_ROUND_TRIP = "fastgate_ratelimit_redis_round_trip_seconds"
+_FRACTIONAL = frozenset(("fastgate_request_duration_seconds", "fastgate_upstream_duration_seconds", _ROUND_TRIP))
 
 
 def labels_of(text: str) -> dict[str, str]:
@@ -24,7 +26,8 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
     durations: dict[str, dict[int, float]] = {}
     servers: dict[tuple[str, str], dict] = {}
     limits = {"allowed": 0, "limited": 0, "unavailable": 0}
-    redis = {"round_trips": 0, "failures": 0, "fallback": 0, "breaker_open_workers": 0}
+    redis = {"round_trips": 0, "failures": 0, "timeouts": 0, "fallback": 0, "breaker_open_workers": 0}
+    round_trip: dict[int, float] = {}
     for (family, text, part), value in totals.items():
         if family not in _FRACTIONAL:
             value = int(value)
@@ -35,6 +38,8 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
             route["status"][labels["status"]] += value
         elif family == "fastgate_request_duration_seconds":
             durations.setdefault(labels_of(text)["route"], {})[part] = value
+        elif family == _ROUND_TRIP:
+            round_trip[part] = value
         elif family == "fastgate_ratelimit_decisions_total":
             limits[labels_of(text)["outcome"]] += value
         elif family.startswith("fastgate_upstream_") and 'server="' in text:
@@ -54,7 +59,7 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
     overall: dict[int, float] = {}
     for name, parts in durations.items():
         route = routes.setdefault(name, _empty_route())
-        route["latency_s"] = _percentiles(parts)
+        route["latency_s"] = _percentiles(parts, LATENCY_BUCKETS_S)
         for part, value in parts.items():
             overall[part] = overall.get(part, 0.0) + value
     upstreams: dict[str, list] = {}
@@ -67,10 +72,11 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
         "uptime_s": round(time.time() - started, 3),
         "requests": sum(r["requests"] for r in routes.values()),
         "status": {c: sum(r["status"][c] for r in routes.values()) for c in STATUS_CLASSES},
-        "latency_s": _percentiles(overall),
+        "latency_s": _percentiles(overall, LATENCY_BUCKETS_S),
         "routes": [{"route": name, **numbers} for name, numbers in sorted(routes.items())],
         "upstreams": [{"upstream": name, "servers": items} for name, items in upstreams.items()],
-        "ratelimit": {"decisions": limits, "redis": redis},
+        "ratelimit": {"decisions": limits,
+                      "redis": {**redis, "round_trip_s": _percentiles(round_trip, ROUND_TRIP_BUCKETS_S)}},
         "workers": [_worker(*worker) for worker in snapshot.workers],
     }
 
@@ -85,8 +91,10 @@ def _empty_server() -> dict:
             "ejected": 0, "health_down": 0}
 
 
-def _percentiles(parts: dict[int, float]) -> dict[str, float]:
-    return {name: round(value, 6) for name, value in zip(("p50", "p90", "p99"), quantiles(parts, (0.5, 0.9, 0.99)))}
+def _percentiles(parts: dict[int, float], bounds: tuple[float, ...]) -> dict[str, float]:
+    """p50, p90 and p99 of a histogram's parts, in seconds, to the microsecond."""
+    found = quantiles(parts, (0.5, 0.9, 0.99), bounds)
+    return {name: round(value, 6) for name, value in zip(("p50", "p90", "p99"), found)}
 
 
 _NO_LATENCY = {"p50": 0.0, "p90": 0.0, "p99": 0.0}

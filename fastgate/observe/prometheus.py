@@ -1,6 +1,6 @@
 """The Prometheus text exposition format (version 0.0.4) of summed series."""
 
-from fastgate.observe.metrics import FAMILIES, HISTOGRAM, LATENCY_BUCKETS_S, SUM, buckets_of
+from fastgate.observe.metrics import FAMILIES, HISTOGRAM, SUM, buckets_of
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _LE = {family: [repr(bound) for bound in buckets_of(family)] + ["+Inf"]
@@ -45,11 +45,12 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def quantiles(parts: dict[int, float], qs: tuple[float, ...]) -> list[float]:
-    """Estimates of the quantiles ``qs`` (ascending) from the parts of a LATENCY_BUCKETS_S
-    histogram, interpolated within their bucket as PromQL's histogram_quantile does; 0.0 when
+def quantiles(parts: dict[int, float], qs: tuple[float, ...], bounds: tuple[float, ...]) -> list[float]:
+    """Estimates of the quantiles ``qs`` (ascending) from the parts of a histogram whose bucket
+    upper bounds are ``bounds`` (``buckets_of(family)``), interpolated within their bucket as
+    PromQL's histogram_quantile does; a rank in the +Inf bucket gives the last bound; 0.0 when
     there is no observation."""
-    counts = [parts.get(i, 0.0) for i in range(len(LATENCY_BUCKETS_S) + 1)]
+    counts = [parts.get(i, 0.0) for i in range(len(bounds) + 1)]
     total = sum(counts)
     if not total:
         return [0.0] * len(qs)
@@ -60,11 +61,11 @@ def quantiles(parts: dict[int, float], qs: tuple[float, ...]) -> list[float]:
         rank = q * total
         while bucket < len(counts) and (seen + counts[bucket] < rank or not counts[bucket]):
             seen += counts[bucket]
-            lower = LATENCY_BUCKETS_S[bucket] if bucket < len(LATENCY_BUCKETS_S) else lower
+            lower = bounds[bucket] if bucket < len(bounds) else lower
             bucket += 1
-        if bucket >= len(LATENCY_BUCKETS_S):
-            found.append(LATENCY_BUCKETS_S[-1])
+        if bucket >= len(bounds):
+            found.append(bounds[-1])
         else:
-            upper = LATENCY_BUCKETS_S[bucket]
+            upper = bounds[bucket]
             found.append(lower + (upper - lower) * (rank - seen) / counts[bucket])
     return found

@@ -195,6 +195,7 @@ def test_rate_limit_decisions_and_redis_round_trips_are_counted(gateways):
         redis.cli("SCRIPT", "FLUSH")  # the next check meets NOSCRIPT and loads the script again
         assert httpx.get(gw.url("/otp")).status_code == 429
         samples = settled(gw)
+        shown = admin_get(gw, "/status").json()["ratelimit"]["redis"]
     assert value(samples, "fastgate_ratelimit_redis_script_loads_total") == loads + 1
     assert value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="allowed") == 3
     assert value(samples, "fastgate_ratelimit_decisions_total", route="otp", outcome="limited") == 3
@@ -207,3 +208,6 @@ def test_rate_limit_decisions_and_redis_round_trips_are_counted(gateways):
     assert 0 < value(samples, "fastgate_ratelimit_redis_round_trip_seconds_sum") < trips * 0.25
     assert value(samples, "fastgate_ratelimit_redis_timeouts_total") == 0
     assert value(samples, "fastgate_ratelimit_breaker_open") == 0
+    # /status shows the same round trips, with percentiles from the histogram
+    assert shown["round_trips"] == trips and shown["timeouts"] == 0 and shown["breaker_open_workers"] == 0
+    assert 0 < shown["round_trip_s"]["p50"] <= shown["round_trip_s"]["p90"] <= shown["round_trip_s"]["p99"] <= 0.25

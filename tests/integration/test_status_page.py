@@ -45,6 +45,7 @@ def test_status_page_shows_live_numbers(gateways, tmp_path):
     assert _text(dom, "status-2xx") == str(status["status"]["2xx"]) and status["status"]["2xx"] >= 7
     assert _text(dom, "status-4xx") == "3"
     assert _text(dom, "error") == ""
+    assert _text(dom, "redis-p99") == "0.00 ms" and _text(dom, "redis-timeouts") == "0"  # no Redis store here
     assert re.search(r"<td>hello</td><td>7</td>", dom), "the routes table lists the route with its count"
     assert dom.count("<td>1</td><td>") >= 2, "the workers table has a row per worker (slot 1 is one of them)"
 
