@@ -77,7 +77,7 @@ LOCAL_STAND_INS = {"rate_limit_redis": "rate_limit"}
 """What nginx and HAProxy run for a scenario feature only fastgate has."""
 
 
-def _features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
+def scenario_features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
     """The gateway features ``proxy`` runs with in ``scenario``."""
     features = SUPPORTED if scenario.gateway else frozenset()
     if scenario.baseline and proxy.name == scenario.baseline.peer.name:
@@ -90,7 +90,7 @@ def _features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
 def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
            pin: Pinning | None, workdir: Path, stack: ExitStack, redis_port: int) -> tuple[Running, str]:
     spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
-                     scenario.workers, _features(scenario, proxy), max_connections, redis_port)
+                     scenario.workers, scenario_features(scenario, proxy), max_connections, redis_port)
     server = proxy.start(spec, pin.proxy if pin else None)
     stack.callback(server.proc.stop)
     probe(spec.port, scenario, server.features)

@@ -1,0 +1,148 @@
+"""``python -m bench.icount``: instructions per request of a whole fastgate worker, per scenario.
+
+wrk's req/s on a shared 2-CPU machine moves by 10% from run to run, too much
+to judge a 5% budget such as issue 6's (metrics and the access log cost at
+most 5% of throughput). This counts instructions instead: fastgate (one
+worker, the scenario's config, the bench's nginx origin) runs under
+``valgrind --tool=callgrind``; a client sends N, then in a second run 2N,
+keep-alive GETs of the scenario's path, one after another; the worker's
+instructions of the two runs differ by the cost of N requests, start-up and
+shut-down excluded. The same figure comes out of every run, so two commits,
+or a scenario and its baseline, can be compared to the per cent.
+
+It counts the worker's user-space instructions only: the system calls
+(about two reads and a write per request) are not in it, so a feature's
+share of the real CPU time is smaller than its share here.
+
+    python -m bench.icount                          # observe and limit-local, each with its baseline
+    python -m bench.icount --scenarios small --requests 2000
+"""
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from bench.peers.base import ProxySpec
+from bench.peers.fastgate import Fastgate
+from bench.peers.origin import start_origin
+from bench.procs import Proc, ProcError, free_port, make_workdir
+from bench.redis import start_redis
+from bench.run import scenario_features
+from bench.scenarios import SCENARIOS, Scenario
+
+START_TIMEOUT_S = 180.0
+"""fastgate starts in a few seconds, under valgrind in tens of them."""
+STOP_TIMEOUT_S = 120.0
+"""Valgrind writes its counts when the worker exits; a kill before that loses them."""
+WARMUP_REQUESTS = 300
+"""Sent before the counted ones, so that the code paths are warm (specialised bytecode, pools filled)."""
+USER_AGENT = "bench-icount/1.0"
+"""Clients send one, and the access log records it."""
+
+
+def _get(port: int, path: str, requests: int) -> None:
+    """``requests`` GETs on one keep-alive connection; RuntimeError unless each is a 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        for _ in range(requests):
+            conn.request("GET", path, headers={"User-Agent": USER_AGENT})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path} answered {response.status}")
+    finally:
+        conn.close()
+
+
+def _worker_instructions(out_dir: Path) -> int:
+    """The largest total among the callgrind files of one run: the worker's (it serves every request)."""
+    totals = []
+    for path in out_dir.glob("callgrind.out.*"):
+        found = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.MULTILINE)
+        if found:
+            totals.append(int(found.group(1)))
+    if not totals:
+        raise ProcError(f"no callgrind output in {out_dir}")
+    return max(totals)
+
+
+def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port: int, redis_port: int,
+                  workdir: Path) -> int:
+    """Instructions of ``peer``'s worker in one run that serves WARMUP_REQUESTS + ``requests``."""
+    spec = ProxySpec(workdir, free_port(), origin_port, 1, scenario_features(scenario, peer), 256, redis_port)
+    workdir.mkdir(parents=True)
+    log = workdir / "server.log"
+    argv, _ = peer.configure(spec, log)
+    argv = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+            f"--callgrind-out-file={workdir}/callgrind.out.%p", *argv]
+    proc = Proc(peer.name, argv, log)
+    try:
+        proc.wait_for_port(spec.port, START_TIMEOUT_S)
+        _get(spec.port, scenario.path, WARMUP_REQUESTS)
+        _get(spec.port, scenario.path, requests)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(STOP_TIMEOUT_S)
+    finally:
+        proc.stop()
+    return _worker_instructions(workdir)
+
+
+def per_request(peer: Fastgate, scenario: Scenario, requests: int, origin_port: int, redis_port: int,
+                workdir: Path) -> float:
+    """Instructions of one request: (run of 2N - run of N) / N."""
+    one = _instructions(peer, scenario, requests, origin_port, redis_port, workdir / f"{peer.name}-1")
+    two = _instructions(peer, scenario, 2 * requests, origin_port, redis_port, workdir / f"{peer.name}-2")
+    return (two - one) / requests
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.icount", description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", default="observe,limit-local",
+                   help="comma-separated scenarios; a scenario with a baseline measures both (default %(default)s)")
+    p.add_argument("--requests", type=int, default=3000, help="N (default %(default)s)")
+    args = p.parse_args(argv)
+    for tool, package in (("valgrind", "valgrind"), ("nginx", "nginx-light")):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (apt-get install -y {package})")
+            return 2
+    scenarios = []
+    for name in args.scenarios.split(","):
+        if name not in SCENARIOS:
+            p.error(f"unknown scenario {name!r}")
+        if SCENARIOS[name].workers != 1:
+            p.error(f"{name}: only one-worker scenarios can be counted")
+        scenarios.append(SCENARIOS[name])
+    workdir = make_workdir("fastgate-icount-")
+    try:
+        origin, origin_port = start_origin(workdir / "origin", None)
+        with origin:
+            for scenario in scenarios:
+                _count(scenario, args.requests, origin_port, workdir / scenario.name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _count(scenario: Scenario, requests: int, origin_port: int, workdir: Path) -> None:
+    redis, redis_port = start_redis(workdir / "redis", None) if scenario.limit == "redis" else (None, 0)
+    try:
+        peers = [Fastgate()] + ([scenario.baseline.peer] if scenario.baseline else [])
+        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_port, workdir) for peer in peers}
+    finally:
+        if redis is not None:
+            redis.stop()
+    for name, count in counts.items():
+        print(f"{scenario.name:12} {name:20} {count:10,.0f} instructions per request")
+    if scenario.baseline:
+        base = counts[scenario.baseline.peer.name]
+        print(f"{scenario.name:12} {scenario.baseline.label}: {counts['fastgate'] / base:.3f}x the instructions "
+              f"(+{counts['fastgate'] - base:,.0f} per request)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
