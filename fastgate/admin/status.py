@@ -98,21 +98,59 @@ def _percentiles(parts: dict[int, float], bounds: tuple[float, ...]) -> dict[str
 
 
 _NO_LATENCY = {"p50": 0.0, "p90": 0.0, "p99": 0.0}
-_family_indices: dict[int, tuple] = {}
+_worker_plans: dict[int, tuple] = {}
 
 
-def _indices(layout: list, family: str) -> list[int]:
-    """Where ``family``'s series are in ``layout`` (layouts are long-lived: cached by identity)."""
-    key = id(layout), family
-    known = _family_indices.get(key)
+class _WorkerPlan:
+    """Where a worker's numbers are in its layout: (index, status class / bucket part / outcome) pairs."""
+
+    __slots__ = ("statuses", "durations", "decisions", "connections", "breaker")
+
+    def __init__(self, layout: list) -> None:
+        self.statuses: list[tuple[int, str]] = []
+        self.durations: list[tuple[int, int]] = []
+        self.decisions: list[tuple[int, str]] = []
+        self.connections: list[int] = []
+        self.breaker: list[int] = []
+        for i, (family, text, part) in enumerate(layout):
+            if family == "fastgate_requests_total":
+                self.statuses.append((i, labels_of(text)["status"]))
+            elif family == "fastgate_request_duration_seconds":
+                self.durations.append((i, part))
+            elif family == "fastgate_ratelimit_decisions_total":
+                self.decisions.append((i, labels_of(text)["outcome"]))
+            elif family == "fastgate_connections_active":
+                self.connections.append(i)
+            elif family == "fastgate_ratelimit_breaker_open":
+                self.breaker.append(i)
+
+
+def _plan(layout: list) -> _WorkerPlan:
+    """The plan of ``layout`` (layouts are long-lived: cached by identity)."""
+    known = _worker_plans.get(id(layout))
     if known is None or known[0] is not layout:
-        if len(_family_indices) > 64:
-            _family_indices.clear()
-        known = _family_indices[key] = (layout, [i for i, series in enumerate(layout) if series[0] == family])
+        if len(_worker_plans) > 64:
+            _worker_plans.clear()
+        known = _worker_plans[id(layout)] = (layout, _WorkerPlan(layout))
     return known[1]
 
 
 def _worker(header: dict, layout: list, values: list) -> dict:
+    """One worker's own numbers: what it served, how fast, its limit decisions and its Redis breaker."""
+    plan = _plan(layout)
+    status = dict.fromkeys(STATUS_CLASSES, 0)
+    for i, name in plan.statuses:
+        status[name] += int(values[i])
+    durations: dict[int, float] = {}
+    for i, part in plan.durations:
+        durations[part] = durations.get(part, 0.0) + values[i]
+    decisions = {"allowed": 0, "limited": 0, "unavailable": 0}
+    for i, outcome in plan.decisions:
+        decisions[outcome] += int(values[i])
     return {**header,
-            "requests": int(sum(values[i] for i in _indices(layout, "fastgate_requests_total"))),
-            "active_connections": int(sum(values[i] for i in _indices(layout, "fastgate_connections_active")))}
+            "requests": sum(status.values()),
+            "status": status,
+            "latency_s": _percentiles(durations, LATENCY_BUCKETS_S),
+            "ratelimit_decisions": decisions,
+            "redis_breaker_open": any(values[i] for i in plan.breaker),
+            "active_connections": int(sum(values[i] for i in plan.connections))}

@@ -6,6 +6,7 @@ from fastgate.observe.metrics import FAMILIES, GAUGE
 from fastgate.observe.shm import MetricsRegion
 
 _ATTEMPTS = 5
+_IS_GAUGE = {family: kind == GAUGE for family, (kind, _) in FAMILIES.items()}
 
 
 class Snapshot:
@@ -15,7 +16,10 @@ class Snapshot:
 
     def __init__(self, totals: dict, workers: list) -> None:
         self.totals = totals
-        """{(family, labels, part): value} summed over exited and live workers (zeros left out)."""
+        """{(family, labels, part): value} summed over exited and live workers. Counters and
+        histograms at zero are left out (a thousand routes make tens of thousands of them);
+        gauges are kept at zero, because 0 says something (a server is up, a breaker closed),
+        and so every configured server is listed even before it served anything."""
         self.workers = workers
         """[(seat header fields as a dict, layout, values)] for each live worker."""
 
@@ -48,7 +52,7 @@ def collect(region: MetricsRegion) -> Snapshot:
     totals: dict = {}
     for layout, values in sums.values():
         for key, value in zip(layout, values):
-            if value:
+            if value or _IS_GAUGE[key[0]]:
                 totals[key] = totals.get(key, 0.0) + value
     return Snapshot(totals, workers)
 

@@ -113,8 +113,19 @@ def test_status_document(gateways, upstream):
     assert 0 < routes["api"]["latency_s"]["p50"] <= routes["api"]["latency_s"]["p99"]
     servers = {s["server"]: s for u in status["upstreams"] if u["upstream"] == "up" for s in u["servers"]}
     assert servers[upstream.address]["responses"]["2xx"] == 6
+    # a server that served nothing yet is listed too, and shown healthy: gauges are kept at 0
+    idle = [s for u in status["upstreams"] if u["upstream"] == "dead" for s in u["servers"]]
+    assert [(s["health_down"], s["ejected"], sum(s["responses"].values())) for s in idle] == [(0, 0, 0)]
+    dead_server = frozenset({"upstream": "dead", "server": idle[0]["server"]}.items())
+    assert scrape(gw)[("fastgate_upstream_health_down", dead_server)] == 0
     assert sorted(w["pid"] for w in status["workers"]) == sorted(gw.worker_pids())
     assert sum(w["requests"] for w in status["workers"]) == status["requests"] >= 8
+    # each worker's own numbers add up to the instance's
+    for c in ("2xx", "4xx", "5xx"):
+        assert sum(w["status"][c] for w in status["workers"]) == status["status"][c]
+    for w in status["workers"]:
+        assert w["redis_breaker_open"] is False and w["ratelimit_decisions"]["limited"] == 0
+        assert 0 < w["latency_s"]["p50"] <= w["latency_s"]["p99"] if w["requests"] else w["latency_s"]["p99"] == 0
 
 
 def test_token_guards_everything_but_health(gateways, upstream):

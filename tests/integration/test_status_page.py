@@ -29,6 +29,13 @@ def _text(dom: str, element_id: str) -> str:
     return found.group(1)
 
 
+def _rows(dom: str, table_id: str) -> list[list[str]]:
+    """The cells of each body row of a table."""
+    body = re.search(rf'<table id="{table_id}">.*?<tbody>(.*?)</tbody>', dom, re.S)
+    assert body, f"table #{table_id} is not on the page"
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)]
+
+
 def test_status_page_shows_live_numbers(gateways, tmp_path):
     gw = gateways.start({"routes": [{"name": "hello", "path": "/hello", "respond": {"body": "hi"}}]}, workers=2)
     with ThreadPoolExecutor(4) as pool:
@@ -47,7 +54,10 @@ def test_status_page_shows_live_numbers(gateways, tmp_path):
     assert _text(dom, "error") == ""
     assert _text(dom, "redis-p99") == "0.00 ms" and _text(dom, "redis-timeouts") == "0"  # no Redis store here
     assert re.search(r"<td>hello</td><td>7</td>", dom), "the routes table lists the route with its count"
-    assert dom.count("<td>1</td><td>") >= 2, "the workers table has a row per worker (slot 1 is one of them)"
+    workers = _rows(dom, "workers")
+    assert sorted(int(row[0]) for row in workers) == sorted(gw.worker_pids()), "a row per worker"
+    assert sum(int(row[5]) for row in workers) == status["status"]["2xx"], "the workers' 2xx add up to the total"
+    assert sum(int(row[6]) for row in workers) == 3 and all(row[11] == "closed" for row in workers)
 
     shot = tmp_path / "status.png"
     _chromium(f"--screenshot={shot}", "--window-size=1280,1100", page, cwd=tmp_path)
