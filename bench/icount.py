@@ -78,7 +78,8 @@ def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port
     workdir.mkdir(parents=True)
     log = workdir / "server.log"
     argv, _ = peer.configure(spec, log)
-    argv = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+    # a fixed hash seed: dicts and sets lay out the same in every run
+    argv = ["env", "PYTHONHASHSEED=0", "valgrind", "--tool=callgrind", "--trace-children=yes",
             f"--callgrind-out-file={workdir}/callgrind.out.%p", *argv]
     proc = Proc(peer.name, argv, log)
     try:
