@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        self.pool.opened += 1
         self.pool.clock.watched.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

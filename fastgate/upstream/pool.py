@@ -53,7 +53,7 @@ class ServerPool:
         """The health checker found the server down."""
         # counts, read by the worker's metrics on the clock tick (observe/metrics.py)
         self.opened = 0
-        """Connections started to this server."""
+        """Connections made to this server (counted when made: a failed connect is a connect error)."""
         self.reused = 0
         """Requests given a kept-alive connection."""
 
@@ -75,7 +75,6 @@ class ServerPool:
         the connect fails); the caller checks that there is one.
         """
         conn = UpstreamConnection(self)
-        self.opened += 1
         self.group.limit.opened()
         future = asyncio.ensure_future(self.loop.create_connection(lambda: conn, self.host, self.port))
         future.add_done_callback(conn.connect_done)

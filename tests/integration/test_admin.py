@@ -73,6 +73,10 @@ def test_metrics_count_every_request_across_workers(gateways, upstream):
     dead = [key for key in samples if key[0] == "fastgate_upstream_connect_errors_total"
             and ("upstream", "dead") in key[1]]
     assert [samples[key] for key in dead] == [3]
+    # a refused connect is a connect error, not a connection opened
+    dead_server = dict(dead[0][1])["server"]
+    assert value(samples, "fastgate_upstream_connections_opened_total", upstream="dead", server=dead_server) == 0
+    assert value(samples, "fastgate_upstream_connections_opened_total", upstream="up", server=upstream.address) >= 1
     accepted = value(samples, "fastgate_connections_accepted_total", protocol="http1")
     assert accepted - value(before, "fastgate_connections_accepted_total", protocol="http1") >= 58
     assert value(samples, "fastgate_request_bytes_total", route="hello") >= 10 * len("GET /hello HTTP/1.1\r\n\r\n")
