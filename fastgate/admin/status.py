@@ -7,8 +7,8 @@ import time
 from fastgate.observe.collect import Snapshot
 from fastgate.observe.metrics import LATENCY_BUCKETS_S, LIMIT_OUTCOMES, STATUS_CLASSES
 from fastgate.observe.prometheus import quantiles
-from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 from fastgate.observe.shm import READY, STARTING
+from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _STATES = {STARTING: "starting", READY: "ready"}
@@ -25,7 +25,7 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
     routes: dict[str, dict] = {}
     durations: dict[str, dict[int, float]] = {}
     servers: dict[tuple[str, str], dict] = {}
-    limits = {"allowed": 0, "limited": 0, "unavailable": 0}
+    limits = dict.fromkeys(LIMIT_OUTCOMES, 0)
     redis = {"round_trips": 0, "failures": 0, "timeouts": 0, "fallback": 0, "breaker_open_workers": 0}
     round_trip: dict[int, float] = {}
     for (family, text, part), value in totals.items():
