@@ -423,11 +423,8 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         if framer is not None:
             try:
                 end = framer.feed(data)
-            except BodyTooLarge:
-                self._refuse(413, "request body too large")
-                return
             except FramingError as exc:
-                self._refuse(400, f"malformed request body: {exc}")
+                self._refuse_body(exc)
                 return
             if end < 0:
                 self._send_upstream(data)
@@ -714,6 +711,13 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         self._answer_locally(503, error_response(
             503, reason, self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
             extra_headers, self.head.method == b"HEAD"), rest)
+
+    def _refuse_body(self, exc: FramingError) -> None:
+        """A request body that cannot be relayed: 413 past its size limit, else 400."""
+        if isinstance(exc, BodyTooLarge):
+            self._refuse(413, "request body too large")
+        else:
+            self._refuse(400, f"malformed request body: {exc}")
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer an error (JSON) and close the connection."""

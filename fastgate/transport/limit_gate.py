@@ -5,7 +5,7 @@ kept in its own file: it runs after routing and before a request is
 answered or forwarded (DESIGN's access-filter phase). It uses the
 connection's request state (``head``, ``route``, ``buffer``, ``state``,
 ``deadline``...) and hands over through ``_dispatch`` (go on),
-``_answer_locally`` (429/503) and ``_refuse`` (bad body).
+``_answer_locally`` (429/503) and ``_refuse_body`` (bad body).
 
 - A local-store decision is taken synchronously: no state change.
 - A Redis decision may come later: the connection waits in LIMIT, pipelined
@@ -19,7 +19,7 @@ from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILA
 from fastgate.proxy.errors import error_response
 from fastgate.transport.body_prefix import BodyPrefix
 from fastgate.transport.states import BODY_TIMEOUT, CONTINUE, HEAD, IDLE, LIMIT, PREFIX
-from fastgate.wire.chunked import BodyTooLarge, FramingError
+from fastgate.wire.chunked import FramingError
 from fastgate.wire.h1 import header_value
 
 
@@ -96,11 +96,8 @@ class LimitGate:
         self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
         try:
             complete = self.prefix.feed(data)
-        except BodyTooLarge:
-            self._refuse(413, "request body too large")
-            return
         except FramingError as exc:
-            self._refuse(400, f"malformed request body: {exc}")
+            self._refuse_body(exc)
             return
         if complete:
             prefix = self.prefix
