@@ -5,7 +5,7 @@ import os
 import signal
 import sys
 
-from fastgate import __version__
+from fastgate import __version__, native
 from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
 
@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})")
     parser.add_argument("-t", "--test", action="store_true", help="check the config and exit 0 (good) or 1 (bad)")
     parser.add_argument("-s", "--signal", choices=sorted(_SIGNALS), help="send a signal to the running master")
-    parser.add_argument("-V", "--version", action="version", version=f"fastgate {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"fastgate {__version__} ({native.summary()})")
     parser.add_argument("--workers", type=int, help="number of worker processes (overrides the config)")
     return parser
 

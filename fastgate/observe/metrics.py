@@ -1,8 +1,10 @@
 """A worker's metrics: series named from the config, values in its shared-memory seat.
 
-The request path adds to a plain Python list (the cheapest increment
-Python has); the worker clock copies the list into the worker's seat in
-shared memory (observe/shm.py) on every tick, in one memcpy, so metrics cost
+The request path adds to the worker's values: an array of doubles that the
+C counter (observe/_native_counts.c, ~1.2k instructions per request) adds to
+in place, or without the C speedups a plain Python list (the cheapest
+increment Python has; ~5.3k). The worker clock copies the values into the
+worker's seat in shared memory (observe/shm.py) on every tick, so metrics cost
 no I/O per request and a scrape sees numbers at most one tick old. A worker
 that crashes loses what it counted since its last tick. A series is
 ``(family, labels, part)``: ``labels`` is the Prometheus label text
@@ -19,6 +21,7 @@ from array import array
 from bisect import bisect_left
 
 from fastgate.config.load import LoadedConfig
+from fastgate.native import speedup
 from fastgate.routing.route import route_name
 from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
@@ -74,6 +77,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 _BUCKETS_OF = {"fastgate_ratelimit_redis_round_trip_seconds": ROUND_TRIP_BUCKETS_S}
 """Histograms whose bounds are not LATENCY_BUCKETS_S."""
 SUM = -1
+_native = speedup("observe._native_counts")
 
 
 def buckets_of(family: str) -> tuple[float, ...]:
@@ -176,7 +180,7 @@ class WorkerMetrics:
     ``count_*`` methods are the hot path; ``publish`` runs on the clock tick.
     """
 
-    __slots__ = ("layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
+    __slots__ = ("request_done", "layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
                  "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
                  "spans_exported", "pools", "limiter", "sinks", "spans")
 
@@ -209,21 +213,32 @@ class WorkerMetrics:
         self.spans_exported = b.add("fastgate_tracing_spans_exported_total", "")
         b.add("fastgate_tracing_spans_dropped_total", "")  # follows spans_exported
         self.layout = b.layout
-        self.values: list = [0] * len(self.layout)
-        """Counts are ints (int + int is Python's cheapest add); sums of seconds become floats."""
+        self.values = array("d", bytes(8 * len(self.layout))) if _native else [0] * len(self.layout)
+        """One number per series. For the C counter an array of doubles, which it adds to directly; for
+        ``count_request`` a list (int + int is Python's cheapest add; sums of seconds become floats)."""
         self.seat: memoryview | None = None
         self.limiter = loaded.limiter
         self.sinks = sinks
         self.spans = spans
         """The OTLP span exporter (observe/otlp.py), or None."""
+        self.request_done = _native.RequestCounter(**self._native_layout()).count if _native else self.count_request
+        """``count_request``, or its C twin (observe/_native_counts.c) when that was built."""
 
     def bind(self, seat: memoryview) -> None:
         """Publish into ``seat`` (float64s, one per series) from now on."""
         self.seat = seat
 
+    def _native_layout(self) -> dict:
+        """What the C ``count_request`` needs to know of the series layout."""
+        return dict(
+            values=self.values, method_slots=_METHOD_SLOT, limit_slots=_LIMIT_INDEX, pool_bases=self.pool_bases,
+            group_bases=self.group_bases, status_slots=_STATUS_SLOT, bounds=LATENCY_BUCKETS_S,
+            route_block=_ROUTE_BLOCK, unmatched_base=self.unmatched_base, other_method_slot=_OTHER_METHOD_SLOT,
+            duration=_R_DURATION, bytes_in=_R_BYTES_IN, bytes_out=_R_BYTES_OUT, limits=_R_LIMITS, sum_part=_SUM_PART)
+
     # -- the hot path -----------------------------------------------------------
-    def request_done(self, conn, status: int, total_s: float) -> None:
-        """Count one finished request of ``conn`` (transport/h1_server.py)."""
+    def count_request(self, conn, status: int, total_s: float) -> None:
+        """Count one finished request of ``conn`` (transport/h1_server.py); called as ``request_done``."""
         v = self.values
         route = conn.route
         base = route.index * _ROUTE_BLOCK if route is not None else self.unmatched_base
@@ -285,7 +300,8 @@ class WorkerMetrics:
         stats = self.limiter.stats
         for i, (_, attribute) in enumerate(_LIMITER_COUNTERS, self.limiter_base):
             v[i] = getattr(stats, attribute)
-        v[self.round_trips:self.round_trips + len(stats.redis_round_trip_buckets)] = stats.redis_round_trip_buckets
+        for i, count in enumerate(stats.redis_round_trip_buckets, self.round_trips):
+            v[i] = count
         v[self.round_trips + len(ROUND_TRIP_BUCKETS_S) + 1] = stats.redis_round_trip_seconds
         v[self.breaker_open] = 0 if stats.breaker_state == "closed" else 1
         v[self.dropped] = sum(sink.dropped for sink in self.sinks)
