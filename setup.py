@@ -11,7 +11,8 @@ SPEEDUPS = ("observe._native_counts", "observe._native_jsonline", "ratelimit._na
 """As in fastgate/native.py (not imported: the package's dependencies are not installed yet)."""
 
 setup(ext_modules=[
-    Extension(f"fastgate.{name}", [f"fastgate/{name.replace('.', '/')}.c"], include_dirs=["fastgate"], depends=["fastgate/_native_slots.h"], optional=True,
+    Extension(f"fastgate.{name}", [f"fastgate/{name.replace('.', '/')}.c"], include_dirs=["fastgate"],
+              depends=["fastgate/_native_slots.h"], optional=True,
               extra_compile_args=["-Wall", "-Werror=implicit-function-declaration"])
     for name in SPEEDUPS
 ])

@@ -93,8 +93,8 @@ def _not_attached(route: "RouteLimits", keys: list[bytes], on_decision: OnDecisi
 class RouteLimits:
     """The limits of one route, compiled at config load."""
 
-    __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "_limiter", "_sources",
-                 "_per_limit", "_ip_scope")
+    __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "_limiter",
+                 "_sources", "_per_limit", "_ip_scope")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -111,6 +111,12 @@ class RouteLimits:
         only = specs[0].scope
         self._ip_scope = only if len(specs) == 1 and only.sources == (IP,) else None
         """The scope of the route's one limit when it is keyed by the client IP alone."""
+        plain = (self._ip_scope is not None and only.algorithm == "gcra" and limiter.settings.store == "local"
+                 and not limiter._writer.on_allowed)
+        self.admit_ip = limiter.table.gcra_admit(only.plain_prefix, specs[0].params) if plain else None
+        """For the most common limit (local store, one GCRA limit keyed by the client IP, no headers on
+        admitted responses), ``admit_ip(client_ip)``: True when the C check counted the request, then
+        nothing else is to be done; False: check it with ``keys`` and ``check_now``. None otherwise."""
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:

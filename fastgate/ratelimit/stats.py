@@ -13,7 +13,8 @@ class RateLimitStats:
     def __init__(self, table: SharedTable) -> None:
         self._table = table
         self.checks = 0
-        """Decisions delivered (every check, whatever decided it)."""
+        """Decisions delivered by the Python paths (every check, whatever decided it, except the admissions
+        of the C check, SharedTable.gcra_admit)."""
         self.limited = 0
         """Answered 429."""
         self.unavailable = 0
@@ -65,7 +66,7 @@ class RateLimitStats:
     @property
     def allowed(self) -> int:
         """Checks admitted."""
-        return self.checks - self.limited - self.unavailable
+        return self.checks + self._table.fast_admitted() - self.limited - self.unavailable
 
     @property
     def local_evictions(self) -> int:

@@ -28,8 +28,15 @@ class LimitGate:
 
     def _check_limits(self, body_prefix: bytes | None, rest: bytes) -> None:
         head = self.head
-        raw = head.raw
         limits = self.route.limits
+        admit_ip = limits.admit_ip
+        if admit_ip is not None and admit_ip(self.client_ip):
+            self.state = HEAD
+            self.limit_outcome = LIMIT_ALLOWED
+            self.limit_headers = b""
+            self._dispatch(head, self.route, rest)
+            return
+        raw = head.raw
         keys = limits.keys(
             self.client_ip, lambda name: header_value(raw, name), head.query[1:], body_prefix,
             header_value(raw, b"content-type") if body_prefix is not None else None)

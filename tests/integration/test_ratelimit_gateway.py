@@ -30,11 +30,16 @@ def fire(urls_and_bodies, max_workers=8):
         return list(pool.map(one, urls_and_bodies))
 
 
-def test_exactly_the_limit_is_admitted_across_workers(gateways, upstream):
-    gw = limited_gateway(gateways, upstream, [{"key": ["ip"], "rate": "7/1m"}], workers=2)
+@pytest.mark.parametrize("headers_on_allowed", [True, False])
+def test_exactly_the_limit_is_admitted_across_workers(gateways, upstream, headers_on_allowed):
+    """Without headers on admitted responses, admissions take the C check where it was built."""
+    gw = limited_gateway(gateways, upstream, [{"key": ["ip"], "rate": "7/1m"}],
+                         {"headers_on_allowed": headers_on_allowed}, workers=2)
     responses = fire([(gw.url("/otp/send"), {"n": i}) for i in range(40)])
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 7 + [429] * 33
+    admitted = [r for r in responses if r.status_code == 200]
+    assert all(("ratelimit" in r.headers) == headers_on_allowed for r in admitted)
     assert len(upstream.requests_with("/otp/send")) == 7  # refused requests never reach the upstream
 
 

@@ -15,6 +15,7 @@ import pytest
 import uvloop
 
 from fastgate.ratelimit import Limit, RateLimiter, RateLimitSettings, RedisSettings
+from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS
 from tests.support.redis_server import RedisServer
 
 PROCESSES = 4
@@ -60,14 +61,17 @@ def _child(limiter, requests, barrier, conn) -> None:
         for start in range(0, len(requests), BURST):
             for route, ip, body in requests[start:start + BURST]:
                 future = loop.create_future()
-                route.check(route.keys(ip, no_headers, b"", body, JSON), future.set_result)
+                if route.admit_ip is not None and route.admit_ip(ip):  # as transport/limit_gate.py does
+                    future.set_result(ALLOWED_WITHOUT_HEADERS)
+                else:
+                    route.check(route.keys(ip, no_headers, b"", body, JSON), future.set_result)
                 futures.append(future)
             await asyncio.sleep(0)  # one loop iteration per burst
         async with asyncio.timeout(30):
             decisions = await asyncio.gather(*futures)
         await limiter.close()
         s = limiter.stats
-        return [d.status for d in decisions], (s.redis_checks, s.redis_round_trips)
+        return [d.status for d in decisions], (s.redis_checks, s.redis_round_trips), limiter.table.fast_admitted()
 
     try:
         barrier.wait(timeout=30)
@@ -76,9 +80,10 @@ def _child(limiter, requests, barrier, conn) -> None:
         conn.send(exc)
 
 
-def run_workers(limiter: RateLimiter, jobs: list[list]) -> list[tuple[list[int], tuple[int, int]]]:
-    """Fork one process per job (a list of (route, ip, body) requests); return each one's statuses and
-    (redis_checks, redis_round_trips). Every process is stopped before returning, also on failure."""
+def run_workers(limiter: RateLimiter, jobs: list[list]) -> list[tuple[list[int], tuple[int, int], int]]:
+    """Fork one process per job (a list of (route, ip, body) requests); return each one's statuses,
+    (redis_checks, redis_round_trips) and checks admitted by the C check. Every process is stopped before
+    returning, also on failure."""
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(len(jobs))
     processes, receivers = [], []
@@ -114,6 +119,9 @@ def test_exactly_the_limit_is_admitted_across_processes(make_limiter, algorithm)
     statuses = [status for result in results for status in result[0]]
     assert statuses.count(200) == LIMIT
     assert statuses.count(429) == PROCESSES * ATTEMPTS - LIMIT
+    if route.admit_ip is not None:  # the local store's C check (ratelimit/_native_table.c) took part
+        assert algorithm == "gcra" and limiter.settings.store == "local"
+        assert 0 < sum(r[2] for r in results) < LIMIT
     if limiter.settings.store == "redis":
         checks = sum(r[1][0] for r in results)
         round_trips = sum(r[1][1] for r in results)
