@@ -2,11 +2,16 @@
 
 Theory of operation
 -------------------
-``write(record)`` only keeps the record. Records become lines in batches
-(one ``msgspec`` call encodes a whole batch of JSON lines, about half the
-cost of a call per line) in an in-memory buffer, which goes out with one
-``os.write`` on every clock tick (``flush``) or as soon as it holds
-``buffer`` bytes. The file is opened ``O_APPEND | O_NONBLOCK``,
+Lines are made in an in-memory buffer, which goes out with one
+``os.write`` on every clock tick (``flush``) or once it holds ``buffer``
+bytes. With the C speedup (observe/_native_jsonline.c), a JSON line is
+written into the buffer straight from the connection (``write_request``:
+no record is made), and a line that finds the buffer full first writes it
+out. Without it, and for the combined format, ``write(record)`` only keeps
+the record; records become lines in batches (one ``msgspec`` call encodes
+a whole batch of JSON lines, about half the cost of a call per line), and
+the buffer goes out as soon as a batch fills it. The file is opened
+``O_APPEND | O_NONBLOCK``,
 and every write holds whole lines only, so the lines of several workers
 appending to one file never mix: the kernel appends each write whole to a
 regular file. A pipe or a terminal (``"stdout"``) is written in pieces of
@@ -17,7 +22,10 @@ written with MSG_DONTWAIT instead).
 
 Nothing here waits or raises. A target that cannot take lines now (EAGAIN:
 a full pipe) keeps them in the buffer until the next tick; lines that
-would grow the buffer past its bound are dropped. A target that fails
+find the buffer at its bound are dropped (so it passes its bound by at most
+a batch of lines, or one line from ``write_request``). A connection the C
+writer cannot read (an attribute of an unexpected type: a bug) costs its
+line, counted and reported the same way. A target that fails
 (ENOSPC, EIO, a file that cannot be opened) drops what was buffered. Drops
 are counted in ``dropped`` and reported in the error log at most
 once every ``_COMPLAIN_EVERY_S``. ``reopen`` (SIGUSR1) writes what it can,
@@ -36,8 +44,11 @@ import time
 
 import msgspec
 
+from fastgate.native import speedup
 from fastgate.observe.errorlog import log
 from fastgate.observe.record import RequestRecord
+
+_native = speedup("observe._native_jsonline")
 
 _COMPLAIN_EVERY_S = 10.0
 _CLOSE_WAIT_S = 1.0
@@ -104,8 +115,8 @@ def _hex(m: re.Match) -> str:
 class AccessLog:
     """A request sink (observe/observer.py) writing access log lines to a file or stdout."""
 
-    __slots__ = ("target", "limit_bytes", "records", "batch", "buffer", "format_lines", "dropped",
-                 "_fd", "_send", "_socket", "_whole", "_blocked", "_complained_s")
+    __slots__ = ("target", "limit_bytes", "records", "batch", "buffer", "format_lines", "needs_record", "dropped",
+                 "_append_line", "_fd", "_send", "_socket", "_whole", "_blocked", "_complained_s")
 
     def __init__(self, target: str, fmt: str, limit_bytes: int) -> None:
         self.target = target
@@ -117,6 +128,11 @@ class AccessLog:
         self.buffer = bytearray()
         """Lines not yet written."""
         self.format_lines = JsonLines() if fmt == "json" else CombinedLines()
+        self._append_line = _native.append if fmt == "json" and _native is not None else None
+        """``append(buffer, limit_bytes, conn, status, total_s) -> bool``: a JSON line made in C
+        (observe/_native_jsonline.c), unless the buffer is at its bound; or None."""
+        self.needs_record = self._append_line is None
+        """False: the observer calls ``write_request`` instead of ``write`` (observe/observer.py)."""
         self.dropped = 0
         """Lines lost because the target failed or could not keep up (read by metrics)."""
         self._fd = -1
@@ -132,6 +148,17 @@ class AccessLog:
         self._open()
 
     # -- the sink contract ---------------------------------------------------
+    def write_request(self, conn, status: int, total_s: float) -> None:
+        """The JSON line of ``conn``'s finished request, made in C straight into the buffer."""
+        try:
+            if self._append_line(self.buffer, self.limit_bytes, conn, status, total_s):
+                return
+        except Exception as exc:  # an attribute of an unexpected type (a bug); the buffer is unchanged
+            self.dropped += 1
+            self._complain(f"a request could not be logged ({type(exc).__name__}: {exc})")
+            return
+        self._line_at_bound(conn, status, total_s)
+
     def write(self, record: RequestRecord) -> None:
         records = self.records
         records.append(record)
@@ -164,6 +191,17 @@ class AccessLog:
         self._close_fd()
 
     # -- writing ---------------------------------------------------------------
+    def _line_at_bound(self, conn, status: int, total_s: float) -> None:
+        """``write_request`` found the buffer at its bound: write it out if the target takes
+        lines, and try again; else the line is dropped."""
+        if not self._blocked:
+            self._write_out()
+            if len(self.buffer) < self.limit_bytes:
+                self.write_request(conn, status, total_s)
+                return
+        self.dropped += 1
+        self._complain("cannot keep up")
+
     def _make_lines(self) -> None:
         """Turn the kept records into lines, or drop them while the target is not taking lines."""
         records = self.records

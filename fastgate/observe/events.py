@@ -70,6 +70,9 @@ class Publisher(Protocol):
 class EventSink:
     """A RequestObserver sink that publishes records in the background (see the module docstring)."""
 
+    needs_record = True
+    """It takes ``write(record)`` (observe/observer.py)."""
+
     def __init__(self, settings: Events, publisher: Publisher, loop: asyncio.AbstractEventLoop) -> None:
         self._publisher = publisher
         self._loop = loop

@@ -2,42 +2,58 @@
 
 ``ClientConnection`` calls ``RequestObserver.done(conn, status)`` exactly
 once per request, whatever its end: a proxied response completed, a local
-answer, a refusal, an abort, or the client going away (status 499). Sinks
-(access log, event publishers) receive a ``RequestRecord``; the span
-exporter reads the connection itself, so that no record is made for it.
-Neither may block or raise: they buffer, and write on ``flush()``, which the
-worker clock calls on every tick.
+answer, a refusal, an abort, or the client going away (status 499).
+
+A sink (access log, event publishers) has ``flush()``, ``reopen()``,
+``async close()``, a ``dropped`` count and a ``needs_record`` flag. When
+``needs_record`` is true the sink gets ``write(record)``: a ``RequestRecord``
+(observe/record.py), made once per request for all such sinks, and only
+when there is one. When false it gets ``write_request(conn, status,
+total_s)`` and reads the connection itself during the call (the access
+log's C JSON writer; at most one such sink), so that no record is made for
+it; the span exporter also reads the connection. None of them may block or
+raise: they buffer, and write on ``flush()``, which the worker clock calls
+on every tick.
 """
 
-import time
+from time import monotonic
 
 from fastgate.observe.record import make_record
 
 
 class RequestObserver:
-    __slots__ = ("metrics", "sinks", "spans", "outputs")
+    __slots__ = ("metrics", "sinks", "record_sinks", "request_sink", "spans", "outputs")
 
     def __init__(self, metrics, sinks: list, spans=None) -> None:
         self.metrics = metrics
         """observe/metrics.py WorkerMetrics, or NO_METRICS."""
         self.sinks = tuple(sinks)
-        """Objects with ``write(record)``, ``flush()``, ``reopen()``, ``async close()`` and a ``dropped`` count."""
+        """All sinks (see the module docstring)."""
+        self.record_sinks = tuple(sink for sink in self.sinks if sink.needs_record)
+        """The sinks given ``write(record)``."""
+        request_sinks = [sink for sink in self.sinks if not sink.needs_record]
+        if len(request_sinks) > 1:  # a loop over them would cost more than the call
+            raise ValueError("at most one sink may read the connection itself")
+        self.request_sink = request_sinks[0] if request_sinks else None
+        """The sink given ``write_request(conn, status, total_s)`` (the access log's C writer), or None."""
         self.spans = spans
         """The span exporter (observe/otlp.py), with ``add(conn, status, total_s)``, or None."""
         self.outputs = self.sinks + ((spans,) if spans is not None else ())
         """Everything flushed, reopened and closed."""
 
     def done(self, conn, status: int) -> None:
-        total_s = time.monotonic() - conn.received_s
+        total_s = monotonic() - conn.received_s
         self.metrics.request_done(conn, status, total_s)
-        sinks = self.sinks
         spans = self.spans
         if spans is not None:
             spans.add(conn, status, total_s)
-        if sinks:
+        record_sinks = self.record_sinks
+        if record_sinks:
             record = make_record(conn, status, total_s)
-            for sink in sinks:
+            for sink in record_sinks:
                 sink.write(record)
+        if self.request_sink is not None:
+            self.request_sink.write_request(conn, status, total_s)
 
     def flush(self) -> None:
         for output in self.outputs:

@@ -1,0 +1,514 @@
+/* fastgate.observe._native_jsonline: the access log's JSON line, written in C.
+ *
+ * Contract: append(buffer, limit_bytes, conn, status, total_s) appends to the
+ * bytearray ``buffer`` the line that accesslog.py's JsonLines writes for
+ * record.py's make_record(conn, status, total_s), without making the record,
+ * and returns True; or, when the buffer already holds ``limit_bytes`` or
+ * more, leaves it as it is and returns False (the caller writes the buffer
+ * out, or drops the line). The reference is the Python code, and the tests
+ * run both on the same connections: the same keys in the same order, the
+ * fields whose value is "" left out (omit_defaults), strings escaped as
+ * msgspec escapes them. One difference: the three floats are written
+ * rounded to microseconds with integer arithmetic ("0.0021",
+ * "1732233600.123456"), where msgspec writes the shortest repr.
+ *
+ * The line is made in a scratch buffer and copied into ``buffer`` in one
+ * piece, so ``buffer`` only ever gains whole lines. A connection whose
+ * attributes have unexpected types raises (TypeError; ValueError for a
+ * duration that is not finite or out of range; AttributeError for a missing
+ * attribute) and leaves ``buffer`` as it was.
+ */
+#include "_native_slots.h"
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+/* Where observe/trace.py's TRACE_ID and SPAN_ID slices find the ids in conn.traceparent. */
+#define TRACE_ID_START 18
+#define TRACE_ID_STOP 50
+#define SPAN_ID_START 51
+#define SPAN_ID_STOP 67
+
+#define MAX_SECONDS 9.2e12 /* below this, microseconds fit an int64 */
+
+/* A string literal and its length, for the keys and constant pieces. */
+#define LITERAL_SIZE(text) ((Py_ssize_t)sizeof(text) - 1)
+#define LITERAL(text) (text), LITERAL_SIZE(text)
+
+typedef struct {
+    char *data;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} Line;
+
+static Line scratch; /* the line being made; reused by every call (the GIL orders them) */
+
+/* The attributes read (_native_slots.h: from the object's slot, when it is one). */
+static SlotReader a_head = {"head"}, a_route = {"route"}, a_name = {"name"}, a_request_id = {"request_id"},
+    a_client_text = {"client_text"}, a_method = {"method"}, a_target = {"target"}, a_http_1_0 = {"http_1_0"},
+    a_raw = {"raw"}, a_lowered = {"lowered"}, a_bytes_in = {"bytes_in"}, a_bytes_out = {"bytes_out"},
+    a_upstream_s = {"upstream_s"}, a_upstream_label = {"upstream_label"}, a_limit_outcome = {"limit_outcome"},
+    a_traceparent = {"traceparent"};
+static SlotReader *attributes[] = {&a_head, &a_route, &a_name, &a_request_id, &a_client_text, &a_method,
+                                   &a_target, &a_http_1_0, &a_raw, &a_lowered, &a_bytes_in, &a_bytes_out,
+                                   &a_upstream_s, &a_upstream_label, &a_limit_outcome, &a_traceparent};
+
+/* msgspec's escapes of ASCII characters: 0 as is, else the character after the backslash ('u': \u00XX). */
+static char escapes[128];
+static const char hex_digits[] = "0123456789abcdef";
+static char digit_pairs[200]; /* "00", "01", ..., "99" */
+
+static int grow(Line *w, Py_ssize_t more)
+{
+    Py_ssize_t capacity = Py_MAX(2 * w->capacity, w->size + more);
+    char *data = PyMem_Realloc(w->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->data = data;
+    w->capacity = capacity;
+    return 0;
+}
+
+/* Room for ``more`` bytes after the line's end. */
+static inline int reserve(Line *w, Py_ssize_t more)
+{
+    return w->capacity - w->size >= more ? 0 : grow(w, more);
+}
+
+static int put_literal(Line *w, const char *text, Py_ssize_t size)
+{
+    if (reserve(w, size) < 0)
+        return -1;
+    memcpy(w->data + w->size, text, size);
+    w->size += size;
+    return 0;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGH_BITS 0x8080808080808080ULL
+
+/* Whether the 8 bytes of x are all written as they are: none below 0x20, no '"' or '\\', and,
+ * for latin-1, none above 0x7f. SWAR: (v - k * ONES) & ~v has a byte's high bit set for some
+ * byte of v below k (k <= 0x80), and is 0 when there is none. */
+static inline int plain8(uint64_t x, int latin1)
+{
+    uint64_t quote = x ^ ('"' * ONES), backslash = x ^ ('\\' * ONES);
+    uint64_t special = ((x - 0x20 * ONES) & ~x) | ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash);
+    if (latin1)
+        special |= x;
+    return (special & HIGH_BITS) == 0;
+}
+
+/* One character, escaped as msgspec does: \" \\ \b \t \n \f \r, other controls \u00XX; DEL and
+ * non-ASCII characters as they are, in UTF-8 (a latin-1 byte becomes two bytes). */
+static inline char *put_char(char *out, unsigned char c, int latin1)
+{
+    if (c >= 0x80 && latin1) {
+        *out++ = (char)(0xc0 | (c >> 6));
+        *out++ = (char)(0x80 | (c & 0x3f));
+    }
+    else if (c >= 0x80 || escapes[c] == 0) {
+        *out++ = (char)c;
+    }
+    else {
+        *out++ = '\\';
+        *out++ = escapes[c];
+        if (escapes[c] == 'u') {
+            memcpy(out, "00", 2);
+            out[2] = hex_digits[c >> 4];
+            out[3] = hex_digits[c & 15];
+            out += 4;
+        }
+    }
+    return out;
+}
+
+/* ``key`` (which ends with the string's opening quote), then s[0:n] as a JSON string and its
+ * closing quote. Bytes are latin-1 characters when ``latin1`` (a bytes object from the head),
+ * else UTF-8 (a str's). */
+static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s, Py_ssize_t n, int latin1)
+{
+    if (reserve(w, key_size + 6 * n + 1) < 0)
+        return -1;
+    char *out = w->data + w->size;
+    memcpy(out, key, key_size);
+    out += key_size;
+    const unsigned char *end = s + n;
+    while (s < end) {
+        uint64_t x;
+        if (end - s >= 8 && (memcpy(&x, s, 8), plain8(x, latin1))) {
+            memcpy(out, &x, 8);
+            out += 8;
+            s += 8;
+        }
+        else {
+            out = put_char(out, *s++, latin1);
+        }
+    }
+    *out++ = '"';
+    w->size = out - w->data;
+    return 0;
+}
+
+/* The decimal digits of v, written backwards ending at ``end``, two at a time; returns their start. */
+static char *put_digits(char *end, uint64_t v)
+{
+    while (v >= 100) {
+        end -= 2;
+        memcpy(end, digit_pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, digit_pairs + 2 * v, 2);
+    }
+    else {
+        *--end = (char)('0' + v);
+    }
+    return end;
+}
+
+/* ``key``, then an int: written from a C integer when it fits one, else from its decimal text. */
+static int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *value)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow) {
+        PyObject *text = PyNumber_ToBase(value, 10);
+        if (text == NULL)
+            return -1;
+        int rc = put_literal(w, key, key_size);
+        if (rc == 0)
+            rc = put_literal(w, PyUnicode_AsUTF8(text), PyUnicode_GET_LENGTH(text));
+        Py_DECREF(text);
+        return rc;
+    }
+    char text[24], *end = text + sizeof text;
+    char *start = put_digits(end, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    if (v < 0)
+        *--start = '-';
+    if (put_literal(w, key, key_size) < 0)
+        return -1;
+    return put_literal(w, start, end - start);
+}
+
+/* Seconds as whole microseconds; the range keeps them in an int64. */
+static int to_microseconds(double seconds, int64_t *us)
+{
+    if (!(seconds > -MAX_SECONDS && seconds < MAX_SECONDS)) { /* also NaN */
+        PyErr_SetString(PyExc_ValueError, "a duration that is not finite, or too large to log");
+        return -1;
+    }
+    *us = (int64_t)(seconds * 1e6 + (seconds < 0 ? -0.5 : 0.5));
+    return 0;
+}
+
+/* ``key``, then microseconds as seconds: the fraction without trailing zeros, at least one digit. */
+static int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us)
+{
+    char text[32], *end = text + sizeof text;
+    uint64_t u = us < 0 ? 0ULL - (uint64_t)us : (uint64_t)us;
+    uint64_t fraction = u % 1000000;
+    char *start = put_digits(end, 1000000 + fraction); /* "1" and the six digits */
+    *start = '.';
+    while (end[-1] == '0' && end - start > 2)
+        end--;
+    start = put_digits(start, u / 1000000);
+    if (us < 0)
+        *--start = '-';
+    if (put_literal(w, key, key_size) < 0)
+        return -1;
+    return put_literal(w, start, end - start);
+}
+
+/* obj.<a>, which must be of ``type`` (or a subclass); a new reference. */
+static inline PyObject *get_typed(SlotReader *a, PyObject *obj, PyTypeObject *type)
+{
+    PyObject *value = slot_get(a, obj);
+    if (value != NULL && !PyObject_TypeCheck(value, type)) {
+        PyErr_Format(PyExc_TypeError, "%.100s.%s must be %s, not %.100s", Py_TYPE(obj)->tp_name, a->text,
+                     type->tp_name, Py_TYPE(value)->tp_name);
+        Py_CLEAR(value);
+    }
+    return value;
+}
+
+/* A bytes attribute, as a latin-1 string. */
+static int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+{
+    PyObject *value = get_typed(a, obj, &PyBytes_Type);
+    if (value == NULL)
+        return -1;
+    int rc = put_text(w, key, key_size, (const unsigned char *)PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), 1);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* A str attribute; left out when it is "" and ``optional``. */
+static int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj, int optional)
+{
+    PyObject *value = get_typed(a, obj, &PyUnicode_Type);
+    if (value == NULL)
+        return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const char *utf8 = PyUnicode_IS_COMPACT_ASCII(value) ? (const char *)PyUnicode_DATA(value) /* is UTF-8 */
+                                                         : PyUnicode_AsUTF8AndSize(value, &n);
+    int rc = -1;
+    if (utf8 != NULL)
+        rc = (optional && n == 0) ? 0 : put_text(w, key, key_size, (const unsigned char *)utf8, n, 0);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* An int attribute. */
+static int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+{
+    PyObject *value = get_typed(a, obj, &PyLong_Type);
+    if (value == NULL)
+        return -1;
+    int rc = put_int(w, key, key_size, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* A float attribute (seconds). */
+static int put_seconds_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+{
+    PyObject *value = slot_get(a, obj);
+    if (value == NULL)
+        return -1;
+    double seconds = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    int64_t us;
+    if ((seconds == -1.0 && PyErr_Occurred()) || to_microseconds(seconds, &us) < 0)
+        return -1;
+    return put_seconds(w, key, key_size, us);
+}
+
+/* conn.route.name, left out when there is no route or its name is "". */
+static int put_route_field(Line *w, PyObject *conn)
+{
+    PyObject *route = slot_get(&a_route, conn);
+    if (route == NULL)
+        return -1;
+    int rc = route == Py_None ? 0 : put_str_field(w, LITERAL(",\"route\":\""), &a_name, route, 1);
+    Py_DECREF(route);
+    return rc;
+}
+
+/* A slice of bytes (Python's slice bounds) as a latin-1 string, left out when empty. */
+static int put_slice(Line *w, const char *key, Py_ssize_t key_size, const char *s, Py_ssize_t n,
+                     Py_ssize_t start, Py_ssize_t stop)
+{
+    start = Py_MIN(start, n);
+    stop = Py_MIN(stop, n);
+    if (stop <= start)
+        return 0;
+    return put_text(w, key, key_size, (const unsigned char *)s + start, stop - start, 1);
+}
+
+/* trace_id and span_id: slices of conn.traceparent (b"" when tracing is off: both left out). Tracer.start
+ * makes them of hex digits; any other byte would be taken as latin-1, where Python decodes UTF-8. */
+static int put_trace_fields(Line *w, PyObject *conn)
+{
+    PyObject *traceparent = get_typed(&a_traceparent, conn, &PyBytes_Type);
+    if (traceparent == NULL)
+        return -1;
+    const char *s = PyBytes_AS_STRING(traceparent);
+    Py_ssize_t n = PyBytes_GET_SIZE(traceparent);
+    int rc = put_slice(w, LITERAL(",\"trace_id\":\""), s, n, TRACE_ID_START, TRACE_ID_STOP);
+    if (rc == 0)
+        rc = put_slice(w, LITERAL(",\"span_id\":\""), s, n, SPAN_ID_START, SPAN_ID_STOP);
+    Py_DECREF(traceparent);
+    return rc;
+}
+
+/* method, path and protocol from the head. */
+static int put_request_line_fields(Line *w, PyObject *head)
+{
+    if (put_bytes_field(w, LITERAL(",\"method\":\""), &a_method, head) < 0
+        || put_bytes_field(w, LITERAL(",\"path\":\""), &a_target, head) < 0)
+        return -1;
+    PyObject *http_1_0 = slot_get(&a_http_1_0, head);
+    if (http_1_0 == NULL)
+        return -1;
+    int old = PyObject_IsTrue(http_1_0);
+    Py_DECREF(http_1_0);
+    if (old < 0)
+        return -1;
+    if (old)
+        return put_literal(w, LITERAL(",\"protocol\":\"HTTP/1.0\""));
+    return put_literal(w, LITERAL(",\"protocol\":\"HTTP/1.1\""));
+}
+
+/* The first "\r\n" in s[0:n], or NULL. */
+static const char *find_crlf(const char *s, Py_ssize_t n)
+{
+    const char *end = s + n;
+    for (const char *p = s; (p = memchr(p, '\r', end - p)) != NULL; p++)
+        if (end - p >= 2 && p[1] == '\n')
+            return p;
+    return NULL;
+}
+
+#define USER_AGENT "\r\nuser-agent:"
+#define REFERER "\r\nreferer:"
+
+/* ``key`` and the value of the header whose marker (b"\r\nname:") is at low[at:] in the lowered
+ * head, taken from ``raw`` and stripped of ASCII whitespace; left out when absent (``at`` < 0)
+ * or empty. record.py's _field, byte for byte (slice bounds included). */
+static int put_header_field(Line *w, const char *key, Py_ssize_t key_size, PyObject *raw, Py_ssize_t at,
+                            Py_ssize_t marker_size)
+{
+    if (at < 0)
+        return 0;
+    const char *s = PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    Py_ssize_t start = Py_MIN(at + marker_size, n);
+    const char *crlf = find_crlf(s + start, n - start);
+    Py_ssize_t end = crlf != NULL ? crlf - s : n - 1; /* raw[start:-1] when there is no CRLF */
+    while (start < end && Py_ISSPACE(s[start]))
+        start++;
+    while (end > start && Py_ISSPACE(s[end - 1]))
+        end--;
+    if (end <= start)
+        return 0;
+    return put_text(w, key, key_size, (const unsigned char *)s + start, end - start, 1);
+}
+
+/* user_agent and referer from the head: their first headers, found in one pass over the lines. */
+static int put_header_fields(Line *w, PyObject *head)
+{
+    PyObject *raw = get_typed(&a_raw, head, &PyBytes_Type);
+    if (raw == NULL)
+        return -1;
+    PyObject *lowered = get_typed(&a_lowered, head, &PyBytes_Type);
+    if (lowered == NULL) {
+        Py_DECREF(raw);
+        return -1;
+    }
+    const char *low = PyBytes_AS_STRING(lowered), *end = low + PyBytes_GET_SIZE(lowered);
+    Py_ssize_t user_agent = -1, referer = -1;
+    for (const char *p = low; (p = memchr(p, '\r', end - p)) != NULL && (user_agent < 0 || referer < 0); p++) {
+        if (user_agent < 0 && end - p >= LITERAL_SIZE(USER_AGENT) && memcmp(p, LITERAL(USER_AGENT)) == 0)
+            user_agent = p - low;
+        else if (referer < 0 && end - p >= LITERAL_SIZE(REFERER) && memcmp(p, LITERAL(REFERER)) == 0)
+            referer = p - low;
+    }
+    Py_DECREF(lowered);
+    int rc = put_header_field(w, LITERAL(",\"user_agent\":\""), raw, user_agent, LITERAL_SIZE(USER_AGENT));
+    if (rc == 0)
+        rc = put_header_field(w, LITERAL(",\"referer\":\""), raw, referer, LITERAL_SIZE(REFERER));
+    Py_DECREF(raw);
+    return rc;
+}
+
+static int64_t wall_clock_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000000 + (now.tv_nsec + 500) / 1000;
+}
+
+/* The whole line, in record.py's field order; ``head`` is conn.head (None: refused before a head). */
+static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, double total_s)
+{
+    int64_t total_us;
+    if (to_microseconds(total_s, &total_us) < 0
+        || put_seconds(w, LITERAL("{\"time\":"), wall_clock_us() - total_us) < 0
+        || put_bytes_field(w, LITERAL(",\"request_id\":\""), &a_request_id, conn) < 0
+        || put_str_field(w, LITERAL(",\"client_ip\":\""), &a_client_text, conn, 0) < 0)
+        return -1;
+    if (head == Py_None) {
+        if (put_literal(w, LITERAL(",\"method\":\"\",\"path\":\"\",\"protocol\":\"HTTP/1.1\"")) < 0)
+            return -1;
+    }
+    else if (put_request_line_fields(w, head) < 0) {
+        return -1;
+    }
+    if (put_int(w, LITERAL(",\"status\":"), status) < 0
+        || put_int_field(w, LITERAL(",\"bytes_in\":"), &a_bytes_in, conn) < 0
+        || put_int_field(w, LITERAL(",\"bytes_out\":"), &a_bytes_out, conn) < 0
+        || put_seconds_field(w, LITERAL(",\"upstream_time\":"), &a_upstream_s, conn) < 0
+        || put_seconds(w, LITERAL(",\"total_time\":"), total_us) < 0
+        || put_route_field(w, conn) < 0
+        || put_str_field(w, LITERAL(",\"upstream\":\""), &a_upstream_label, conn, 1) < 0
+        || put_str_field(w, LITERAL(",\"ratelimit\":\""), &a_limit_outcome, conn, 1) < 0
+        || put_trace_fields(w, conn) < 0
+        || (head != Py_None && put_header_fields(w, head) < 0))
+        return -1;
+    return put_literal(w, LITERAL("}\n"));
+}
+
+static PyObject *append(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "append(buffer, limit_bytes, conn, status, total_s) takes 5 arguments");
+        return NULL;
+    }
+    PyObject *buffer = args[0], *conn = args[2], *status = args[3];
+    if (!PyByteArray_Check(buffer)) {
+        PyErr_Format(PyExc_TypeError, "buffer must be a bytearray, not %.100s", Py_TYPE(buffer)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t size = PyByteArray_GET_SIZE(buffer);
+    if (size >= limit)
+        Py_RETURN_FALSE;
+    if (!PyLong_Check(status)) {
+        PyErr_Format(PyExc_TypeError, "status must be an int, not %.100s", Py_TYPE(status)->tp_name);
+        return NULL;
+    }
+    double total_s = PyFloat_AsDouble(args[4]);
+    if (total_s == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *head = slot_get(&a_head, conn);
+    if (head == NULL)
+        return NULL;
+    scratch.size = 0;
+    int rc = put_line(&scratch, conn, head, status, total_s);
+    Py_DECREF(head);
+    if (rc < 0 || PyByteArray_Resize(buffer, size + scratch.size) < 0)
+        return NULL;
+    memcpy(PyByteArray_AS_STRING(buffer) + size, scratch.data, scratch.size);
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef methods[] = {
+    {"append", (PyCFunction)(void (*)(void))append, METH_FASTCALL,
+     "append(buffer, limit_bytes, conn, status, total_s) -> bool\n\n"
+     "Append the JSON access log line of conn's finished request to the bytearray buffer, unless\n"
+     "it holds limit_bytes or more already: then return False, and the buffer is unchanged."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "fastgate.observe._native_jsonline", "The access log's JSON line in C.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__native_jsonline(void)
+{
+    for (size_t i = 0; i < sizeof attributes / sizeof attributes[0]; i++)
+        if (slot_reader_init(attributes[i]) < 0)
+            return NULL;
+    for (int c = 0; c < 0x20; c++)
+        escapes[c] = 'u';
+    escapes['\b'] = 'b';
+    escapes['\t'] = 't';
+    escapes['\n'] = 'n';
+    escapes['\f'] = 'f';
+    escapes['\r'] = 'r';
+    escapes['"'] = '"';
+    escapes['\\'] = '\\';
+    for (int i = 0; i < 100; i++) {
+        digit_pairs[2 * i] = (char)('0' + i / 10);
+        digit_pairs[2 * i + 1] = (char)('0' + i % 10);
+    }
+    return PyModule_Create(&module);
+}
