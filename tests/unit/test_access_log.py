@@ -13,6 +13,7 @@ import pytest
 
 from fastgate.observe.accesslog import AccessLog, CombinedLines, JsonLines
 from fastgate.observe.record import RequestRecord
+from tests.support.loglines import drain, lines_of
 
 
 def record(**fields) -> RequestRecord:
@@ -63,10 +64,6 @@ def test_the_combined_format_escapes_and_fills_empty_fields_like_nginx():
     refused = line(CombinedLines(), record(method="", path="", status=400))
     assert b'] "-" 400 ' in refused
 
-
-def lines_of(data: bytes) -> list[dict]:
-    assert data.endswith(b"\n")
-    return [json.loads(piece) for piece in data.splitlines()]
 
 
 def test_lines_wait_for_the_tick_then_go_out_whole(tmp_path):
@@ -127,16 +124,7 @@ def test_a_pipe_nobody_reads_never_blocks_and_bounds_the_buffer(tmp_path):
                 sink.flush()
         assert len(sink.buffer) < 8 * 1024 + sink.batch * 1024  # the bound, passed by at most one batch
         assert sink.dropped > 0
-        received = bytearray()
-        while True:  # drain, letting the sink write what it kept
-            ready, _, _ = select.select([reader], [], [], 0.2)
-            if not ready:
-                sink.flush()
-                ready, _, _ = select.select([reader], [], [], 0.2)
-                if not ready:
-                    break
-            received += os.read(reader, 1 << 16)
-        ids = [r["request_id"] for r in lines_of(bytes(received))]  # every line whole
+        ids = [r["request_id"] for r in lines_of(drain(reader, sink))]  # every line whole
         assert len(ids) + sink.dropped == total
         assert ids == sorted(ids)  # in order
     finally:

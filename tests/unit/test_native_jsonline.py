@@ -18,6 +18,7 @@ from fastgate.observe.observer import RequestObserver
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, make_record
 from fastgate.observe.trace import Tracer
 from fastgate.wire.h1 import RequestHead, new_request_parser, parse_request_head
+from tests.support.loglines import drain, lines_of
 
 native = speedup("observe._native_jsonline")
 needs_native = pytest.mark.skipif(
@@ -337,10 +338,6 @@ def test_memory_stays_flat_over_many_lines():
 
 # -- the access log with the C writer ---------------------------------------------------------
 
-def lines_of(data: bytes) -> list[dict]:
-    assert data.endswith(b"\n")
-    return [json.loads(piece) for piece in data.splitlines()]
-
 
 @needs_native
 def test_the_json_access_log_writes_lines_from_the_connection(tmp_path):
@@ -373,7 +370,6 @@ def test_a_buffer_at_its_bound_is_written_out_before_the_next_line(tmp_path):
 @needs_native
 def test_lines_are_dropped_and_counted_while_the_target_cannot_take_them(tmp_path):
     import os
-    import select
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -387,16 +383,7 @@ def test_lines_are_dropped_and_counted_while_the_target_cannot_take_them(tmp_pat
             if i % 100 == 0:
                 sink.flush()
         assert sink.dropped > 0
-        received = bytearray()
-        while True:  # drain, letting the sink write what it kept
-            ready, _, _ = select.select([reader], [], [], 0.2)
-            if not ready:
-                sink.flush()
-                ready, _, _ = select.select([reader], [], [], 0.2)
-                if not ready:
-                    break
-            received += os.read(reader, 1 << 16)
-        ids = [r["request_id"] for r in lines_of(bytes(received))]  # every line whole
+        ids = [r["request_id"] for r in lines_of(drain(reader, sink))]  # every line whole
         assert len(ids) + sink.dropped == total
         assert ids == sorted(ids)
     finally:
