@@ -87,6 +87,8 @@ static PyObject *admit(GcraAdmit *self, PyObject *ip)
     memcpy(PyBytes_AS_STRING(key) + prefix_length, PyBytes_AS_STRING(ip), ip_length);
     Py_hash_t h = PyObject_Hash(key);  /* hash(key) as the Python path computes it */
     Py_DECREF(key);
+    if (h == -1)
+        return NULL;
     if (h == 0)
         h = 1;  /* shared_table.py: hash(key) or 1 (0 marks a free slot) */
 
