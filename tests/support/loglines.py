@@ -3,6 +3,9 @@
 import json
 import os
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def lines_of(data: bytes) -> list[dict]:
@@ -23,3 +26,16 @@ def drain(reader: int, sink) -> bytes:
             if not ready:
                 return bytes(received)
         received += os.read(reader, 1 << 16)
+
+
+@contextmanager
+def slow_pipe(directory: Path) -> Iterator[tuple[Path, int]]:
+    """A FIFO in ``directory`` and the non-blocking read end that nobody reads until the test drains it:
+    (its path, for the sink to open, and the read descriptor), closed at the end."""
+    fifo = directory / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        yield fifo, reader
+    finally:
+        os.close(reader)

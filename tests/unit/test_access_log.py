@@ -13,7 +13,7 @@ import pytest
 
 from fastgate.observe.accesslog import AccessLog, CombinedLines, JsonLines
 from fastgate.observe.record import RequestRecord
-from tests.support.loglines import drain, lines_of
+from tests.support.loglines import drain, lines_of, slow_pipe
 
 
 def record(**fields) -> RequestRecord:
@@ -112,10 +112,7 @@ def test_a_target_that_cannot_be_opened_drops_and_counts(tmp_path, caplog):
 
 
 def test_a_pipe_nobody_reads_never_blocks_and_bounds_the_buffer(tmp_path):
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
+    with slow_pipe(tmp_path) as (fifo, reader):
         sink = AccessLog(str(fifo), "json", 8 * 1024)
         total = 2000  # far more than the pipe (64 KiB) and the buffer hold
         for i in range(total):
@@ -127,8 +124,6 @@ def test_a_pipe_nobody_reads_never_blocks_and_bounds_the_buffer(tmp_path):
         ids = [r["request_id"] for r in lines_of(drain(reader, sink))]  # every line whole
         assert len(ids) + sink.dropped == total
         assert ids == sorted(ids)  # in order
-    finally:
-        os.close(reader)
 
 
 _WRITER = """

@@ -18,7 +18,7 @@ from fastgate.observe.observer import RequestObserver
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, make_record
 from fastgate.observe.trace import Tracer
 from fastgate.wire.h1 import RequestHead, new_request_parser, parse_request_head
-from tests.support.loglines import drain, lines_of
+from tests.support.loglines import drain, lines_of, slow_pipe
 
 native = speedup("observe._native_jsonline")
 needs_native = pytest.mark.skipif(
@@ -369,12 +369,7 @@ def test_a_buffer_at_its_bound_is_written_out_before_the_next_line(tmp_path):
 
 @needs_native
 def test_lines_are_dropped_and_counted_while_the_target_cannot_take_them(tmp_path):
-    import os
-
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
+    with slow_pipe(tmp_path) as (fifo, reader):
         sink = AccessLog(str(fifo), "json", 8 * 1024)
         total = 2000  # far more than the pipe (64 KiB) and the buffer hold
         for i in range(total):
@@ -386,8 +381,6 @@ def test_lines_are_dropped_and_counted_while_the_target_cannot_take_them(tmp_pat
         ids = [r["request_id"] for r in lines_of(drain(reader, sink))]  # every line whole
         assert len(ids) + sink.dropped == total
         assert ids == sorted(ids)
-    finally:
-        os.close(reader)
 
 
 @needs_native
