@@ -693,7 +693,9 @@ class ClientConnection(LimitGate, asyncio.Protocol):
 
     # -- helpers ---------------------------------------------------------------
     def _after_response(self, keep_alive: bool) -> None:
-        if not keep_alive or self.ctx.draining:
+        """``keep_alive`` is what the response head announced: a head without Connection: close
+        sent before a drain began is kept, the next request is answered with it."""
+        if not keep_alive:
             self._close()
             return
         self.state = HEAD
@@ -875,11 +877,13 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         """Graceful stop: the next response says Connection: close, then the connection ends.
 
         An idle keep-alive connection is not closed at once: the client may be
-        sending a request on it right now, and closing would reset it. It
-        closes after its next response, at its keep-alive timeout, or when
+        sending a request on it right now, and closing would reset it. Nor is
+        one whose response head already went out without Connection: close.
+        It closes after its next response, at its keep-alive timeout, or when
         the worker's drain timeout ends, whichever comes first.
         """
-        self.keep_alive = False
+        if not (self.state == WAIT and self.response_started):
+            self.keep_alive = False
 
 
 def _close_made_connection(future: asyncio.Future) -> None:

@@ -62,6 +62,12 @@ class RawConnection:
 
     def read_response(self, method: str = "GET") -> Response:
         """Read the next complete response (with any 1xx before it) to a ``method`` request."""
+        response = self.read_head(method)
+        response.body = self.read_body()
+        return response
+
+    def read_head(self, method: str = "GET") -> Response:
+        """Read the next final response head (with any 1xx before it); its body is left to ``read_body``."""
         conn = self._h11
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
@@ -69,30 +75,39 @@ class RawConnection:
             conn.send(h11.Request(method=method, target="/", headers=[("Host", "client")]))
             conn.send(h11.EndOfMessage())
         informational: list[tuple[int, list[tuple[str, str]]]] = []
-        head: h11.Response | None = None
+        while True:
+            event = self._next_event()
+            if isinstance(event, h11.InformationalResponse):
+                informational.append((event.status_code, _decode(event.headers)))
+            elif isinstance(event, h11.Response):
+                return Response(status=event.status_code, reason=event.reason.decode("latin-1"),
+                                http_version=event.http_version.decode(), headers=_decode(event.headers),
+                                body=b"", informational=informational)
+            else:
+                raise AssertionError(f"expected a response head, got {event!r}")
+
+    def read_body(self) -> bytes:
+        """Read the body of the response whose head ``read_head`` returned."""
         body: list[bytes] = []
+        while True:
+            event = self._next_event()
+            if isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(body)
+            else:
+                raise AssertionError(f"expected response body, got {event!r}")
+
+    def _next_event(self) -> object:
+        conn = self._h11
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 conn.receive_data(self._recv())
-            elif isinstance(event, h11.InformationalResponse):
-                informational.append((event.status_code, _decode(event.headers)))
-            elif isinstance(event, h11.Response):
-                head = event
-            elif isinstance(event, h11.Data):
-                body.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                return Response(
-                    status=head.status_code,
-                    reason=head.reason.decode("latin-1"),
-                    http_version=head.http_version.decode(),
-                    headers=_decode(head.headers),
-                    body=b"".join(body),
-                    informational=informational,
-                )
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("the gateway closed the connection instead of answering")
+            else:
+                return event
 
     def read_interim(self) -> Response:
         """Read exactly one response head that must be an interim (1xx) one, e.g. 100 Continue.
