@@ -1,28 +1,71 @@
-"""One admin client connection, over h11: a strict HTTP/1.1 peer for low-traffic endpoints.
+"""The admin listener of a worker, over h11: a strict HTTP/1.1 peer for low-traffic endpoints.
 
 Requests are answered one at a time, in order, by ``AdminEndpoints.answer``;
 request bodies are read and ignored (every endpoint is a GET). A malformed
 request gets h11's 400 and the connection closes.
+
+When the worker exits, a connection it accepted but has not answered yet
+(a readiness probe during a stop, say) is given a short grace to send its
+request and get the answer, instead of being reset with the process.
 """
 
 import asyncio
+import time
 
 import h11
 
 from fastgate.observe.errorlog import log
 
 _MAX_HEAD_BYTES = 16 * 1024
+_EXIT_GRACE_S = 1.0
+"""How long an exiting worker waits for accepted admin connections to get their answer."""
+
+
+class AdminListener:
+    """A worker's admin servers and the connections they accepted."""
+
+    def __init__(self, endpoints) -> None:
+        self.endpoints = endpoints
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[AdminConnection] = set()
+
+    async def serve(self, loop: asyncio.AbstractEventLoop, sockets: list) -> None:
+        for sock in sockets:
+            self.servers.append(await loop.create_server(lambda: AdminConnection(self), sock=sock))
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def close(self) -> None:
+        """Stop accepting, let connections waiting for an answer get it (within a grace), close the rest."""
+        self.stop_accepting()
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        while any(c.awaits_answer() for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.transport.close()
 
 
 class AdminConnection(asyncio.Protocol):
-    def __init__(self, endpoints) -> None:
-        self.endpoints = endpoints
+    def __init__(self, listener: AdminListener) -> None:
+        self.listener = listener
+        self.endpoints = listener.endpoints
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
         self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
+        self.answered = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+
+    def awaits_answer(self) -> bool:
+        """A request is arriving, or none came yet on a new connection (its client is about to send)."""
+        return not self.answered or self.conn.their_state not in (h11.IDLE, h11.DONE) or bool(self.conn.trailing_data[0])
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
@@ -61,6 +104,7 @@ class AdminConnection(asyncio.Protocol):
                 headers = {name: value for name, value in request.headers}
                 status, content_type, body, extra = self.endpoints.answer(request.method, request.target, headers)
                 self._send(status, content_type, body, extra, head_only=request.method == b"HEAD")
+                self.answered = True
                 if self.conn.our_state is h11.MUST_CLOSE:
                     self.transport.close()
                     return

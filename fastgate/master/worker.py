@@ -16,7 +16,7 @@ import uvloop
 
 from fastgate import __version__
 from fastgate.admin.endpoints import AdminEndpoints
-from fastgate.admin.server import AdminConnection
+from fastgate.admin.server import AdminListener
 from fastgate.config.load import LoadedConfig
 from fastgate.health.view import HealthView
 from fastgate.observe import errorlog
@@ -80,8 +80,8 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
         await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)
         for sock in sockets
     ]
-    endpoints = AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__)
-    admin_servers = [await loop.create_server(lambda: AdminConnection(endpoints), sock=sock) for sock in admin_sockets]
+    admin = AdminListener(AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__))
+    await admin.serve(loop, admin_sockets)
     clock.start()
     stopped = loop.create_future()
 
@@ -100,8 +100,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
         for server in servers:
             server.close()
         if region.state != STOPPING:  # retired by a reload: the new generation answers the admin listener
-            for server in admin_servers:
-                server.close()
+            admin.stop_accepting()
         loop.call_later(float(config.server.drain_timeout), stop, 0)
         # Connections the loop accepted just before the close may not have
         # reached connection_made yet; judge emptiness only after they have.
@@ -123,13 +122,14 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     os.close(ready_fd)
     log.debug("worker serving %d sockets", len(sockets))
     code = await stopped
-    for server in servers + admin_servers:
+    for server in servers:
         server.close()
     for conn in list(ctx.connections):
         conn.transport.abort()
     for group in loaded.upstreams.values():
         for pool in group.pools:
             pool.close_idle()
+    await admin.close()
     await loaded.limiter.close()
     await observer.close()
     metrics.publish(0)  # what was counted since the last tick, before the master folds the seat

@@ -10,6 +10,7 @@ import httpx
 
 from tests.support.metrics import admin_get, scrape, settled, value
 from tests.support.ports import refused_port
+from tests.support.rawhttp import RawConnection
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 
@@ -35,6 +36,20 @@ def test_health_and_readiness(gateways):
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
     assert admin_get(gw, "/nope").status_code == 404
     assert httpx.post(f"http://127.0.0.1:{gw.admin_port}/metrics").status_code == 405
+
+
+def test_an_admin_request_under_way_when_the_worker_exits_is_answered(gateways):
+    """A probe that connected just before the last worker exits gets its answer, not a reset."""
+    gw = gateways.start({}, workers=1)
+    with RawConnection(gw.admin_port) as probe:
+        probe.send(b"GET /readyz HTTP/1.1\r\n")  # the worker has accepted it, the request is not complete
+        time.sleep(0.2)
+        gw.signal(signal.SIGQUIT)  # no client connection to drain: the worker exits at once
+        time.sleep(0.3)  # the worker is on its way out; the rest of the request arrives now
+        probe.send(b"Host: admin\r\n\r\n")
+        response = probe.read_response()
+    assert response.status == 503 and response.json() == {"status": "draining"}
+    assert gw.wait_exit() == 0
 
 
 def test_readyz_turns_503_while_draining(gateways, upstream):
