@@ -127,10 +127,11 @@ static inline char *put_char(char *out, unsigned char c, int latin1)
 
 /* ``key`` (which ends with the string's opening quote), then s[0:n] as a JSON string and its
  * closing quote. Bytes are latin-1 characters when ``latin1`` (a bytes object from the head),
- * else UTF-8 (a str's). */
+ * else UTF-8 (a str's). Runs of 8 plain bytes are copied whole; so is a plain tail shorter than
+ * 8, padded with plain bytes that the line's size then leaves out (hence the 8 spare bytes). */
 static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s, Py_ssize_t n, int latin1)
 {
-    if (reserve(w, key_size + 6 * n + 1) < 0)
+    if (reserve(w, key_size + 6 * n + 8 + 1) < 0)
         return -1;
     char *out = w->data + w->size;
     memcpy(out, key, key_size);
@@ -138,10 +139,19 @@ static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigne
     const unsigned char *end = s + n;
     while (s < end) {
         uint64_t x;
-        if (end - s >= 8 && (memcpy(&x, s, 8), plain8(x, latin1))) {
+        Py_ssize_t left = end - s;
+        if (left >= 8) {
+            memcpy(&x, s, 8);
+            left = 8;
+        }
+        else {
+            x = 0x6161616161616161ULL; /* "aaaaaaaa" */
+            memcpy(&x, s, left);
+        }
+        if (plain8(x, latin1)) {
             memcpy(out, &x, 8);
-            out += 8;
-            s += 8;
+            out += left;
+            s += left;
         }
         else {
             out = put_char(out, *s++, latin1);
@@ -170,8 +180,27 @@ static char *put_digits(char *end, uint64_t v)
     return end;
 }
 
+/* Numbers are written inline at each call, where the key's size is a constant and its copy is cheap. */
+#define ALWAYS_INLINE __attribute__((always_inline))
+
+#define NUMBER_TEXT 32 /* more than the decimal text of any int64, or of seconds with 6 decimals */
+
+/* ``key``, then the number text start[0:stop - start]. The text is made backwards at the end of
+ * the first half of a 2 * NUMBER_TEXT array, so NUMBER_TEXT bytes can be read from ``start``:
+ * they are copied whole, a copy of a fixed size, and the line's size then leaves out the rest. */
+static inline int put_number(Line *w, const char *key, Py_ssize_t key_size, const char *start, const char *stop)
+{
+    if (reserve(w, key_size + NUMBER_TEXT) < 0)
+        return -1;
+    char *out = w->data + w->size;
+    memcpy(out, key, key_size);
+    memcpy(out + key_size, start, NUMBER_TEXT);
+    w->size += key_size + (stop - start);
+    return 0;
+}
+
 /* ``key``, then an int: written from a C integer when it fits one, else from its decimal text. */
-static int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *value)
+static inline ALWAYS_INLINE int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *value)
 {
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
@@ -187,13 +216,11 @@ static int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *valu
         Py_DECREF(text);
         return rc;
     }
-    char text[24], *end = text + sizeof text;
+    char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
     char *start = put_digits(end, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
     if (v < 0)
         *--start = '-';
-    if (put_literal(w, key, key_size) < 0)
-        return -1;
-    return put_literal(w, start, end - start);
+    return put_number(w, key, key_size, start, end);
 }
 
 /* Seconds as whole microseconds; the range keeps them in an int64. */
@@ -208,9 +235,9 @@ static int to_microseconds(double seconds, int64_t *us)
 }
 
 /* ``key``, then microseconds as seconds: the fraction without trailing zeros, at least one digit. */
-static int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us)
+static inline ALWAYS_INLINE int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us)
 {
-    char text[32], *end = text + sizeof text;
+    char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
     uint64_t u = us < 0 ? 0ULL - (uint64_t)us : (uint64_t)us;
     uint64_t fraction = u % 1000000;
     char *start = put_digits(end, 1000000 + fraction); /* "1" and the six digits */
@@ -220,9 +247,7 @@ static int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us
     start = put_digits(start, u / 1000000);
     if (us < 0)
         *--start = '-';
-    if (put_literal(w, key, key_size) < 0)
-        return -1;
-    return put_literal(w, start, end - start);
+    return put_number(w, key, key_size, start, end);
 }
 
 /* obj.<a>, which must be of ``type`` (or a subclass); a new reference. */
