@@ -42,7 +42,9 @@ def test_an_admin_request_under_way_when_the_worker_exits_is_answered(gateways):
     """A probe that connected just before the last worker exits gets its answer, not a reset."""
     gw = gateways.start({}, workers=1)
     with RawConnection(gw.admin_port) as probe:
-        probe.send(b"GET /readyz HTTP/1.1\r\n")  # the worker has accepted it, the request is not complete
+        probe.send(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+        assert probe.read_response().status == 200  # the worker has accepted the connection
+        probe.send(b"GET /readyz HTTP/1.1\r\n")  # a request under way: not complete yet
         time.sleep(0.2)
         gw.signal(signal.SIGQUIT)  # no client connection to drain: the worker exits at once
         time.sleep(0.3)  # the worker is on its way out; the rest of the request arrives now
