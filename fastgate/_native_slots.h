@@ -21,16 +21,21 @@
 
 typedef struct {
     const char *text;
-    PyObject *name;         /* interned; set by slot_reader_init */
+    PyObject *name;         /* interned; set by slot_readers_init */
     PyTypeObject *type;     /* the type remembered, or NULL */
     unsigned int version;   /* its tp_version_tag when remembered */
     Py_ssize_t offset;
 } SlotReader;
 
-static int slot_reader_init(SlotReader *reader)
+/* Intern the names of readers[0:count], at module init; -1 with an exception set on failure. */
+static int slot_readers_init(SlotReader **readers, size_t count)
 {
-    reader->name = PyUnicode_InternFromString(reader->text);
-    return reader->name == NULL ? -1 : 0;
+    for (size_t i = 0; i < count; i++) {
+        readers[i]->name = PyUnicode_InternFromString(readers[i]->text);
+        if (readers[i]->name == NULL)
+            return -1;
+    }
+    return 0;
 }
 
 /* Remember where type(obj) keeps the attribute, if it is a plain object slot. */

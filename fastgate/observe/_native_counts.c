@@ -344,9 +344,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__native_counts(void)
 {
-    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++)
-        if (slot_reader_init(readers[i]) < 0)
-            return NULL;
+    if (slot_readers_init(readers, sizeof readers / sizeof readers[0]) < 0)
+        return NULL;
     if (PyType_Ready(&RequestCounterType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -519,9 +519,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__native_jsonline(void)
 {
-    for (size_t i = 0; i < sizeof attributes / sizeof attributes[0]; i++)
-        if (slot_reader_init(attributes[i]) < 0)
-            return NULL;
+    if (slot_readers_init(attributes, sizeof attributes / sizeof attributes[0]) < 0)
+        return NULL;
     for (int c = 0; c < 0x20; c++)
         escapes[c] = 'u';
     escapes['\b'] = 'b';
