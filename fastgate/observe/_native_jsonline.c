@@ -1,22 +1,25 @@
 /* fastgate.observe._native_jsonline: the access log's JSON line, written in C.
  *
- * Contract: append(buffer, limit_bytes, conn, status, total_s) appends to the
- * bytearray ``buffer`` the line that accesslog.py's JsonLines writes for
- * record.py's make_record(conn, status, total_s), without making the record,
- * and returns True; or, when the buffer already holds ``limit_bytes`` or
- * more, leaves it as it is and returns False (the caller writes the buffer
- * out, or drops the line). The reference is the Python code, and the tests
- * run both on the same connections: the same keys in the same order, the
- * fields whose value is "" left out (omit_defaults), strings escaped as
- * msgspec escapes them. One difference: the three floats are written
- * rounded to microseconds with integer arithmetic ("0.0021",
- * "1732233600.123456"), where msgspec writes the shortest repr.
+ * Contract: LineWriter(buffer, limit_bytes, at_bound, failed).write(conn,
+ * status, total_s) appends to the bytearray ``buffer`` the line that
+ * accesslog.py's JsonLines writes for record.py's make_record(conn, status,
+ * total_s), without making the record. When the buffer already holds
+ * ``limit_bytes`` or more, it calls at_bound(conn, status, total_s) instead
+ * (the access log writes the buffer out, or drops the line). The reference
+ * is the Python code, and the tests run both on the same connections: the
+ * same keys in the same order, the fields whose value is "" left out
+ * (omit_defaults), strings escaped as msgspec escapes them. One difference:
+ * the three floats are written rounded to microseconds with integer
+ * arithmetic ("0.0021", "1732233600.123456"), where msgspec writes the
+ * shortest repr.
  *
- * The line is made in a scratch buffer and copied into ``buffer`` in one
- * piece, so ``buffer`` only ever gains whole lines. A connection whose
- * attributes have unexpected types raises (TypeError; ValueError for a
- * duration that is not finite or out of range; AttributeError for a missing
- * attribute) and leaves ``buffer`` as it was.
+ * The writer is a C object, not a Python function around one, so that a
+ * request's line costs no Python frame. The line is made in a scratch buffer
+ * and copied into ``buffer`` in one piece, so ``buffer`` only ever gains
+ * whole lines. For a connection whose attributes have unexpected types
+ * (TypeError; ValueError for a duration that is not finite or out of range;
+ * AttributeError for a missing attribute) it leaves ``buffer`` as it was
+ * and hands the exception to failed(exception).
  */
 #include "_native_slots.h"
 #include <stdint.h>
@@ -469,52 +472,138 @@ static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, d
     return put_literal(w, LITERAL("}\n"));
 }
 
-static PyObject *append(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Append conn's line to ``buffer`` (a bytearray holding ``size`` bytes); -1 with an exception set, and
+ * ``buffer`` as it was, when the line cannot be made. */
+static int append_line(PyObject *buffer, Py_ssize_t size, PyObject *conn, PyObject *status, PyObject *total)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "append(buffer, limit_bytes, conn, status, total_s) takes 5 arguments");
-        return NULL;
-    }
-    PyObject *buffer = args[0], *conn = args[2], *status = args[3];
-    if (!PyByteArray_Check(buffer)) {
-        PyErr_Format(PyExc_TypeError, "buffer must be a bytearray, not %.100s", Py_TYPE(buffer)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    if (limit == -1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t size = PyByteArray_GET_SIZE(buffer);
-    if (size >= limit)
-        Py_RETURN_FALSE;
     if (!PyLong_Check(status)) {
         PyErr_Format(PyExc_TypeError, "status must be an int, not %.100s", Py_TYPE(status)->tp_name);
-        return NULL;
+        return -1;
     }
-    double total_s = PyFloat_AsDouble(args[4]);
+    double total_s = PyFloat_AsDouble(total);
     if (total_s == -1.0 && PyErr_Occurred())
-        return NULL;
+        return -1;
     PyObject *head = slot_get(&a_head, conn);
     if (head == NULL)
-        return NULL;
+        return -1;
     scratch.size = 0;
     int rc = put_line(&scratch, conn, head, status, total_s);
     Py_DECREF(head);
     if (rc < 0 || PyByteArray_Resize(buffer, size + scratch.size) < 0)
-        return NULL;
+        return -1;
     memcpy(PyByteArray_AS_STRING(buffer) + size, scratch.data, scratch.size);
-    Py_RETURN_TRUE;
+    return 0;
 }
 
-static PyMethodDef methods[] = {
-    {"append", (PyCFunction)(void (*)(void))append, METH_FASTCALL,
-     "append(buffer, limit_bytes, conn, status, total_s) -> bool\n\n"
-     "Append the JSON access log line of conn's finished request to the bytearray buffer, unless\n"
-     "it holds limit_bytes or more already: then return False, and the buffer is unchanged."},
+typedef struct {
+    PyObject_HEAD
+    PyObject *buffer;   /* the bytearray the lines go to */
+    Py_ssize_t limit;   /* no line is added while the buffer holds this many bytes or more */
+    PyObject *at_bound; /* at_bound(conn, status, total_s): called instead when the buffer is at its limit */
+    PyObject *failed;   /* failed(exception): called when a line cannot be made */
+} LineWriter;
+
+/* Hand the exception being raised to self->failed; its result is the call's. */
+static PyObject *report_failure(LineWriter *self)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    PyObject *result = PyObject_CallOneArg(self->failed, value);
+    Py_DECREF(value);
+    return result;
+}
+
+static PyObject *writer_write(LineWriter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write(conn, status, total_s) takes 3 arguments");
+        return NULL;
+    }
+    if (self->buffer == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter is not initialized");
+        return NULL;
+    }
+    Py_ssize_t size = PyByteArray_GET_SIZE(self->buffer);
+    if (size >= self->limit)
+        return PyObject_Vectorcall(self->at_bound, args, 3, NULL);
+    if (append_line(self->buffer, size, args[0], args[1], args[2]) < 0)
+        return report_failure(self);
+    Py_RETURN_NONE;
+}
+
+static int writer_init(LineWriter *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"buffer", "limit_bytes", "at_bound", "failed", NULL};
+    PyObject *buffer, *at_bound, *failed;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!nOO", names, &PyByteArray_Type, &buffer, &limit, &at_bound,
+                                     &failed))
+        return -1;
+    if (!PyCallable_Check(at_bound) || !PyCallable_Check(failed)) {
+        PyErr_SetString(PyExc_TypeError, "at_bound and failed must be callable");
+        return -1;
+    }
+    Py_XSETREF(self->buffer, Py_NewRef(buffer));
+    Py_XSETREF(self->at_bound, Py_NewRef(at_bound));
+    Py_XSETREF(self->failed, Py_NewRef(failed));
+    self->limit = limit;
+    return 0;
+}
+
+static int writer_traverse(LineWriter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buffer);
+    Py_VISIT(self->at_bound);
+    Py_VISIT(self->failed);
+    return 0;
+}
+
+static int writer_clear(LineWriter *self)
+{
+    Py_CLEAR(self->buffer);
+    Py_CLEAR(self->at_bound);
+    Py_CLEAR(self->failed);
+    return 0;
+}
+
+static void writer_dealloc(LineWriter *self)
+{
+    PyObject_GC_UnTrack(self);
+    writer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef writer_methods[] = {
+    {"write", (PyCFunction)(void (*)(void))writer_write, METH_FASTCALL,
+     "write(conn, status, total_s) -> None\n\n"
+     "Append the JSON access log line of conn's finished request to the buffer. When the buffer\n"
+     "already holds limit_bytes or more, call at_bound(conn, status, total_s) instead and leave\n"
+     "the buffer alone; when the line cannot be made (an attribute of an unexpected type), leave\n"
+     "the buffer as it was and call failed(exception). Returns what the callback returns."},
     {NULL},
 };
 
+static PyTypeObject LineWriterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fastgate.observe._native_jsonline.LineWriter",
+    .tp_basicsize = sizeof(LineWriter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "LineWriter(buffer, limit_bytes, at_bound, failed): JSON access log lines into a bytearray.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)writer_init,
+    .tp_traverse = (traverseproc)writer_traverse,
+    .tp_clear = (inquiry)writer_clear,
+    .tp_dealloc = (destructor)writer_dealloc,
+    .tp_methods = writer_methods,
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "fastgate.observe._native_jsonline", "The access log's JSON line in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "fastgate.observe._native_jsonline", "The access log's JSON line in C.", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__native_jsonline(void)
@@ -534,5 +623,14 @@ PyMODINIT_FUNC PyInit__native_jsonline(void)
         digit_pairs[2 * i] = (char)('0' + i / 10);
         digit_pairs[2 * i + 1] = (char)('0' + i % 10);
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&LineWriterType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "LineWriter", (PyObject *)&LineWriterType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

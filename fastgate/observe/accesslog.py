@@ -115,8 +115,8 @@ def _hex(m: re.Match) -> str:
 class AccessLog:
     """A request sink (observe/observer.py) writing access log lines to a file or stdout."""
 
-    __slots__ = ("target", "limit_bytes", "records", "batch", "buffer", "format_lines", "needs_record", "dropped",
-                 "_append_line", "_fd", "_send", "_socket", "_whole", "_blocked", "_complained_s")
+    __slots__ = ("target", "limit_bytes", "records", "batch", "buffer", "format_lines", "write_request",
+                 "needs_record", "dropped", "_fd", "_send", "_socket", "_whole", "_blocked", "_complained_s")
 
     def __init__(self, target: str, fmt: str, limit_bytes: int) -> None:
         self.target = target
@@ -126,12 +126,14 @@ class AccessLog:
         """Records not yet made lines."""
         self.batch = max(1, min(_BATCH_RECORDS, limit_bytes // _BUFFER_BYTES_PER_RECORD))
         self.buffer = bytearray()
-        """Lines not yet written."""
+        """Lines not yet written (always this one bytearray: the C writer holds it)."""
         self.format_lines = JsonLines() if fmt == "json" else CombinedLines()
-        self._append_line = _native.append if fmt == "json" and _native is not None else None
-        """``append(buffer, limit_bytes, conn, status, total_s) -> bool``: a JSON line made in C
-        (observe/_native_jsonline.c), unless the buffer is at its bound; or None."""
-        self.needs_record = self._append_line is None
+        self.write_request = (
+            _native.LineWriter(self.buffer, limit_bytes, self._line_at_bound, self._line_failed).write
+            if fmt == "json" and _native is not None else None)
+        """``write_request(conn, status, total_s)``: the JSON line of ``conn``'s finished request, made
+        in C straight into the buffer (observe/_native_jsonline.c); or None (the Python path)."""
+        self.needs_record = self.write_request is None
         """False: the observer calls ``write_request`` instead of ``write`` (observe/observer.py)."""
         self.dropped = 0
         """Lines lost because the target failed or could not keep up (read by metrics)."""
@@ -148,17 +150,6 @@ class AccessLog:
         self._open()
 
     # -- the sink contract ---------------------------------------------------
-    def write_request(self, conn, status: int, total_s: float) -> None:
-        """The JSON line of ``conn``'s finished request, made in C straight into the buffer."""
-        try:
-            if self._append_line(self.buffer, self.limit_bytes, conn, status, total_s):
-                return
-        except Exception as exc:  # an attribute of an unexpected type (a bug); the buffer is unchanged
-            self.dropped += 1
-            self._complain(f"a request could not be logged ({type(exc).__name__}: {exc})")
-            return
-        self._line_at_bound(conn, status, total_s)
-
     def write(self, record: RequestRecord) -> None:
         records = self.records
         records.append(record)
@@ -192,7 +183,7 @@ class AccessLog:
 
     # -- writing ---------------------------------------------------------------
     def _line_at_bound(self, conn, status: int, total_s: float) -> None:
-        """``write_request`` found the buffer at its bound: write it out if the target takes
+        """The C writer found the buffer at its bound: write it out if the target takes
         lines, and try again; else the line is dropped."""
         if not self._blocked:
             self._write_out()
@@ -201,6 +192,11 @@ class AccessLog:
                 return
         self.dropped += 1
         self._complain("cannot keep up")
+
+    def _line_failed(self, exc: Exception) -> None:
+        """The C writer could not read the connection (an attribute of an unexpected type: a bug)."""
+        self.dropped += 1
+        self._complain(f"a request could not be logged ({type(exc).__name__}: {exc})")
 
     def _make_lines(self) -> None:
         """Turn the kept records into lines, or drop them while the target is not taking lines."""

@@ -8,12 +8,16 @@ A sink (access log, event publishers) has ``flush()``, ``reopen()``,
 ``async close()``, a ``dropped`` count and a ``needs_record`` flag. When
 ``needs_record`` is true the sink gets ``write(record)``: a ``RequestRecord``
 (observe/record.py), made once per request for all such sinks, and only
-when there is one. When false it gets ``write_request(conn, status,
-total_s)`` and reads the connection itself during the call (the access
-log's C JSON writer; at most one such sink), so that no record is made for
-it; the span exporter also reads the connection. None of them may block or
-raise: they buffer, and write on ``flush()``, which the worker clock calls
-on every tick.
+when there is one. When false it has a callable ``write_request(conn,
+status, total_s)`` that reads the connection itself during the call (the
+access log's C JSON writer; at most one such sink), so that no record is
+made for it; the span exporter also reads the connection. None of them may
+block or raise: they buffer, and write on ``flush()``, which the worker
+clock calls on every tick.
+
+``done`` calls the metrics counter and ``write_request`` through local
+names: CPython 3.11 does not specialise a method call on an attribute that
+holds a callable (a slot), and looks it up the slow way on every call.
 """
 
 from time import monotonic
@@ -22,11 +26,13 @@ from fastgate.observe.record import make_record
 
 
 class RequestObserver:
-    __slots__ = ("metrics", "sinks", "record_sinks", "request_sink", "spans", "outputs")
+    __slots__ = ("metrics", "count_request", "sinks", "record_sinks", "write_request", "spans", "outputs")
 
     def __init__(self, metrics, sinks: list, spans=None) -> None:
         self.metrics = metrics
         """observe/metrics.py WorkerMetrics, or NO_METRICS."""
+        self.count_request = metrics.request_done
+        """``metrics.request_done``, called for every request."""
         self.sinks = tuple(sinks)
         """All sinks (see the module docstring)."""
         self.record_sinks = tuple(sink for sink in self.sinks if sink.needs_record)
@@ -34,8 +40,9 @@ class RequestObserver:
         request_sinks = [sink for sink in self.sinks if not sink.needs_record]
         if len(request_sinks) > 1:  # a loop over them would cost more than the call
             raise ValueError("at most one sink may read the connection itself")
-        self.request_sink = request_sinks[0] if request_sinks else None
-        """The sink given ``write_request(conn, status, total_s)`` (the access log's C writer), or None."""
+        self.write_request = request_sinks[0].write_request if request_sinks else None
+        """``write_request(conn, status, total_s)`` of the sink that reads the connection itself (the access
+        log's C writer), or None."""
         self.spans = spans
         """The span exporter (observe/otlp.py), with ``add(conn, status, total_s)``, or None."""
         self.outputs = self.sinks + ((spans,) if spans is not None else ())
@@ -43,7 +50,8 @@ class RequestObserver:
 
     def done(self, conn, status: int) -> None:
         total_s = monotonic() - conn.received_s
-        self.metrics.request_done(conn, status, total_s)
+        count_request = self.count_request
+        count_request(conn, status, total_s)
         spans = self.spans
         if spans is not None:
             spans.add(conn, status, total_s)
@@ -52,8 +60,9 @@ class RequestObserver:
             record = make_record(conn, status, total_s)
             for sink in record_sinks:
                 sink.write(record)
-        if self.request_sink is not None:
-            self.request_sink.write_request(conn, status, total_s)
+        write_request = self.write_request
+        if write_request is not None:
+            write_request(conn, status, total_s)
 
     def flush(self) -> None:
         for output in self.outputs:

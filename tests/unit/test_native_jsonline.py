@@ -87,9 +87,19 @@ def python_line(conn, status: int, total_s: float) -> bytes:
     return _ENCODE_LINES([make_record(conn, status, total_s)])
 
 
+def append(buffer: bytearray, limit_bytes: int, conn, status, total_s) -> bool:
+    """One line through a LineWriter: False when the buffer was at its bound; what it failed with raised."""
+    at_bound, failures = [], []
+    native.LineWriter(buffer, limit_bytes, lambda *args: at_bound.append(args), failures.append).write(
+        conn, status, total_s)
+    if failures:
+        raise failures.pop()
+    return not at_bound
+
+
 def native_line(conn, status: int, total_s: float) -> bytes:
     buffer = bytearray()
-    assert native.append(buffer, 1 << 20, conn, status, total_s) is True
+    assert append(buffer, 1 << 20, conn, status, total_s) is True
     return bytes(buffer)
 
 
@@ -213,8 +223,8 @@ def test_the_time_is_when_the_head_arrived():
 def test_a_full_buffer_takes_no_line():
     conn = Conn(request())
     buffer = bytearray(b"x" * 100)
-    assert native.append(buffer, 100, conn, 200, 0.1) is False and buffer == b"x" * 100
-    assert native.append(buffer, 101, conn, 200, 0.1) is True  # below the bound: the line goes past it
+    assert append(buffer, 100, conn, 200, 0.1) is False and buffer == b"x" * 100
+    assert append(buffer, 101, conn, 200, 0.1) is True  # below the bound: the line goes past it
     assert buffer.startswith(b"x" * 100 + b'{"time":') and len(buffer) > 101
 
 
@@ -250,7 +260,7 @@ WRONG = [
 def test_a_wrong_typed_attribute_raises_and_leaves_the_buffer_alone(name, make, error):
     buffer = bytearray(b"kept\n")
     with pytest.raises(error):
-        native.append(buffer, 1 << 20, make(), 200, 0.1)
+        append(buffer, 1 << 20, make(), 200, 0.1)
     assert buffer == b"kept\n"
 
 
@@ -261,13 +271,21 @@ def test_a_wrong_typed_attribute_raises_and_leaves_the_buffer_alone(name, make, 
     ((bytearray(), 1000, None, "200", 0.1), TypeError),
     ((bytearray(), 1000, None, 200, None), TypeError),
     ((bytearray(), 1000, None, 200, float("inf")), ValueError),
-    ((bytearray(), 1000, None, 200), TypeError),
 ])
 def test_wrong_arguments_raise(args, error):
     if args[2:3] == (None,):
         args = args[:2] + (Conn(request()),) + args[3:]
     with pytest.raises(error):
-        native.append(*args)
+        append(*args)
+
+
+@needs_native
+def test_a_writer_needs_its_three_arguments_and_callable_callbacks():
+    write = native.LineWriter(bytearray(), 1000, print, print).write
+    with pytest.raises(TypeError):
+        write(Conn(request()), 200)
+    with pytest.raises(TypeError):
+        native.LineWriter(bytearray(), 1000, None, print)
 
 
 @needs_native
@@ -302,14 +320,18 @@ def test_no_reference_is_leaked_or_lost():
     watched = [*values.values(), head, head.raw, head.lowered, head.method, head.target, conn.route,
                conn.route.name, conn.upstream_s]
     buffer = bytearray()
+    at_bound, failures = [], []
+    write = native.LineWriter(buffer, 1 << 30, lambda *args: at_bound.append(len(args)),
+                              lambda exc: failures.append(type(exc))).write
+    full = native.LineWriter(buffer, 0, lambda *args: at_bound.append(len(args)), failures.append).write
     before = [sys.getrefcount(v) for v in watched]
     for _ in range(1000):
-        native.append(buffer, 1 << 30, conn, 200, 0.5)
-        with pytest.raises(TypeError):
-            native.append(buffer, 1 << 30, bad, 200, 0.5)
-        native.append(buffer, 0, conn, 200, 0.5)  # full
+        write(conn, 200, 0.5)
+        write(bad, 200, 0.5)
+        full(conn, 200, 0.5)
     assert [sys.getrefcount(v) for v in watched] == before
     assert buffer.count(b"\n") == 1000
+    assert failures == [TypeError] * 1000 and at_bound == [3] * 1000
 
 
 @needs_native
@@ -318,10 +340,11 @@ def test_memory_stays_flat_over_many_lines():
 
     conn = Conn(request(b"User-Agent: " + b"u" * 200), bytes_in=2**70)
     buffer = bytearray()
+    write = native.LineWriter(buffer, 1 << 30, print, print).write
 
     def run(n):
         for _ in range(n):
-            native.append(buffer, 1 << 30, conn, 200, 0.5)
+            write(conn, 200, 0.5)
             buffer.clear()
 
     run(1000)
