@@ -22,14 +22,21 @@ typedef struct {
     Py_ssize_t length, slot;
 } MethodSlot;
 
+/* Where a pool's series are: its own block, and its group's duration histogram. */
+typedef struct {
+    PyObject *pool;          /* a strong reference, so the address stays its own; NULL: a free entry */
+    Py_ssize_t server_base;
+    Py_ssize_t duration_base;
+} PoolBlock;
+
 typedef struct {
     PyObject_HEAD
     Py_buffer buffer;        /* the values array, exported */
     double *values;
     Py_ssize_t size;
     PyObject *limit_slots;   /* dict: outcome str -> offset */
-    PyObject *pool_bases;    /* dict: pool -> index of its first series */
-    PyObject *group_bases;   /* dict: group -> index of its duration histogram */
+    PoolBlock *pools;        /* open addressing by the pool's address; a power of two of entries */
+    size_t pool_mask;
     Py_ssize_t route_block, unmatched_base, other_method_slot;
     Py_ssize_t duration, bytes_in, bytes_out, limits, sum_part;
     Py_ssize_t status_slots[10];
@@ -41,10 +48,9 @@ typedef struct {
 
 static SlotReader s_route = {"route"}, s_index = {"index"}, s_head = {"head"}, s_method = {"method"},
     s_bytes_in = {"bytes_in"}, s_bytes_out = {"bytes_out"}, s_limit_outcome = {"limit_outcome"}, s_pool = {"pool"},
-    s_upstream_label = {"upstream_label"}, s_status = {"status"}, s_upstream_s = {"upstream_s"},
-    s_group = {"group"};
+    s_upstream_label = {"upstream_label"}, s_status = {"status"}, s_upstream_s = {"upstream_s"};
 static SlotReader *readers[] = {&s_route, &s_index, &s_head, &s_method, &s_bytes_in, &s_bytes_out,
-                                &s_limit_outcome, &s_pool, &s_upstream_label, &s_status, &s_upstream_s, &s_group};
+                                &s_limit_outcome, &s_pool, &s_upstream_label, &s_status, &s_upstream_s};
 
 /* values[i] += by; an index outside the values is a layout bug, raised rather than written. */
 static int add(RequestCounter *self, Py_ssize_t i, double by)
@@ -57,10 +63,15 @@ static int add(RequestCounter *self, Py_ssize_t i, double by)
     return 0;
 }
 
-/* A Python int or float as a double. */
+/* A Python int or float as a double. (PyFloat_AsDouble would convert an int through a new float.) */
 static int as_double(PyObject *number, double *out)
 {
-    *out = PyFloat_CheckExact(number) ? PyFloat_AS_DOUBLE(number) : PyFloat_AsDouble(number);
+    if (PyFloat_CheckExact(number))
+        *out = PyFloat_AS_DOUBLE(number);
+    else if (PyLong_Check(number))
+        *out = PyLong_AsDouble(number);
+    else
+        *out = PyFloat_AsDouble(number);
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
@@ -120,29 +131,43 @@ static Py_ssize_t index_in(PyObject *dict, PyObject *key, const char *what)
     return PyLong_AsSsize_t(index);
 }
 
+static size_t pool_slot(const RequestCounter *self, PyObject *pool)
+{
+    return ((uintptr_t)pool >> 4) & self->pool_mask;
+}
+
+/* The block of ``pool`` (by identity, as the pools are dict keys in metrics.py); NULL with KeyError when absent. */
+static const PoolBlock *pool_block(const RequestCounter *self, PyObject *pool)
+{
+    for (size_t i = pool_slot(self, pool);; i = (i + 1) & self->pool_mask) {
+        const PoolBlock *block = &self->pools[i];
+        if (block->pool == pool)
+            return block;
+        if (block->pool == NULL) {
+            PyErr_SetString(PyExc_KeyError, "pool without metrics series");
+            return NULL;
+        }
+    }
+}
+
 /* Get an attribute into *out (a new reference), or fail. */
 #define GET(out, obj, reader) do { (out) = slot_get(&(reader), (obj)); if ((out) == NULL) goto error; } while (0)
 
 static int count_upstream(RequestCounter *self, PyObject *conn, PyObject *pool)
 {
-    PyObject *status = NULL, *group = NULL, *upstream_s = NULL;
+    PyObject *status = NULL, *upstream_s = NULL;
     int rc = -1;
-    Py_ssize_t server_base = index_in(self->pool_bases, pool, "pool");
-    if (server_base < 0)
+    const PoolBlock *block = pool_block(self, pool);
+    if (block == NULL)
         return -1;
     GET(status, conn, s_status);
-    GET(group, pool, s_group);
     GET(upstream_s, conn, s_upstream_s);
-    Py_ssize_t duration = index_in(self->group_bases, group, "upstream group");
-    if (duration < 0)
-        goto error;
     long code = PyLong_AsLong(status);
-    if ((code == -1 && PyErr_Occurred()) || add(self, server_base + status_slot(self, code), 1.0) < 0)
+    if ((code == -1 && PyErr_Occurred()) || add(self, block->server_base + status_slot(self, code), 1.0) < 0)
         goto error;
-    rc = observe(self, duration, upstream_s);
+    rc = observe(self, block->duration_base, upstream_s);
 error:
     Py_XDECREF(status);
-    Py_XDECREF(group);
     Py_XDECREF(upstream_s);
     return rc;
 }
@@ -236,19 +261,57 @@ static int read_methods(RequestCounter *self, PyObject *method_slots)
     return 0;
 }
 
+static void free_pools(RequestCounter *self)
+{
+    if (self->pools == NULL)
+        return;
+    for (size_t i = 0; i <= self->pool_mask; i++)
+        Py_CLEAR(self->pools[i].pool);
+    PyMem_Free(self->pools);
+    self->pools = NULL;
+}
+
+/* pool_blocks (dict: pool -> (server_base, duration_base)) into the table. */
+static int read_pools(RequestCounter *self, PyObject *pool_blocks)
+{
+    free_pools(self); /* of an __init__ that failed */
+    size_t capacity = 8;
+    while (capacity < 2 * (size_t)PyDict_GET_SIZE(pool_blocks))
+        capacity *= 2;
+    self->pools = PyMem_Calloc(capacity, sizeof(PoolBlock));
+    if (self->pools == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->pool_mask = capacity - 1;
+    PyObject *pool, *bases;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(pool_blocks, &at, &pool, &bases)) {
+        Py_ssize_t server_base, duration_base;
+        if (!PyArg_ParseTuple(bases, "nn;pool_blocks: each pool maps to (server_base, duration_base)", &server_base,
+                              &duration_base))
+            return -1;
+        size_t i = pool_slot(self, pool);
+        while (self->pools[i].pool != NULL)
+            i = (i + 1) & self->pool_mask;
+        self->pools[i] = (PoolBlock){Py_NewRef(pool), server_base, duration_base};
+    }
+    return 0;
+}
+
 static int counter_init(RequestCounter *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *values, *method_slots, *limit_slots, *pool_bases, *group_bases, *status_slots, *bounds;
-    static char *names[] = {"values", "method_slots", "limit_slots", "pool_bases", "group_bases", "status_slots",
+    PyObject *values, *method_slots, *limit_slots, *pool_blocks, *status_slots, *bounds;
+    static char *names[] = {"values", "method_slots", "limit_slots", "pool_blocks", "status_slots",
                             "bounds", "route_block", "unmatched_base", "other_method_slot", "duration", "bytes_in",
                             "bytes_out", "limits", "sum_part", NULL};
     if (self->values != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "RequestCounter is initialized once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!O!O!O!O!nnnnnnnn", names, &values, &PyDict_Type,
-                                     &method_slots, &PyDict_Type, &limit_slots, &PyDict_Type, &pool_bases,
-                                     &PyDict_Type, &group_bases, &PyTuple_Type, &status_slots, &PyTuple_Type, &bounds,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!O!O!O!nnnnnnnn", names, &values, &PyDict_Type,
+                                     &method_slots, &PyDict_Type, &limit_slots, &PyDict_Type, &pool_blocks,
+                                     &PyTuple_Type, &status_slots, &PyTuple_Type, &bounds,
                                      &self->route_block, &self->unmatched_base, &self->other_method_slot,
                                      &self->duration, &self->bytes_in, &self->bytes_out, &self->limits,
                                      &self->sum_part))
@@ -264,7 +327,7 @@ static int counter_init(RequestCounter *self, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < self->n_bounds; i++)
         if ((self->bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i))) == -1.0 && PyErr_Occurred())
             return -1;
-    if (read_methods(self, method_slots) < 0)
+    if (read_methods(self, method_slots) < 0 || read_pools(self, pool_blocks) < 0)
         return -1;
     if (PyObject_GetBuffer(values, &self->buffer, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
         return -1;
@@ -276,8 +339,6 @@ static int counter_init(RequestCounter *self, PyObject *args, PyObject *kwargs)
     self->values = self->buffer.buf;
     self->size = self->buffer.len / (Py_ssize_t)sizeof(double);
     self->limit_slots = Py_NewRef(limit_slots);
-    self->pool_bases = Py_NewRef(pool_bases);
-    self->group_bases = Py_NewRef(group_bases);
     return 0;
 }
 
@@ -285,8 +346,8 @@ static int counter_traverse(RequestCounter *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->buffer.obj);
     Py_VISIT(self->limit_slots);
-    Py_VISIT(self->pool_bases);
-    Py_VISIT(self->group_bases);
+    for (size_t i = 0; self->pools != NULL && i <= self->pool_mask; i++)
+        Py_VISIT(self->pools[i].pool);
     return 0;
 }
 
@@ -297,8 +358,7 @@ static int counter_clear(RequestCounter *self)
         PyBuffer_Release(&self->buffer);
     }
     Py_CLEAR(self->limit_slots);
-    Py_CLEAR(self->pool_bases);
-    Py_CLEAR(self->group_bases);
+    free_pools(self);
     return 0;
 }
 

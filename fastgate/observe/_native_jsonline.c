@@ -16,7 +16,8 @@
  * The writer is a C object, not a Python function around one, so that a
  * request's line costs no Python frame. The line is made in a scratch buffer
  * and copied into ``buffer`` in one piece, so ``buffer`` only ever gains
- * whole lines. For a connection whose attributes have unexpected types
+ * whole lines; the writer grows ``buffer`` itself, by doubling (see
+ * append_bytes). For a connection whose attributes have unexpected types
  * (TypeError; ValueError for a duration that is not finite or out of range;
  * AttributeError for a missing attribute) it leaves ``buffer`` as it was
  * and hands the exception to failed(exception).
@@ -128,17 +129,35 @@ static inline char *put_char(char *out, unsigned char c, int latin1)
     return out;
 }
 
-/* ``key`` (which ends with the string's opening quote), then s[0:n] as a JSON string and its
- * closing quote. Bytes are latin-1 characters when ``latin1`` (a bytes object from the head),
- * else UTF-8 (a str's). Runs of 8 plain bytes are copied whole; so is a plain tail shorter than
- * 8, padded with plain bytes that the line's size then leaves out (hence the 8 spare bytes). */
-static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s, Py_ssize_t n, int latin1)
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "load_short assumes a little-endian machine"
+#endif
+
+#define PLAIN_PAD 0x6161616161616161ULL /* "aaaaaaaa": plain bytes */
+
+/* s[0:n], 0 < n < 8, as the first bytes of a word whose other bytes are plain; two overlapping loads
+ * (or three single bytes) instead of a call to memcpy of a variable size. */
+static inline uint64_t load_short(const unsigned char *s, Py_ssize_t n)
 {
-    if (reserve(w, key_size + 6 * n + 8 + 1) < 0)
-        return -1;
-    char *out = w->data + w->size;
-    memcpy(out, key, key_size);
-    out += key_size;
+    uint64_t x;
+    if (n >= 4) {
+        uint32_t first, last;
+        memcpy(&first, s, 4);
+        memcpy(&last, s + n - 4, 4);
+        x = first | (uint64_t)last << (8 * (n - 4));
+    }
+    else {
+        x = s[0] | (uint64_t)s[n / 2] << (8 * (n / 2)) | (uint64_t)s[n - 1] << (8 * (n - 1));
+    }
+    return x | PLAIN_PAD << (8 * n);
+}
+
+/* s[0:n] as the inside of a JSON string, written from ``out``, which has room for 6 * n + 8 bytes;
+ * returns the end. Bytes are latin-1 characters when ``latin1`` (a bytes object from the head), else
+ * UTF-8 (a str's). Runs of 8 plain bytes are copied whole; so is a plain tail shorter than 8, padded
+ * with plain bytes that are then left out (hence the 8 spare bytes). */
+static char *put_string_body(char *out, const unsigned char *s, Py_ssize_t n, int latin1)
+{
     const unsigned char *end = s + n;
     while (s < end) {
         uint64_t x;
@@ -148,8 +167,7 @@ static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigne
             left = 8;
         }
         else {
-            x = 0x6161616161616161ULL; /* "aaaaaaaa" */
-            memcpy(&x, s, left);
+            x = load_short(s, left);
         }
         if (plain8(x, latin1)) {
             memcpy(out, &x, 8);
@@ -160,6 +178,23 @@ static int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigne
             out = put_char(out, *s++, latin1);
         }
     }
+    return out;
+}
+
+/* The helpers that take a ``key`` are inlined at each call, where the key's size is a constant and its
+ * copy is a few moves rather than a call to memcpy. */
+#define ALWAYS_INLINE __attribute__((always_inline))
+
+/* ``key`` (which ends with the string's opening quote), then s[0:n] as a JSON string and its
+ * closing quote. */
+static inline ALWAYS_INLINE int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s,
+                                         Py_ssize_t n, int latin1)
+{
+    if (reserve(w, key_size + 6 * n + 8 + 1) < 0)
+        return -1;
+    char *out = w->data + w->size;
+    memcpy(out, key, key_size);
+    out = put_string_body(out + key_size, s, n, latin1);
     *out++ = '"';
     w->size = out - w->data;
     return 0;
@@ -182,9 +217,6 @@ static char *put_digits(char *end, uint64_t v)
     }
     return end;
 }
-
-/* Numbers are written inline at each call, where the key's size is a constant and its copy is cheap. */
-#define ALWAYS_INLINE __attribute__((always_inline))
 
 #define NUMBER_TEXT 32 /* more than the decimal text of any int64, or of seconds with 6 decimals */
 
@@ -266,7 +298,8 @@ static inline PyObject *get_typed(SlotReader *a, PyObject *obj, PyTypeObject *ty
 }
 
 /* A bytes attribute, as a latin-1 string. */
-static int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+static inline ALWAYS_INLINE int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
+                                                PyObject *obj)
 {
     PyObject *value = get_typed(a, obj, &PyBytes_Type);
     if (value == NULL)
@@ -277,7 +310,8 @@ static int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotRe
 }
 
 /* A str attribute; left out when it is "" and ``optional``. */
-static int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj, int optional)
+static inline ALWAYS_INLINE int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
+                                              PyObject *obj, int optional)
 {
     PyObject *value = get_typed(a, obj, &PyUnicode_Type);
     if (value == NULL)
@@ -293,7 +327,8 @@ static int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotRead
 }
 
 /* An int attribute. */
-static int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+static inline ALWAYS_INLINE int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
+                                              PyObject *obj)
 {
     PyObject *value = get_typed(a, obj, &PyLong_Type);
     if (value == NULL)
@@ -304,7 +339,8 @@ static int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotRead
 }
 
 /* A float attribute (seconds). */
-static int put_seconds_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
+static inline ALWAYS_INLINE int put_seconds_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
+                                                  PyObject *obj)
 {
     PyObject *value = slot_get(a, obj);
     if (value == NULL)
@@ -329,8 +365,8 @@ static int put_route_field(Line *w, PyObject *conn)
 }
 
 /* A slice of bytes (Python's slice bounds) as a latin-1 string, left out when empty. */
-static int put_slice(Line *w, const char *key, Py_ssize_t key_size, const char *s, Py_ssize_t n,
-                     Py_ssize_t start, Py_ssize_t stop)
+static inline ALWAYS_INLINE int put_slice(Line *w, const char *key, Py_ssize_t key_size, const char *s,
+                                          Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop)
 {
     start = Py_MIN(start, n);
     stop = Py_MIN(stop, n);
@@ -389,8 +425,8 @@ static const char *find_crlf(const char *s, Py_ssize_t n)
 /* ``key`` and the value of the header whose marker (b"\r\nname:") is at low[at:] in the lowered
  * head, taken from ``raw`` and stripped of ASCII whitespace; left out when absent (``at`` < 0)
  * or empty. record.py's _field, byte for byte (slice bounds included). */
-static int put_header_field(Line *w, const char *key, Py_ssize_t key_size, PyObject *raw, Py_ssize_t at,
-                            Py_ssize_t marker_size)
+static inline ALWAYS_INLINE int put_header_field(Line *w, const char *key, Py_ssize_t key_size, PyObject *raw,
+                                                 Py_ssize_t at, Py_ssize_t marker_size)
 {
     if (at < 0)
         return 0;
@@ -442,12 +478,49 @@ static int64_t wall_clock_us(void)
     return (int64_t)now.tv_sec * 1000000 + (now.tv_nsec + 500) / 1000;
 }
 
+#define TIME_KEY "{\"time\":"
+
+/* The line's start up to its time's fraction, `{"time":1732233600.`: made again only when the second changes. */
+static struct {
+    int64_t second;
+    Py_ssize_t size;
+    char text[LITERAL_SIZE(TIME_KEY) + NUMBER_TEXT + 1];
+} time_start = {-1};
+
+/* TIME_KEY and the wall-clock time ``us`` (microseconds since 1970) in seconds, as put_seconds writes them. */
+static int put_time(Line *w, int64_t us)
+{
+    if (us < 0) /* a clock before 1970 */
+        return put_seconds(w, LITERAL(TIME_KEY), us);
+    int64_t second = us / 1000000;
+    if (second != time_start.second) {
+        char digits[NUMBER_TEXT], *end = digits + NUMBER_TEXT;
+        char *start = put_digits(end, (uint64_t)second);
+        memcpy(time_start.text, LITERAL(TIME_KEY));
+        memcpy(time_start.text + LITERAL_SIZE(TIME_KEY), start, end - start);
+        time_start.size = LITERAL_SIZE(TIME_KEY) + (end - start) + 1;
+        time_start.text[time_start.size - 1] = '.';
+        time_start.second = second;
+    }
+    char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
+    char *start = put_digits(end, 1000000 + us % 1000000) + 1; /* the six digits after the "1" */
+    while (end[-1] == '0' && end - start > 1)
+        end--;
+    if (reserve(w, sizeof time_start.text + NUMBER_TEXT) < 0)
+        return -1;
+    char *out = w->data + w->size;
+    memcpy(out, time_start.text, sizeof time_start.text);
+    memcpy(out + time_start.size, start, NUMBER_TEXT);
+    w->size += time_start.size + (end - start);
+    return 0;
+}
+
 /* The whole line, in record.py's field order; ``head`` is conn.head (None: refused before a head). */
 static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, double total_s)
 {
     int64_t total_us;
     if (to_microseconds(total_s, &total_us) < 0
-        || put_seconds(w, LITERAL("{\"time\":"), wall_clock_us() - total_us) < 0
+        || put_time(w, wall_clock_us() - total_us) < 0
         || put_bytes_field(w, LITERAL(",\"request_id\":\""), &a_request_id, conn) < 0
         || put_str_field(w, LITERAL(",\"client_ip\":\""), &a_client_text, conn, 0) < 0)
         return -1;
@@ -472,9 +545,31 @@ static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, d
     return put_literal(w, LITERAL("}\n"));
 }
 
-/* Append conn's line to ``buffer`` (a bytearray holding ``size`` bytes); -1 with an exception set, and
- * ``buffer`` as it was, when the line cannot be made. */
-static int append_line(PyObject *buffer, Py_ssize_t size, PyObject *conn, PyObject *status, PyObject *total)
+#define MIN_GROWTH 16384
+
+/* Append data[0:n] to the bytearray ``buffer``. PyByteArray_Resize would
+ * reallocate every few lines (it adds an eighth, and gives back what is more than twice the size): this
+ * writes into the allocation's spare room, and when there is none makes the allocation at least twice
+ * what is held (PyByteArray_Resize to that size, then the size set back, as Resize's own quick path
+ * sets it). The trailing NUL that bytearray keeps is kept. An exported buffer is left to Resize,
+ * which refuses it (BufferError). */
+static int append_bytes(PyObject *buffer, const char *data, Py_ssize_t n)
+{
+    PyByteArrayObject *b = (PyByteArrayObject *)buffer;
+    Py_ssize_t size = Py_SIZE(b);
+    if (b->ob_exports > 0 || b->ob_alloc - (b->ob_start - b->ob_bytes) - 1 - size < n) {
+        if (PyByteArray_Resize(buffer, size + Py_MAX(n, Py_MAX(size, MIN_GROWTH))) < 0)
+            return -1;
+    }
+    memcpy(b->ob_start + size, data, n);
+    Py_SET_SIZE(b, size + n);
+    b->ob_start[size + n] = '\0';
+    return 0;
+}
+
+/* Append conn's line to the bytearray ``buffer``; -1 with an exception set, and ``buffer`` as it was,
+ * when the line cannot be made. */
+static int append_line(PyObject *buffer, PyObject *conn, PyObject *status, PyObject *total)
 {
     if (!PyLong_Check(status)) {
         PyErr_Format(PyExc_TypeError, "status must be an int, not %.100s", Py_TYPE(status)->tp_name);
@@ -489,10 +584,9 @@ static int append_line(PyObject *buffer, Py_ssize_t size, PyObject *conn, PyObje
     scratch.size = 0;
     int rc = put_line(&scratch, conn, head, status, total_s);
     Py_DECREF(head);
-    if (rc < 0 || PyByteArray_Resize(buffer, size + scratch.size) < 0)
+    if (rc < 0)
         return -1;
-    memcpy(PyByteArray_AS_STRING(buffer) + size, scratch.data, scratch.size);
-    return 0;
+    return append_bytes(buffer, scratch.data, scratch.size);
 }
 
 typedef struct {
@@ -531,7 +625,7 @@ static PyObject *writer_write(LineWriter *self, PyObject *const *args, Py_ssize_
     Py_ssize_t size = PyByteArray_GET_SIZE(self->buffer);
     if (size >= self->limit)
         return PyObject_Vectorcall(self->at_bound, args, 3, NULL);
-    if (append_line(self->buffer, size, args[0], args[1], args[2]) < 0)
+    if (append_line(self->buffer, args[0], args[1], args[2]) < 0)
         return report_failure(self);
     Py_RETURN_NONE;
 }

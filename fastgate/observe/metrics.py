@@ -231,8 +231,9 @@ class WorkerMetrics:
     def _native_layout(self) -> dict:
         """What the C ``count_request`` needs to know of the series layout."""
         return dict(
-            values=self.values, method_slots=_METHOD_SLOT, limit_slots=_LIMIT_INDEX, pool_bases=self.pool_bases,
-            group_bases=self.group_bases, status_slots=_STATUS_SLOT, bounds=LATENCY_BUCKETS_S,
+            values=self.values, method_slots=_METHOD_SLOT, limit_slots=_LIMIT_INDEX,
+            pool_blocks={pool: (base, self.group_bases[pool.group]) for pool, base in self.pool_bases.items()},
+            status_slots=_STATUS_SLOT, bounds=LATENCY_BUCKETS_S,
             route_block=_ROUTE_BLOCK, unmatched_base=self.unmatched_base, other_method_slot=_OTHER_METHOD_SLOT,
             duration=_R_DURATION, bytes_in=_R_BYTES_IN, bytes_out=_R_BYTES_OUT, limits=_R_LIMITS, sum_part=_SUM_PART)
 

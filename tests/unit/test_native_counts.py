@@ -88,6 +88,10 @@ def test_a_connection_of_wrong_types_raises_and_the_worker_goes_on(tmp_path):
     bad = SimpleNamespace(**{**vars(conn), "limit_outcome": "maybe"})
     with pytest.raises(KeyError):
         with_c.request_done(bad, status, total_s)
+    stranger = Pool(next(iter(loaded.upstreams.values())), "127.0.0.1:9999")  # not in the layout
+    with pytest.raises(KeyError):
+        with_c.request_done(SimpleNamespace(**{**vars(conn), "pool": stranger, "upstream_label": "x", "status": 200}),
+                            status, total_s)
     with pytest.raises(TypeError):
         with_c.request_done(conn, status, "slow")
     with pytest.raises(AttributeError):

@@ -220,6 +220,16 @@ def test_the_time_is_when_the_head_arrived():
 
 
 @needs_native
+def test_the_time_is_right_in_every_second():
+    """The whole seconds are kept from line to line (until the second changes): times seconds apart,
+    and going back, each come out whole."""
+    for total_s in (0.0, 7.25, 0.5, 3600.000001, 0.0, 86400.75, 1.0):
+        before = time.time()
+        seconds = float(re.search(rb'"time":(\d+\.\d+),', native_line(Conn(request()), 200, total_s))[1])
+        assert before - total_s - 0.001 <= seconds <= time.time() - total_s + 0.001
+
+
+@needs_native
 def test_a_full_buffer_takes_no_line():
     conn = Conn(request())
     buffer = bytearray(b"x" * 100)
@@ -332,6 +342,40 @@ def test_no_reference_is_leaked_or_lost():
     assert [sys.getrefcount(v) for v in watched] == before
     assert buffer.count(b"\n") == 1000
     assert failures == [TypeError] * 1000 and at_bound == [3] * 1000
+
+
+@needs_native
+def test_lines_appended_over_many_growths_are_the_lines_one_after_another():
+    """The writer grows the bytearray itself (and writes into its spare room): what it holds is always
+    the lines in order, whatever was in it, taken from its start, or cleared before."""
+    lines = [native_line(Conn(request(b"User-Agent: " + b"u" * (i % 300)), request_id=b"r%d" % i), 200, 0.5)
+             for i in range(3000)]
+    buffer = bytearray(b"kept\n")
+    write = native.LineWriter(buffer, 1 << 30, print, print).write
+    expected = bytearray(b"kept\n")
+    for i, line in enumerate(lines):
+        conn = Conn(request(b"User-Agent: " + b"u" * (i % 300)), request_id=b"r%d" % i)
+        write(conn, 200, 0.5)
+        expected += line
+        if i % 97 == 0:  # the first line taken: the bytearray's start moves
+            del buffer[:buffer.index(b"\n") + 1], expected[:expected.index(b"\n") + 1]
+        if i == 2000:
+            buffer.clear(), expected.clear()
+    pattern = re.compile(rb'"time":[^,]*')
+    assert pattern.sub(b"", bytes(buffer)) == pattern.sub(b"", bytes(expected))
+    assert bytes(buffer).endswith(b"}\n") and buffer.count(b"\n") == expected.count(b"\n") > 900
+
+
+@needs_native
+def test_a_buffer_with_a_view_on_it_is_not_resized():
+    buffer = bytearray(b"kept\n")
+    failures = []
+    write = native.LineWriter(buffer, 1 << 30, print, failures.append).write
+    with memoryview(buffer):
+        write(Conn(request()), 200, 0.5)
+    assert [type(exc) for exc in failures] == [BufferError] and buffer == b"kept\n"
+    write(Conn(request()), 200, 0.5)
+    assert buffer.startswith(b'kept\n{"time":') and buffer.endswith(b"}\n")
 
 
 @needs_native
