@@ -119,6 +119,12 @@ static int observe(RequestCounter *self, Py_ssize_t base, PyObject *seconds)
     return add(self, base + self->sum_part, value);
 }
 
+/* bool(obj); a str (the outcome, the label) without a call. */
+static inline int is_true(PyObject *obj)
+{
+    return PyUnicode_CheckExact(obj) ? PyUnicode_GET_LENGTH(obj) != 0 : PyObject_IsTrue(obj);
+}
+
 /* dict[key] as a Py_ssize_t index; -1 with KeyError when absent. */
 static Py_ssize_t index_in(PyObject *dict, PyObject *key, const char *what)
 {
@@ -213,7 +219,7 @@ static PyObject *count(RequestCounter *self, PyObject *const *args, Py_ssize_t n
         || add(self, base + self->bytes_in, in) < 0
         || add(self, base + self->bytes_out, out) < 0)
         goto error;
-    int has_outcome = PyObject_IsTrue(outcome);
+    int has_outcome = is_true(outcome);
     if (has_outcome < 0)
         goto error;
     if (has_outcome) {
@@ -223,7 +229,7 @@ static PyObject *count(RequestCounter *self, PyObject *const *args, Py_ssize_t n
     }
     if (pool != Py_None) {
         GET(label, conn, s_upstream_label);
-        int has_label = PyObject_IsTrue(label);
+        int has_label = is_true(label);
         if (has_label < 0 || (has_label && count_upstream(self, conn, pool) < 0))
             goto error;
     }

@@ -61,6 +61,7 @@ static SlotReader *attributes[] = {&a_head, &a_route, &a_name, &a_request_id, &a
 static char escapes[128];
 static const char hex_digits[] = "0123456789abcdef";
 static char digit_pairs[200]; /* "00", "01", ..., "99" */
+static char digit_triples[3000]; /* "000", "001", ..., "999" */
 
 static int grow(Line *w, Py_ssize_t more)
 {
@@ -218,6 +219,18 @@ static char *put_digits(char *end, uint64_t v)
     return end;
 }
 
+/* The microseconds ``us`` (below 1e6) as the six decimals of a fraction of a second, written ending at
+ * *end, which is then moved back over their trailing zeros (one decimal is kept); returns their start. */
+static inline char *put_fraction(char **end, uint32_t us)
+{
+    char *start = *end - 6;
+    memcpy(start, digit_triples + 3 * (us / 1000), 3);
+    memcpy(start + 3, digit_triples + 3 * (us % 1000), 3);
+    while ((*end)[-1] == '0' && *end - start > 1)
+        (*end)--;
+    return start;
+}
+
 #define NUMBER_TEXT 32 /* more than the decimal text of any int64, or of seconds with 6 decimals */
 
 /* ``key``, then the number text start[0:stop - start]. The text is made backwards at the end of
@@ -274,11 +287,8 @@ static inline ALWAYS_INLINE int put_seconds(Line *w, const char *key, Py_ssize_t
 {
     char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
     uint64_t u = us < 0 ? 0ULL - (uint64_t)us : (uint64_t)us;
-    uint64_t fraction = u % 1000000;
-    char *start = put_digits(end, 1000000 + fraction); /* "1" and the six digits */
-    *start = '.';
-    while (end[-1] == '0' && end - start > 2)
-        end--;
+    char *start = put_fraction(&end, (uint32_t)(u % 1000000));
+    *--start = '.';
     start = put_digits(start, u / 1000000);
     if (us < 0)
         *--start = '-';
@@ -503,9 +513,7 @@ static int put_time(Line *w, int64_t us)
         time_start.second = second;
     }
     char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
-    char *start = put_digits(end, 1000000 + us % 1000000) + 1; /* the six digits after the "1" */
-    while (end[-1] == '0' && end - start > 1)
-        end--;
+    char *start = put_fraction(&end, (uint32_t)(us % 1000000));
     if (reserve(w, sizeof time_start.text + NUMBER_TEXT) < 0)
         return -1;
     char *out = w->data + w->size;
@@ -716,6 +724,11 @@ PyMODINIT_FUNC PyInit__native_jsonline(void)
     for (int i = 0; i < 100; i++) {
         digit_pairs[2 * i] = (char)('0' + i / 10);
         digit_pairs[2 * i + 1] = (char)('0' + i % 10);
+    }
+    for (int i = 0; i < 1000; i++) {
+        digit_triples[3 * i] = (char)('0' + i / 100);
+        digit_triples[3 * i + 1] = (char)('0' + i / 10 % 10);
+        digit_triples[3 * i + 2] = (char)('0' + i % 10);
     }
     if (PyType_Ready(&LineWriterType) < 0)
         return NULL;
