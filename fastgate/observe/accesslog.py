@@ -25,7 +25,8 @@ a full pipe) keeps them in the buffer until the next tick; lines that
 find the buffer at its bound are dropped (so it passes its bound by at most
 a batch of lines, or one line from ``write_request``). A connection the C
 writer cannot read (an attribute of an unexpected type: a bug) costs its
-line, counted and reported the same way. A target that fails
+line, and a record that cannot be written (a str without UTF-8) its batch,
+counted and reported the same way. A target that fails
 (ENOSPC, EIO, a file that cannot be opened) drops what was buffered. Drops
 are counted in ``dropped`` and reported in the error log at most
 once every ``_COMPLAIN_EVERY_S``. ``reopen`` (SIGUSR1) writes what it can,
@@ -205,7 +206,11 @@ class AccessLog:
             self.dropped += len(records)
             self._complain("cannot keep up")
         else:
-            self.format_lines(records, self.buffer)
+            try:
+                self.format_lines(records, self.buffer)
+            except (ValueError, TypeError) as exc:  # a field that cannot be written (a bug): the batch is lost
+                self.dropped += len(records)
+                self._complain(f"lines could not be made ({type(exc).__name__}: {exc})")
         records.clear()
 
     def _write_out(self) -> None:

@@ -87,6 +87,17 @@ def test_a_full_buffer_is_written_without_waiting_for_the_tick(tmp_path):
     assert len(lines_of(path.read_bytes())) == 10 and sink.dropped == 0
 
 
+def test_a_record_that_cannot_be_written_costs_its_batch_and_the_log_goes_on(tmp_path, caplog):
+    path = tmp_path / "access.log"
+    sink = AccessLog(str(path), "json", 64 * 1024)
+    sink.write(record(request_id="lost", route="\ud800"))  # a lone surrogate has no UTF-8
+    sink.flush()
+    sink.write(record(request_id="kept"))
+    sink.flush()
+    assert [r["request_id"] for r in lines_of(path.read_bytes())] == ["kept"]
+    assert sink.dropped == 1 and "lines could not be made (UnicodeEncodeError" in caplog.text
+
+
 def test_a_full_disk_drops_and_counts_lines(caplog):
     sink = AccessLog("/dev/full", "json", 64 * 1024)
     for i in range(5):
