@@ -75,18 +75,14 @@ static int as_double(PyObject *number, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* The bucket of a duration: bisect_left over the bounds (n_bounds is +Inf). */
+/* The bucket of a duration: bisect_left over the bounds (n_bounds is +Inf). A scan from the smallest
+ * bound: most requests end in the first few buckets, where it takes fewer (and predictable) branches. */
 static Py_ssize_t bucket_of(const RequestCounter *self, double seconds)
 {
-    Py_ssize_t lo = 0, hi = self->n_bounds;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (self->bounds[mid] < seconds)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    Py_ssize_t i = 0;
+    while (i < self->n_bounds && self->bounds[i] < seconds)
+        i++;
+    return i;
 }
 
 static Py_ssize_t status_slot(const RequestCounter *self, long status)
