@@ -17,7 +17,9 @@
  * request's line costs no Python frame. The line is made in a scratch buffer
  * and copied into ``buffer`` in one piece, so ``buffer`` only ever gains
  * whole lines; the writer grows ``buffer`` itself, by doubling (see
- * append_bytes). For a connection whose attributes have unexpected types
+ * append_bytes). The text of route names, upstream labels and rate-limit
+ * outcomes is kept from line to line, with a reference to each str kept
+ * (see Fragment). For a connection whose attributes have unexpected types
  * (TypeError; ValueError for a duration that is not finite or out of range;
  * AttributeError for a missing attribute) it leaves ``buffer`` as it was
  * and hands the exception to failed(exception).
@@ -307,6 +309,46 @@ static inline PyObject *get_typed(SlotReader *a, PyObject *obj, PyTypeObject *ty
     return value;
 }
 
+/* The text that a str field's value makes (its key, the JSON string, the closing quote; nothing for a
+ * left-out ""), kept for the str objects seen last: route names, upstream labels and rate-limit outcomes
+ * are the same few objects from request to request. A cache is direct-mapped by the object's address,
+ * and each entry holds a reference to its object, so that no other object can take that address. */
+#define FRAGMENT_ENTRIES 16
+#define FRAGMENT_BYTES 64
+
+typedef struct {
+    PyObject *value;
+    Py_ssize_t size;
+    char text[FRAGMENT_BYTES];
+} Fragment;
+
+static Fragment route_fragments[FRAGMENT_ENTRIES], upstream_fragments[FRAGMENT_ENTRIES],
+    outcome_fragments[FRAGMENT_ENTRIES];
+
+static inline Fragment *fragment_of(Fragment *cache, PyObject *value)
+{
+    return &cache[((uintptr_t)value >> 4) % FRAGMENT_ENTRIES];
+}
+
+static inline int put_fragment(Line *w, const Fragment *kept)
+{
+    if (reserve(w, FRAGMENT_BYTES) < 0)
+        return -1;
+    memcpy(w->data + w->size, kept->text, FRAGMENT_BYTES);
+    w->size += kept->size;
+    return 0;
+}
+
+/* Keep text[0:size], what ``value`` made, in its entry (unless it is too long to keep). */
+static void keep_fragment(Fragment *entry, PyObject *value, const char *text, Py_ssize_t size)
+{
+    if (size > FRAGMENT_BYTES)
+        return;
+    Py_XSETREF(entry->value, Py_NewRef(value));
+    memcpy(entry->text, text, size);
+    entry->size = size;
+}
+
 /* A bytes attribute, as a latin-1 string. */
 static inline ALWAYS_INLINE int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
                                                 PyObject *obj)
@@ -321,17 +363,27 @@ static inline ALWAYS_INLINE int put_bytes_field(Line *w, const char *key, Py_ssi
 
 /* A str attribute; left out when it is "" and ``optional``. */
 static inline ALWAYS_INLINE int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
-                                              PyObject *obj, int optional)
+                                              PyObject *obj, int optional, Fragment *cache)
 {
     PyObject *value = get_typed(a, obj, &PyUnicode_Type);
     if (value == NULL)
         return -1;
+    Fragment *kept = cache != NULL ? fragment_of(cache, value) : NULL;
+    if (kept != NULL && kept->value == value) {
+        int rc = put_fragment(w, kept);
+        Py_DECREF(value);
+        return rc;
+    }
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
     const char *utf8 = PyUnicode_IS_COMPACT_ASCII(value) ? (const char *)PyUnicode_DATA(value) /* is UTF-8 */
                                                          : PyUnicode_AsUTF8AndSize(value, &n);
     int rc = -1;
-    if (utf8 != NULL)
+    if (utf8 != NULL) {
+        Py_ssize_t start = w->size;
         rc = (optional && n == 0) ? 0 : put_text(w, key, key_size, (const unsigned char *)utf8, n, 0);
+        if (rc == 0 && kept != NULL)
+            keep_fragment(kept, value, w->data + start, w->size - start);
+    }
     Py_DECREF(value);
     return rc;
 }
@@ -369,7 +421,7 @@ static int put_route_field(Line *w, PyObject *conn)
     PyObject *route = slot_get(&a_route, conn);
     if (route == NULL)
         return -1;
-    int rc = route == Py_None ? 0 : put_str_field(w, LITERAL(",\"route\":\""), &a_name, route, 1);
+    int rc = route == Py_None ? 0 : put_str_field(w, LITERAL(",\"route\":\""), &a_name, route, 1, route_fragments);
     Py_DECREF(route);
     return rc;
 }
@@ -530,7 +582,7 @@ static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, d
     if (to_microseconds(total_s, &total_us) < 0
         || put_time(w, wall_clock_us() - total_us) < 0
         || put_bytes_field(w, LITERAL(",\"request_id\":\""), &a_request_id, conn) < 0
-        || put_str_field(w, LITERAL(",\"client_ip\":\""), &a_client_text, conn, 0) < 0)
+        || put_str_field(w, LITERAL(",\"client_ip\":\""), &a_client_text, conn, 0, NULL) < 0)
         return -1;
     if (head == Py_None) {
         if (put_literal(w, LITERAL(",\"method\":\"\",\"path\":\"\",\"protocol\":\"HTTP/1.1\"")) < 0)
@@ -545,8 +597,8 @@ static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, d
         || put_seconds_field(w, LITERAL(",\"upstream_time\":"), &a_upstream_s, conn) < 0
         || put_seconds(w, LITERAL(",\"total_time\":"), total_us) < 0
         || put_route_field(w, conn) < 0
-        || put_str_field(w, LITERAL(",\"upstream\":\""), &a_upstream_label, conn, 1) < 0
-        || put_str_field(w, LITERAL(",\"ratelimit\":\""), &a_limit_outcome, conn, 1) < 0
+        || put_str_field(w, LITERAL(",\"upstream\":\""), &a_upstream_label, conn, 1, upstream_fragments) < 0
+        || put_str_field(w, LITERAL(",\"ratelimit\":\""), &a_limit_outcome, conn, 1, outcome_fragments) < 0
         || put_trace_fields(w, conn) < 0
         || (head != Py_None && put_header_fields(w, head) < 0))
         return -1;

@@ -212,6 +212,21 @@ def test_every_character_of_a_str_field():
 
 
 @needs_native
+def test_kept_route_and_upstream_texts_are_always_the_current_ones():
+    """The writer keeps the text of the last route names, upstream labels and outcomes it saw, by object:
+    names made and dropped one after another (a freed str's address is soon another's), more names than
+    it keeps, names too long to keep, and names coming back all come out as they are."""
+    for i in range(2000):
+        name, label = "route-%d" % (i % 300), "10.0.%d.1:80" % i
+        if i % 7 == 0:
+            name = name * 20  # longer than a kept text
+        line = json.loads(native_line(Conn(request(), route=Route(name), upstream_label=label,
+                                           limit_outcome=("", "allowed", "limited")[i % 3]), 200, 0.1))
+        assert (line["route"], line["upstream"], line.get("ratelimit", "")) == (name, label,
+                                                                               ("", "allowed", "limited")[i % 3])
+
+
+@needs_native
 def test_the_time_is_when_the_head_arrived():
     before = time.time()
     line = json.loads(native_line(Conn(request()), 200, 2.5))
@@ -334,6 +349,8 @@ def test_no_reference_is_leaked_or_lost():
     write = native.LineWriter(buffer, 1 << 30, lambda *args: at_bound.append(len(args)),
                               lambda exc: failures.append(type(exc))).write
     full = native.LineWriter(buffer, 0, lambda *args: at_bound.append(len(args)), failures.append).write
+    write(conn, 200, 0.5)  # the route's name and the upstream label are kept (one reference each), once
+    buffer.clear()
     before = [sys.getrefcount(v) for v in watched]
     for _ in range(1000):
         write(conn, 200, 0.5)
