@@ -56,19 +56,31 @@ static void slot_reader_learn(SlotReader *reader, PyTypeObject *type)
     reader->offset = member->offset;
 }
 
+/* slot_get when the remembered slot does not apply: learn the type, or ask Python. Kept out of line, and
+ * out of the hot code's cache lines: it runs once per reader and slotted type (and for every read of an
+ * attribute that is not a slot, which the hot path does not see). */
+__attribute__((noinline, cold)) static PyObject *slot_get_slow(SlotReader *reader, PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    slot_reader_learn(reader, type);
+    if (type == reader->type && type->tp_version_tag == reader->version) {
+        PyObject *value = *(PyObject **)((char *)obj + reader->offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(obj, reader->name); /* not a slot, or an unset one: Python's answer or error */
+}
+
 /* obj.<name>, a new reference; NULL with an exception set when it is missing. */
 static inline PyObject *slot_get(SlotReader *reader, PyObject *obj)
 {
     PyTypeObject *type = Py_TYPE(obj);
-    if (type != reader->type || type->tp_version_tag != reader->version) {
-        slot_reader_learn(reader, type);
-        if (type != reader->type || type->tp_version_tag != reader->version)
-            return PyObject_GetAttr(obj, reader->name);
+    if (__builtin_expect(type == reader->type && type->tp_version_tag == reader->version, 1)) {
+        PyObject *value = *(PyObject **)((char *)obj + reader->offset);
+        if (__builtin_expect(value != NULL, 1))
+            return Py_NewRef(value);
     }
-    PyObject *value = *(PyObject **)((char *)obj + reader->offset);
-    if (value == NULL)
-        return PyObject_GetAttr(obj, reader->name);  /* an unset slot: Python's AttributeError */
-    return Py_NewRef(value);
+    return slot_get_slow(reader, obj);
 }
 
 #endif

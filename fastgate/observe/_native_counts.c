@@ -52,13 +52,17 @@ static SlotReader s_route = {"route"}, s_index = {"index"}, s_head = {"head"}, s
 static SlotReader *readers[] = {&s_route, &s_index, &s_head, &s_method, &s_bytes_in, &s_bytes_out,
                                 &s_limit_outcome, &s_pool, &s_upstream_label, &s_status, &s_upstream_s};
 
-/* values[i] += by; an index outside the values is a layout bug, raised rather than written. */
-static int add(RequestCounter *self, Py_ssize_t i, double by)
+__attribute__((noinline, cold)) static int index_out_of_range(void)
 {
-    if (i < 0 || i >= self->size) {
-        PyErr_SetString(PyExc_IndexError, "metrics series index out of range");
-        return -1;
-    }
+    PyErr_SetString(PyExc_IndexError, "metrics series index out of range");
+    return -1;
+}
+
+/* values[i] += by; an index outside the values is a layout bug, raised rather than written. */
+static inline int add(RequestCounter *self, Py_ssize_t i, double by)
+{
+    if (__builtin_expect((size_t)i >= (size_t)self->size, 0))
+        return index_out_of_range();
     self->values[i] += by;
     return 0;
 }

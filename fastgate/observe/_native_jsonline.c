@@ -184,14 +184,10 @@ static char *put_string_body(char *out, const unsigned char *s, Py_ssize_t n, in
     return out;
 }
 
-/* The helpers that take a ``key`` are inlined at each call, where the key's size is a constant and its
- * copy is a few moves rather than a call to memcpy. */
-#define ALWAYS_INLINE __attribute__((always_inline))
-
 /* ``key`` (which ends with the string's opening quote), then s[0:n] as a JSON string and its
  * closing quote. */
-static inline ALWAYS_INLINE int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s,
-                                         Py_ssize_t n, int latin1)
+static inline int put_text(Line *w, const char *key, Py_ssize_t key_size, const unsigned char *s,
+                           Py_ssize_t n, int latin1)
 {
     if (reserve(w, key_size + 6 * n + 8 + 1) < 0)
         return -1;
@@ -250,7 +246,7 @@ static inline int put_number(Line *w, const char *key, Py_ssize_t key_size, cons
 }
 
 /* ``key``, then an int: written from a C integer when it fits one, else from its decimal text. */
-static inline ALWAYS_INLINE int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *value)
+static inline int put_int(Line *w, const char *key, Py_ssize_t key_size, PyObject *value)
 {
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
@@ -285,7 +281,7 @@ static int to_microseconds(double seconds, int64_t *us)
 }
 
 /* ``key``, then microseconds as seconds: the fraction without trailing zeros, at least one digit. */
-static inline ALWAYS_INLINE int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us)
+static inline int put_seconds(Line *w, const char *key, Py_ssize_t key_size, int64_t us)
 {
     char text[2 * NUMBER_TEXT] = {0}, *end = text + NUMBER_TEXT;
     uint64_t u = us < 0 ? 0ULL - (uint64_t)us : (uint64_t)us;
@@ -350,8 +346,7 @@ static void keep_fragment(Fragment *entry, PyObject *value, const char *text, Py
 }
 
 /* A bytes attribute, as a latin-1 string. */
-static inline ALWAYS_INLINE int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
-                                                PyObject *obj)
+static inline int put_bytes_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
 {
     PyObject *value = get_typed(a, obj, &PyBytes_Type);
     if (value == NULL)
@@ -362,8 +357,8 @@ static inline ALWAYS_INLINE int put_bytes_field(Line *w, const char *key, Py_ssi
 }
 
 /* A str attribute; left out when it is "" and ``optional``. */
-static inline ALWAYS_INLINE int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
-                                              PyObject *obj, int optional, Fragment *cache)
+static inline int put_str_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
+                                PyObject *obj, int optional, Fragment *cache)
 {
     PyObject *value = get_typed(a, obj, &PyUnicode_Type);
     if (value == NULL)
@@ -389,8 +384,7 @@ static inline ALWAYS_INLINE int put_str_field(Line *w, const char *key, Py_ssize
 }
 
 /* An int attribute. */
-static inline ALWAYS_INLINE int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
-                                              PyObject *obj)
+static inline int put_int_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
 {
     PyObject *value = get_typed(a, obj, &PyLong_Type);
     if (value == NULL)
@@ -401,8 +395,7 @@ static inline ALWAYS_INLINE int put_int_field(Line *w, const char *key, Py_ssize
 }
 
 /* A float attribute (seconds). */
-static inline ALWAYS_INLINE int put_seconds_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a,
-                                                  PyObject *obj)
+static inline int put_seconds_field(Line *w, const char *key, Py_ssize_t key_size, SlotReader *a, PyObject *obj)
 {
     PyObject *value = slot_get(a, obj);
     if (value == NULL)
@@ -427,8 +420,8 @@ static int put_route_field(Line *w, PyObject *conn)
 }
 
 /* A slice of bytes (Python's slice bounds) as a latin-1 string, left out when empty. */
-static inline ALWAYS_INLINE int put_slice(Line *w, const char *key, Py_ssize_t key_size, const char *s,
-                                          Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop)
+static inline int put_slice(Line *w, const char *key, Py_ssize_t key_size, const char *s,
+                            Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop)
 {
     start = Py_MIN(start, n);
     stop = Py_MIN(stop, n);
@@ -487,8 +480,8 @@ static const char *find_crlf(const char *s, Py_ssize_t n)
 /* ``key`` and the value of the header whose marker (b"\r\nname:") is at low[at:] in the lowered
  * head, taken from ``raw`` and stripped of ASCII whitespace; left out when absent (``at`` < 0)
  * or empty. record.py's _field, byte for byte (slice bounds included). */
-static inline ALWAYS_INLINE int put_header_field(Line *w, const char *key, Py_ssize_t key_size, PyObject *raw,
-                                                 Py_ssize_t at, Py_ssize_t marker_size)
+static inline int put_header_field(Line *w, const char *key, Py_ssize_t key_size, PyObject *raw,
+                                   Py_ssize_t at, Py_ssize_t marker_size)
 {
     if (at < 0)
         return 0;
