@@ -16,7 +16,7 @@
  * The writer is a C object, not a Python function around one, so that a
  * request's line costs no Python frame. The line is made in a scratch buffer
  * and copied into ``buffer`` in one piece, so ``buffer`` only ever gains
- * whole lines; the writer grows ``buffer`` itself, by doubling (see
+ * whole lines; the writer grows ``buffer`` itself, to its bound at once (see
  * append_bytes). The text of route names, upstream labels and rate-limit
  * outcomes is kept from line to line, with a reference to each str kept
  * (see Fragment). For a connection whose attributes have unexpected types
@@ -598,20 +598,23 @@ static int put_line(Line *w, PyObject *conn, PyObject *head, PyObject *status, d
     return put_literal(w, LITERAL("}\n"));
 }
 
-#define MIN_GROWTH 16384
+#define MAX_UPFRONT (1 << 20) /* the most allocated at once for a buffer's bound */
+#define LINE_ROOM 4096         /* room past the bound, for the line that finds the buffer just below it */
 
-/* Append data[0:n] to the bytearray ``buffer``. PyByteArray_Resize would
- * reallocate every few lines (it adds an eighth, and gives back what is more than twice the size): this
- * writes into the allocation's spare room, and when there is none makes the allocation at least twice
- * what is held (PyByteArray_Resize to that size, then the size set back, as Resize's own quick path
- * sets it). The trailing NUL that bytearray keeps is kept. An exported buffer is left to Resize,
- * which refuses it (BufferError). */
-static int append_bytes(PyObject *buffer, const char *data, Py_ssize_t n)
+/* Append data[0:n] to the bytearray ``buffer``, whose lines are written out once it holds ``bound``
+ * bytes. PyByteArray_Resize would reallocate, and copy what is held, every few lines (it adds an
+ * eighth, and gives back what is more than twice the size), and again after every write-out, which
+ * empties the buffer. This writes into the allocation's spare room; when there is none, it makes room
+ * for the whole bound at once (up to MAX_UPFRONT; past that, twice what is held): PyByteArray_Resize to
+ * that size, then the size set back, as Resize's own quick path sets it. The trailing NUL that bytearray
+ * keeps is kept. An exported buffer is left to Resize, which refuses it (BufferError). */
+static int append_bytes(PyObject *buffer, const char *data, Py_ssize_t n, Py_ssize_t bound)
 {
     PyByteArrayObject *b = (PyByteArrayObject *)buffer;
     Py_ssize_t size = Py_SIZE(b);
     if (b->ob_exports > 0 || b->ob_alloc - (b->ob_start - b->ob_bytes) - 1 - size < n) {
-        if (PyByteArray_Resize(buffer, size + Py_MAX(n, Py_MAX(size, MIN_GROWTH))) < 0)
+        Py_ssize_t capacity = Py_MAX(Py_MIN(bound, MAX_UPFRONT) + LINE_ROOM, 2 * size);
+        if (PyByteArray_Resize(buffer, Py_MAX(capacity, size + n)) < 0)
             return -1;
     }
     memcpy(b->ob_start + size, data, n);
@@ -620,9 +623,9 @@ static int append_bytes(PyObject *buffer, const char *data, Py_ssize_t n)
     return 0;
 }
 
-/* Append conn's line to the bytearray ``buffer``; -1 with an exception set, and ``buffer`` as it was,
- * when the line cannot be made. */
-static int append_line(PyObject *buffer, PyObject *conn, PyObject *status, PyObject *total)
+/* Append conn's line to the bytearray ``buffer`` (bounded by ``bound``: see append_bytes); -1 with an
+ * exception set, and ``buffer`` as it was, when the line cannot be made. */
+static int append_line(PyObject *buffer, Py_ssize_t bound, PyObject *conn, PyObject *status, PyObject *total)
 {
     if (!PyLong_Check(status)) {
         PyErr_Format(PyExc_TypeError, "status must be an int, not %.100s", Py_TYPE(status)->tp_name);
@@ -639,7 +642,7 @@ static int append_line(PyObject *buffer, PyObject *conn, PyObject *status, PyObj
     Py_DECREF(head);
     if (rc < 0)
         return -1;
-    return append_bytes(buffer, scratch.data, scratch.size);
+    return append_bytes(buffer, scratch.data, scratch.size, bound);
 }
 
 typedef struct {
@@ -678,7 +681,7 @@ static PyObject *writer_write(LineWriter *self, PyObject *const *args, Py_ssize_
     Py_ssize_t size = PyByteArray_GET_SIZE(self->buffer);
     if (size >= self->limit)
         return PyObject_Vectorcall(self->at_bound, args, 3, NULL);
-    if (append_line(self->buffer, args[0], args[1], args[2]) < 0)
+    if (append_line(self->buffer, self->limit, args[0], args[1], args[2]) < 0)
         return report_failure(self);
     Py_RETURN_NONE;
 }
