@@ -55,6 +55,16 @@ class Http(_Section):
     """Longest pause between two pieces of a request body; then the connection closes."""
     send_timeout: Duration = Duration(60.0)
     """Longest time a client may keep its receive window full before it is dropped."""
+    request_buffer_size: Size = Size(64 * 1024)
+    """Request bodies up to this size are read whole, and their framing checked, before a
+    connection to the upstream is taken (like nginx's proxy_request_buffering); a chunked one
+    goes upstream with a Content-Length. Larger bodies stream. A route may set its own, or
+    switch buffering off (request_buffering)."""
+    merge_slashes: bool = True
+    """Runs of "/" in a path become one before routing, and the upstream gets the merged path."""
+    encoded_slashes: Literal["reject", "keep"] = "reject"
+    """An encoded "/" or "\\" (%2F, %5C) in a path: "reject" answers 400 (upstreams decode
+    them differently, so a route could be bypassed); "keep" routes and forwards them encoded."""
 
 
 class Listener(_Section):
@@ -272,6 +282,14 @@ class Route(_Section):
     """Send this Host to the upstream instead of the client's."""
     max_body_size: Size | None = None
     """Largest request body for this route; defaults to [http].max_body_size."""
+    request_buffering: bool = True
+    """Read a request body whole (up to request_buffer_size) before going upstream; false streams
+    every body as it arrives (uploads, long-lived request streams)."""
+    request_buffer_size: Size | None = None
+    """Largest body read whole before going upstream; defaults to [http].request_buffer_size."""
+    upgrades: list[str] = msgspec.field(default_factory=lambda: ["websocket"])
+    """Protocols a client may switch to through this route (HTTP/1.1 Upgrade). Others, h2c
+    among them, are dropped from the request, which is then served as a plain request."""
     request_headers: HeaderEdits = msgspec.field(default_factory=HeaderEdits)
     """Header edits on the request sent upstream."""
     response_headers: HeaderEdits = msgspec.field(default_factory=HeaderEdits)

@@ -11,7 +11,7 @@ from fastgate.wire.h1 import RequestHead, ResponseHead, splice_headers
 
 def upstream_request_head(
     head: RequestHead, route: Route, request_id: bytes, client_ip: bytes, proto_header: bytes,
-    default_host: bytes, traceparent: bytes = b"", line: bytes = b"",
+    default_host: bytes, traceparent: bytes = b"", line: bytes = b"", body_length: int = -1,
 ) -> bytes:
     """The request head for the upstream, HTTP/1.1, ending in CRLF CRLF.
 
@@ -21,7 +21,8 @@ def upstream_request_head(
     Host when an HTTP/1.0 client sent none; ``traceparent`` (``\\r\\ntraceparent: ...``,
     or b"" when tracing is off) replaces the client's traceparent headers. A request of the
     gateway's own made from the client's (an aggregation part) gives its request ``line``;
-    it carries the client's headers but never an upgrade.
+    it carries the client's headers but never an upgrade. ``body_length`` >= 0 says a chunked
+    body was read whole and goes de-chunked: Transfer-Encoding gives way to a Content-Length.
     """
     raw = head.raw
     if line:
@@ -35,12 +36,14 @@ def upstream_request_head(
     drops = head.drops
     edits = route.request_edits
     replace_trace = traceparent and head.traceparent_spans
-    if edits.remove is not None or (route.host_header and head.host_span) or replace_trace:
+    if edits.remove is not None or (route.host_header and head.host_span) or replace_trace or body_length >= 0:
         drops = drops + edits.spans(raw)
         if route.host_header and head.host_span:
             drops.append(head.host_span)
         if replace_trace:
             drops.extend(head.traceparent_spans)
+        if body_length >= 0:
+            drops.append(head.chunked_span)
         drops.sort()
     splice_headers(parts, raw, head.line_end, drops)
     if route.host_header:
@@ -60,6 +63,8 @@ def upstream_request_head(
     if head.upgrade and not line:
         parts.append(b"\r\nConnection: upgrade\r\nUpgrade: " + head.upgrade)
     parts.append(edits.extra)
+    if body_length >= 0:
+        parts.append(b"\r\nContent-Length: %d" % body_length)
     parts.append(b"\r\n\r\n")
     return b"".join(parts)
 

@@ -32,7 +32,7 @@ class Route:
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
         "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
-        "request_id", "limits", "aggregate", "timeouts", "retry",
+        "request_id", "limits", "aggregate", "timeouts", "retry", "buffer_bytes", "upgrades",
     )
 
     def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
@@ -68,6 +68,11 @@ class Route:
             """A respond route's status line and fixed headers; Date, X-Request-ID,
             Connection and the final CRLF CRLF are added per request."""
         self.max_body_bytes = int(config.max_body_size if config.max_body_size is not None else http.max_body_size)
+        buffer_size = config.request_buffer_size if config.request_buffer_size is not None else http.request_buffer_size
+        self.buffer_bytes = min(int(buffer_size), self.max_body_bytes) if config.request_buffering else 0
+        """Request bodies up to this size are read whole before going upstream; 0: every body streams."""
+        self.upgrades = frozenset(u.lower().encode() for u in config.upgrades)
+        """Upgrade protocols (lower case, without version) forwarded for this route."""
         self.prefix_rewrite = config.prefix_rewrite.encode() if config.prefix_rewrite is not None else None
         self.host_header = b"\r\nHost: " + config.host_rewrite.encode() if config.host_rewrite else None
         """The Host header sent upstream instead of the client's, or None to pass it through."""

@@ -5,6 +5,7 @@ from fastgate.observe.observer import RequestObserver
 from fastgate.observe.trace import Tracer
 from fastgate.proxy.request_id import RequestIds
 from fastgate.transport.clock import Clock
+from fastgate.wire.target import PathRules
 
 
 class WorkerContext:
@@ -13,7 +14,7 @@ class WorkerContext:
     __slots__ = (
         "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "tracer",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "tracer", "path_rules",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
@@ -41,6 +42,8 @@ class WorkerContext:
         self.keepalive_timeout_s = float(http.keepalive_timeout)
         self.body_timeout_s = float(http.body_timeout)
         self.send_timeout_s = float(http.send_timeout)
+        self.path_rules = PathRules(http.merge_slashes, http.encoded_slashes == "keep")
+        """How request paths are normalised before routing (wire/target.py)."""
 
 
 def _nothing() -> None:

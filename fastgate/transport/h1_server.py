@@ -11,17 +11,20 @@ States:
 - HEAD: waiting for a request head. Bytes collect until CRLF CRLF; size
   limits answer 414/431, the clock answers 408 (slow head) or closes an idle
   keep-alive connection.
+- BUFFER: reading a request body before the request goes on: whole, when it
+  fits the route's request_buffer_size (request buffering: no upstream
+  connection is taken for a body still arriving, its framing is checked
+  before a byte goes upstream, and a chunked one is sent with a
+  Content-Length), or its first bytes for a body-keyed rate limit.
 - BODY: relaying the request body upstream, framed by Content-Length or by
-  ChunkedFramer (its bytes are relayed as received).
+  ChunkedFramer (its bytes are relayed as received): a body too large to
+  buffer, or a route that streams.
 - WAIT: request fully read; the response is on its way. New bytes are
   pipelined requests: they are buffered, and reading pauses past a bound.
 - TUNNEL: after a 101, bytes flow both ways untouched.
 - LIMIT: the route's rate limits are being checked in Redis; new bytes are
-  buffered as in WAIT until the decision comes (LIMIT and PREFIX are run by
+  buffered as in WAIT until the decision comes (run by
   transport/limit_gate.py, a part of this class kept in its own file).
-- PREFIX: a limit is keyed by a body field: the first body bytes (up to
-  [ratelimit].body_read_limit) are collected, then the limits are checked
-  and the collected bytes are forwarded unchanged.
 - AGGREGATE: the route's parts are being fetched (proxy/aggregate.py); new
   bytes are buffered as in WAIT until the merged answer is written.
 - CLOSED.
@@ -40,14 +43,15 @@ from fastgate.observe.record import LIMIT_NONE
 from fastgate.proxy.errors import error_response
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.transport.context import WorkerContext
+from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.limit_gate import LimitGate
 from fastgate.transport.states import (
-    AGGREGATE, BODY, BODY_TIMEOUT, CLOSED, CONNECT, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, LIMIT, PREFIX, SEND, TUNNEL,
+    AGGREGATE, BODY, BODY_TIMEOUT, BUFFER, CLOSED, CONNECT, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, LIMIT, SEND, TUNNEL,
     TUNNEL_IDLE, WAIT,
 )
 from fastgate.upstream.retry import NO_DEADLINE
-from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
-from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
+from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError
+from fastgate.wire.h1 import HEAD_END, HeadError, allowed_upgrade, new_request_parser, parse_request_head
 
 _PENDING_HIGH_BYTES = 256 * 1024
 
@@ -59,7 +63,7 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         "head", "route", "request_id", "keep_alive", "upstream", "connecting", "pending",
         "pending_bytes", "body_remaining", "body_framer", "response_started", "dechunk",
         "sent_continue", "pool", "corked_head", "parser", "upstream_head", "started_s",
-        "limit_headers", "checking", "prefix", "tried", "attempt", "retry_budget", "retry_timer", "total_deadline",
+        "limit_headers", "checking", "body_buffer", "body_for_limits", "tried", "attempt", "retry_budget", "retry_timer", "total_deadline",
         "queued",
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome", "traceparent",
         "aggregation",
@@ -123,8 +127,10 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         """Rate-limit headers for this request's response (from the limit decision)."""
         self.checking = False
         """True while a rate-limit check runs, so a synchronous decision is told from a later one."""
-        self.prefix = None
-        """The body bytes collected for a body-keyed limit (state PREFIX; transport/body_prefix.py BodyPrefix)."""
+        self.body_buffer: BodyBuffer | None = None
+        """The request body read before the request goes on (state BUFFER; transport/body_buffer.py)."""
+        self.body_for_limits = False
+        """The body is being read for a body-keyed limit, checked once it is in."""
         self.corked_head = b""
         """A response head held back to go out in one write with the first body bytes."""
         # what the log phase reads (observe/observer.py, observe/record.py)
@@ -201,8 +207,8 @@ class ClientConnection(LimitGate, asyncio.Protocol):
                 self.buffer += data
                 if len(self.buffer) > self.ctx.max_head_bytes:
                     self._pause_reading()
-            elif state == PREFIX:
-                self._prefix_bytes(data)
+            elif state == BUFFER:
+                self._buffer_bytes(data)
         except Exception:
             self.internal_error()
 
@@ -277,8 +283,10 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         self.upstream_s = 0.0
         self.limit_outcome = LIMIT_NONE
         self.traceparent = b""
+        self.sent_continue = False
+        self.body_buffer = None
         try:
-            head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser)
+            head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, self.parser, ctx.path_rules)
         except HeadError as exc:
             self._refuse(exc.status, exc.reason)
             return
@@ -299,11 +307,14 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         if head.content_length > route.max_body_bytes:
             self._refuse(413, "request body too large")
             return
+        if head.upgrade:
+            head.upgrade = allowed_upgrade(head.upgrade, route.upgrades)
         limits = route.limits
         if limits is None:
             self._dispatch(head, route, rest)
         elif limits.needs_body and head.has_body:
-            self._collect_prefix(head, route, rest)
+            self.body_for_limits = True
+            self._read_body(head, max(limits.body_read_limit, self._buffered_size(head, route)), rest)
         else:
             self._check_limits(None, rest)
 
@@ -358,15 +369,64 @@ class ClientConnection(LimitGate, asyncio.Protocol):
             self.internal_error()
 
     def _forward(self, head, route, rest: bytes) -> None:
-        ctx = self.ctx
+        """The request goes to the route's upstream, unless the upstream cannot take it now; a body
+        that fits the buffer is read whole first."""
         group = route.upstream
         if group.tripped and not group.breaker.admit():
             self._unavailable("upstream circuit breaker open", rest,
-                              b"\r\nRetry-After: %d" % group.breaker.retry_after(ctx.clock.now))
+                              b"\r\nRetry-After: %d" % group.breaker.retry_after(self.ctx.clock.now))
             return
         if group.max_concurrent and group.overloaded():
             self._unavailable("upstream overloaded", rest)
             return
+        if head.has_body and self.body_buffer is None:
+            size = self._buffered_size(head, route)
+            if size:
+                self._read_body(head, size, rest)
+                return
+        self._send(head, route, rest)
+
+    @staticmethod
+    def _buffered_size(head, route) -> int:
+        """How much of this request's body is read before it goes upstream: 0 when it streams."""
+        size = route.buffer_bytes
+        return size if size and (head.chunked or head.content_length <= size) else 0
+
+    def _read_body(self, head, limit: int, rest: bytes) -> None:
+        """Read the body (BUFFER) until it ended or ``limit`` payload bytes are in, then go on."""
+        self.state = BUFFER
+        self.body_buffer = BodyBuffer(head, limit, self.route.max_body_bytes)
+        if head.expect_continue and not rest:
+            self.sent_continue = True
+            head.expect_continue = False
+            self.transport.write(CONTINUE)
+        self.waiting = BODY_TIMEOUT
+        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        if rest:
+            self._buffer_bytes(rest)
+
+    def _buffer_bytes(self, data: bytes) -> None:
+        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
+        try:
+            ready = self.body_buffer.feed(data)
+        except FramingError as exc:
+            self._refuse_body(exc)
+            return
+        if not ready:
+            return
+        self.state = HEAD
+        self.waiting = IDLE
+        self.deadline = 0.0
+        if self.body_for_limits:
+            self.body_for_limits = False
+            self._check_limits(self.body_buffer.payload(self.route.limits.body_read_limit), b"")
+        else:
+            self._send(self.head, self.route, b"")
+
+    def _send(self, head, route, rest: bytes) -> None:
+        """Pick a server and send the request: the body read whole, or streamed as it comes."""
+        ctx = self.ctx
+        group = route.upstream
         pool = group.pick(head, self.client_ip)
         if pool is None:
             self._unavailable("no upstream server available", rest)
@@ -375,17 +435,30 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         self.pool = pool
         self.started_s = time.monotonic()
         self.response_started = False
-        self.sent_continue = False
         self.dechunk = None
+        body = self.body_buffer
+        whole = None
+        if body is not None:
+            self.body_buffer = None
+            if body.complete:
+                whole = body.payload()
+                rest = body.rest + rest
+            else:
+                rest = body.raw() + rest
         request_head = upstream_request_head(
-            head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header, self.traceparent
+            head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header, self.traceparent,
+            body_length=len(whole) if whole is not None and head.chunked else -1,
         )
+        if whole:
+            request_head += whole
         self.upstream_head = request_head
         self.tried = None
         self.attempt = 0
-        if head.chunked:
+        if whole is not None:
+            self.state = WAIT
+        elif head.chunked:
             self.state = BODY
-            self.body_framer = ChunkedFramer(route.max_body_bytes)
+            self.body_framer = ChunkedFramer(route.max_body_bytes, REQUEST_TRAILER_FORBIDDEN)
         elif head.content_length > 0:
             self.state = BODY
             self.body_remaining = head.content_length

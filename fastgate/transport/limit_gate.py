@@ -4,22 +4,19 @@
 kept in its own file: it runs after routing and before a request is
 answered or forwarded (DESIGN's access-filter phase). It uses the
 connection's request state (``head``, ``route``, ``buffer``, ``state``,
-``deadline``...) and hands over through ``_dispatch`` (go on),
-``_answer_locally`` (429/503) and ``_refuse_body`` (bad body).
+``deadline``...) and hands over through ``_dispatch`` (go on) and
+``_answer_locally`` (429/503).
 
 - A local-store decision is taken synchronously: no state change.
 - A Redis decision may come later: the connection waits in LIMIT, pipelined
   bytes collect in ``buffer``, and ``_limit_decided`` resumes it.
-- A limit keyed by a body field first collects the body's first bytes
-  (PREFIX, ``transport/body_prefix.py``), then checks, then forwards those
-  bytes unchanged.
+- A limit keyed by a body field is checked once the connection has read the
+  body's first bytes (BUFFER, ``transport/body_buffer.py``): ``body_prefix``.
 """
 
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.proxy.errors import error_response
-from fastgate.transport.body_prefix import BodyPrefix
-from fastgate.transport.states import BODY_TIMEOUT, CONTINUE, HEAD, IDLE, LIMIT, PREFIX
-from fastgate.wire.chunked import FramingError
+from fastgate.transport.states import HEAD, IDLE, LIMIT
 from fastgate.wire.h1 import header_value
 
 
@@ -86,27 +83,3 @@ class LimitGate:
             status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
             self.request_id, self.ctx.clock.date_header, not self.keep_alive or self.head.has_body,
             decision.headers, self.head.method == b"HEAD"), rest)
-
-    def _collect_prefix(self, head, route, rest: bytes) -> None:
-        self.state = PREFIX
-        self.prefix = BodyPrefix(head, route.limits.body_read_limit, route.max_body_bytes)
-        if head.expect_continue and not rest:
-            self.sent_continue = True
-            head.expect_continue = False
-            self.transport.write(CONTINUE)
-        self.waiting = BODY_TIMEOUT
-        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
-        if rest:
-            self._prefix_bytes(rest)
-
-    def _prefix_bytes(self, data: bytes) -> None:
-        self.deadline = self.ctx.clock.now + self.ctx.body_timeout_s
-        try:
-            complete = self.prefix.feed(data)
-        except FramingError as exc:
-            self._refuse_body(exc)
-            return
-        if complete:
-            prefix = self.prefix
-            self.prefix = None
-            self._check_limits(prefix.payload(), prefix.raw())

@@ -1,6 +1,6 @@
 """The states of a client connection (transport/h1_server.py), and what its deadline is for."""
 
-HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, PREFIX, AGGREGATE = range(8)
+HEAD, BODY, WAIT, TUNNEL, CLOSED, LIMIT, BUFFER, AGGREGATE = range(8)
 """What the connection is doing; see the theory of operation in h1_server.py."""
 
 IDLE, HEAD_TIMEOUT, BODY_TIMEOUT, CONNECT, SEND, TUNNEL_IDLE = range(6)

@@ -15,13 +15,32 @@ for a peer that needs the body without the chunked coding (HTTP/1.0).
 States: SIZE (reading a chunk-size line), DATA (skipping payload bytes),
 DATA_END (expecting the CRLF after a payload), TRAILER (reading trailer
 lines until an empty one), DONE.
+
+Grammar, as RFC 9112 7.1 has it: a size line is 1*HEXDIG (at most 15) and
+``*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )``, with no
+byte above 0x7E; every line ends in CRLF; a trailer line is ``token ":"
+value`` without obs-fold. A request's trailer may not carry a field that
+frames, routes or authorises the message (RFC 9110 6.5.1): an upstream
+that merges trailers into the head must not be handed one.
 """
+
+import re
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _MAX_LINE = 4096
 _MAX_HEX_DIGITS = 15
 _MAX_TRAILER_BYTES = 16 * 1024
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_EXTENSIONS = re.compile(
+    rb'(?:[ \t]*;[ \t]*' + _TOKEN + rb'(?:[ \t]*=[ \t]*(?:' + _TOKEN + rb'|"(?:[\t !#-\[\]-~]|\\[\t -~])*"))?)*')
+_TRAILER_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(?:[!-~](?:[\t -~]*[!-~])?)?[ \t]*")
+REQUEST_TRAILER_FORBIDDEN = frozenset((
+    b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive", b"trailer", b"te", b"upgrade",
+    b"expect", b"authorization", b"proxy-authorization", b"cookie", b"content-type", b"content-encoding",
+    b"content-range", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+))
+"""Fields a request trailer may not carry (framing, routing, authentication, payload processing)."""
 
 
 class FramingError(Exception):
@@ -33,9 +52,9 @@ class BodyTooLarge(FramingError):
 
 
 class ChunkedFramer:
-    __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes")
+    __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes", "forbidden_trailers")
 
-    def __init__(self, max_body_bytes: int = 0) -> None:
+    def __init__(self, max_body_bytes: int = 0, forbidden_trailers: frozenset = frozenset()) -> None:
         self._state = _SIZE
         self._line = b""  # partial size/trailer line carried across feeds
         self._remaining = 0  # payload bytes (DATA) or CRLF bytes (DATA_END) still expected
@@ -44,6 +63,8 @@ class ChunkedFramer:
         """Payload bytes seen so far (without the chunked coding)."""
         self.max_body_bytes = max_body_bytes
         """Above this many payload bytes BodyTooLarge is raised; 0 means no limit."""
+        self.forbidden_trailers = forbidden_trailers
+        """Trailer field names (lower case) that make the body invalid (REQUEST_TRAILER_FORBIDDEN for requests)."""
 
     @property
     def done(self) -> bool:
@@ -94,11 +115,17 @@ class ChunkedFramer:
         return pos if self._state == _DONE else -1
 
     def _size_line(self, line: bytes) -> None:
-        digits = line.split(b";", 1)[0]
-        if not digits or len(digits) > _MAX_HEX_DIGITS or not _HEX.issuperset(digits):
-            raise FramingError("bad chunk size")
-        if len(digits) < len(line) and not _valid_extension(line[len(digits) :]):
-            raise FramingError("bad chunk extension")
+        if _HEX.issuperset(line) and 0 < len(line) <= _MAX_HEX_DIGITS:
+            digits = line
+        else:
+            end = 0
+            while end < len(line) and line[end] in _HEX:
+                end += 1
+            digits = line[:end]
+            if not 0 < end <= _MAX_HEX_DIGITS:
+                raise FramingError("bad chunk size")
+            if _EXTENSIONS.fullmatch(line, end) is None:
+                raise FramingError("bad chunk extension")
         size = int(digits, 16)
         if size == 0:
             self._state = _TRAILER
@@ -114,13 +141,8 @@ class ChunkedFramer:
             self._state = _DONE
             return
         self._trailer_bytes += len(line) + 2
-        colon = line.find(b":")
-        if colon <= 0 or self._trailer_bytes > _MAX_TRAILER_BYTES or line[0] in b" \t":
+        m = _TRAILER_FIELD.fullmatch(line)
+        if m is None or self._trailer_bytes > _MAX_TRAILER_BYTES:
             raise FramingError("bad trailer field")
-        if any(c < 32 and c != 9 or c == 127 for c in line):
-            raise FramingError("bad trailer field")
-
-
-def _valid_extension(ext: bytes) -> bool:
-    """chunk-ext: *( ";" name [ "=" value ] ), with no control characters and no spaces."""
-    return ext[0] == 59 and not any(c <= 32 or c == 127 for c in ext)
+        if self.forbidden_trailers and m.group(1).lower() in self.forbidden_trailers:
+            raise FramingError("a trailer field that frames, routes or authorises the request")

@@ -27,6 +27,9 @@ import re
 
 import httptools
 
+from fastgate.wire.errors import HeadError
+from fastgate.wire.target import DEFAULT_PATH_RULES, PathRules, split_target
+
 HEAD_END = b"\r\n\r\n"
 
 _REQUEST_FIELDS = re.compile(
@@ -50,15 +53,6 @@ _CONNECTION_KNOWN = frozenset((b"close", b"keep-alive", b"upgrade", b""))
 _MAX_REQUEST_ID = 200
 
 
-class HeadError(Exception):
-    """A head that must be refused: ``status`` is the answer (400, 414, 431, 501...)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class _NoCallbacks:
     """httptools calls back only the methods that exist: none, here."""
 
@@ -73,6 +67,7 @@ class RequestHead:
         "raw", "lowered", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
         "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
+        "chunked_span",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -94,8 +89,11 @@ class RequestHead:
         self.content_length = -1
         """Declared body length, or -1 when there is no Content-Length."""
         self.chunked = False
+        self.chunked_span: tuple[int, int] | None = None
+        """Span of Transfer-Encoding, dropped when the body goes upstream re-framed by Content-Length."""
         self.upgrade = b""
-        """The Upgrade header's value on an upgrade request (e.g. b"websocket"), else b""."""
+        """The Upgrade header's value on an upgrade request (e.g. b"websocket"), else b""; the
+        route keeps only the protocols it allows (``allowed_upgrade``)."""
         self.expect_continue = False
         self.request_id = b""
         self.forwarded_for = b""
@@ -138,13 +136,15 @@ def new_request_parser() -> httptools.HttpRequestParser:
 
 
 def parse_request_head(
-    raw: bytes, max_line_bytes: int, max_headers: int, parser: httptools.HttpRequestParser
+    raw: bytes, max_line_bytes: int, max_headers: int, parser: httptools.HttpRequestParser,
+    rules: PathRules = DEFAULT_PATH_RULES,
 ) -> RequestHead:
     """Validate and digest a complete request head (ending in CRLF CRLF); raise HeadError.
 
     ``parser`` must be fresh, or one whose last head had no body and no
     upgrade (httptools then waits for the next message); a parser that has
-    seen any other head must not be used again.
+    seen any other head must not be used again. ``rules`` say how the path
+    is normalised (wire/target.py).
     """
     line_end = raw.find(b"\r\n")
     if line_end > max_line_bytes:
@@ -162,18 +162,22 @@ def parse_request_head(
         head.line_as_is = False
     elif version != "1.1":
         raise HeadError(505, "HTTP version not supported")
-    target = raw[len(method) + 1 : raw.rfind(b" ", 0, line_end)]
+    # httptools checked the method token and "HTTP/d.d" CRLF, but lets a run of spaces through
+    if raw.count(b" ", 0, line_end) != 2:
+        raise HeadError(400, "the request line is not method SP target SP version")
+    target = raw[len(method) + 1 : line_end - 9]
     authority = None
     if target[:1] != b"/":
         target, authority = _origin_form(target, method)
         head.line_as_is = False
-    head.target = target
-    q = target.find(b"?")
-    if q < 0:
+    if target == b"*":
         head.path = target
     else:
-        head.path = target[:q]
-        head.query = target[q:]
+        head.path, head.query, changed = split_target(target, rules)
+        if changed:
+            target = head.path + head.query
+            head.line_as_is = False
+    head.target = target
     _digest_request_fields(head, raw, parser.should_upgrade())
     if authority is not None and authority != head.host:
         raise HeadError(400, "absolute-form target names another host than Host")
@@ -191,18 +195,37 @@ def _validate(parser, raw: bytes, status: int, what: str) -> None:
 
 
 def _origin_form(target: bytes, method: bytes) -> tuple[bytes, bytes | None]:
-    """The origin-form of an absolute-form target, and the authority it named."""
-    if target == b"*" and method == b"OPTIONS":
-        return target, None
-    if target[:7].lower() != b"http://" and target[:8].lower() != b"https://":
+    """The origin-form of an asterisk-form or absolute-form target, and the authority it named."""
+    if target == b"*":
+        if method == b"OPTIONS":
+            return target, None
+        raise HeadError(400, "the asterisk-form target is only for OPTIONS")
+    scheme_end = target.find(b"://")
+    if target[:scheme_end].lower() not in (b"http", b"https"):
         raise HeadError(400, "bad request target")
-    try:
-        url = httptools.parse_url(target)
-    except httptools.HttpParserInvalidURLError:
-        raise HeadError(400, "bad request target") from None
-    authority = url.host + (b":%d" % url.port if url.port else b"")
-    origin = (url.path or b"/") + (b"?" + url.query if url.query else b"")
-    return origin, authority.lower()
+    rest = target[scheme_end + 3 :]
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        at = rest.find(stop)
+        if 0 <= at < end:
+            end = at
+    authority = rest[:end].lower()
+    if not _valid_host(authority):
+        raise HeadError(400, "bad authority in the request target")
+    origin = rest[end:]
+    return (origin if origin[:1] == b"/" else b"/" + origin), authority
+
+
+_HOST = re.compile(rb"(?:[a-z0-9._~-]*|\[[0-9a-f:.]+\])(?::([0-9]{0,5}))?")
+"""uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2), lower case: a reg-name of unreserved
+characters (no percent-encoding, no sub-delims) or an IPv6 literal."""
+_CONNECTION_FORBIDDEN = frozenset((b"content-length", b"transfer-encoding", b"host"))
+"""Fields that frame or route a request: a Connection header naming one is refused, never obeyed."""
+
+
+def _valid_host(value: bytes) -> bool:
+    m = _HOST.fullmatch(value)
+    return m is not None and (not m.group(1) or int(m.group(1)) <= 65535)
 
 
 def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None:
@@ -215,12 +238,17 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
         if name == b"host":
             if head.host_span is not None:
                 raise HeadError(400, "more than one Host header")
-            head.host = m.group(2).rstrip()
+            head.host = host = m.group(2).rstrip()
+            if not _valid_host(host):
+                raise HeadError(400, "bad Host header")
             head.host_span = m.span()
         elif name == b"content-length":
             head.content_length = int(m.group(2))
         elif name == b"transfer-encoding":
-            head.chunked = True  # httptools accepts only a final "chunked" on requests
+            if m.group(2).rstrip() != b"chunked":  # httptools let through only a list ending in chunked
+                raise HeadError(501, "transfer codings other than chunked are not supported")
+            head.chunked = True
+            head.chunked_span = m.span()
         elif name == b"x-request-id":
             value = raw[m.start(2) : m.end(2)].rstrip()
             if 0 < len(value) <= _MAX_REQUEST_ID and not head.request_id:
@@ -228,7 +256,7 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
             else:
                 drops.append(m.span())
         elif name == b"upgrade":
-            upgrade_value = m.group(2).rstrip()
+            upgrade_value = raw[m.start(2) : m.end(2)].rstrip()
             drops.append(m.span())
         elif name in _REQUEST_DROPPED:
             drops.append(m.span())
@@ -248,16 +276,47 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
             drops.append(m.span())
     if head.host_span is None and not head.http_1_0:
         raise HeadError(400, "missing Host header")
+    head.has_body = head.chunked or head.content_length > 0
+    if head.chunked and head.http_1_0:
+        raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
     if upgrade:
         if not upgrade_value:
             raise HeadError(400, "upgrade without an Upgrade header")
+        if head.has_body:
+            raise HeadError(400, "an upgrade request with a body")
         head.upgrade = upgrade_value
     head.keep_alive = _keep_alive(head.http_1_0, connection_tokens)
-    head.has_body = head.chunked or head.content_length > 0
     if connection_tokens and not _CONNECTION_KNOWN.issuperset(connection_tokens):
-        drops.extend(_spans_of(raw, [t for t in connection_tokens if t not in _CONNECTION_KNOWN]))
+        _drop_connection_named(head, raw, [t for t in connection_tokens if t not in _CONNECTION_KNOWN])
     if len(drops) > 1:
         drops.sort()
+
+
+def _drop_connection_named(head: RequestHead, raw: bytes, names: list[bytes]) -> None:
+    """The fields a Connection header names are hop-by-hop: they go no further (RFC 9110 7.6.1).
+
+    One that frames or routes the request cannot be: removing it would make
+    the upstream read the bytes differently from the gateway, so the request is
+    refused. One the gateway reads (X-Request-ID, X-Forwarded-For, traceparent)
+    is forgotten as if never sent.
+    """
+    if _CONNECTION_FORBIDDEN.intersection(names):
+        raise HeadError(400, "Connection names a field that frames or routes the request")
+    if b"x-request-id" in names:
+        head.request_id = b""
+    if b"x-forwarded-for" in names:
+        head.forwarded_for = b""
+    if b"traceparent" in names:
+        head.traceparent = b""
+        head.traceparent_spans = ()
+    head.drops.extend(_spans_of(raw, names))
+
+
+def allowed_upgrade(value: bytes, allowed: frozenset) -> bytes:
+    """The protocols of an Upgrade value whose names (lower case, without "/version") are in
+    ``allowed``, as the client wrote them; b"" when none is."""
+    kept = [p for p in (t.strip() for t in value.split(b",")) if p.split(b"/", 1)[0].lower() in allowed]
+    return b", ".join(kept)
 
 
 def _tokens(value: bytes) -> tuple[bytes, ...] | list[bytes]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fastgate.wire.chunked import ChunkedFramer, FramingError
+from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, ChunkedFramer, FramingError
 
 BODY = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
 
@@ -43,10 +43,42 @@ def test_trailers_are_part_of_the_body():
     b"1234567890abcdef0\r\n",      # too many digits
     b"5;\x01\r\nhello\r\n",        # control char in extension
     b"0\r\nbad trailer\r\n\r\n",   # trailer without colon
+    # chunk extensions off RFC 9112's grammar (a quote-aware peer could frame them differently)
+    b"5;\r\nhello\r\n",
+    b"5;=\r\nhello\r\n",
+    b"5;;;\r\nhello\r\n",
+    b'5;a="b\r\nhello\r\n',         # unterminated quoted-string
+    b"5;a(b)=c\r\nhello\r\n",       # a separator in the name
+    b"5;a=\xff\r\nhello\r\n",       # not a token
+    b'5;a="\xff"\r\nhello\r\n',     # obs-text
+    b"5;a=b c\r\nhello\r\n",
+    b"5;a\rb\r\nhello\r\n",         # bare CR
+    b"0\r\nBad Name: 1\r\n\r\n",     # trailer name not a token
+    b"0\r\n X: 1\r\n\r\n",           # obs-fold / leading space
+    b"0\r\nX: a\x01\r\n\r\n",         # control in a trailer value
 ])
 def test_malformed_is_refused(bad):
     with pytest.raises(FramingError):
         ChunkedFramer().feed(bad)
+
+
+@pytest.mark.parametrize("good", [
+    b'5;a="x;y"\r\nhello\r\n0\r\n\r\n',
+    b"5;a=b;c\r\nhello\r\n0\r\n\r\n",
+    b"5 ; a = b\r\nhello\r\n0\r\n\r\n",       # BWS is part of the grammar
+    b'5;a="q\\"x"\r\nhello\r\n0\r\n\r\n',     # quoted-pair
+    b"00005\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Empty:\r\n\r\n",
+])
+def test_grammar_accepted(good):
+    assert ChunkedFramer(0, REQUEST_TRAILER_FORBIDDEN).feed(good) == len(good)
+
+
+@pytest.mark.parametrize("name", sorted(REQUEST_TRAILER_FORBIDDEN))
+def test_request_trailers_may_not_frame_route_or_authorise(name):
+    body = b"1\r\na\r\n0\r\n" + name.title() + b": 1\r\n\r\n"
+    assert ChunkedFramer().feed(body) == len(body)  # a response's trailer is relayed
+    with pytest.raises(FramingError):
+        ChunkedFramer(0, REQUEST_TRAILER_FORBIDDEN).feed(body)
 
 
 def test_body_limit():

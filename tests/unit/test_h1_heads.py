@@ -3,7 +3,7 @@
 import pytest
 
 from fastgate.wire.h1 import (
-    HeadError, new_request_parser, parse_request_head, parse_response_head, splice_headers,
+    HeadError, allowed_upgrade, new_request_parser, parse_request_head, parse_response_head, splice_headers,
 )
 
 
@@ -53,11 +53,74 @@ def test_absolute_form_to_the_same_host_becomes_origin_form():
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
     (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+    # the request line: one SP each side of the target
+    (b"GET /admin  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET  /admin HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),                                  # asterisk-form is for OPTIONS
+    (b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),                        # userinfo
+    (b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    # Host per RFC 9110 7.2
+    (b"GET / HTTP/1.1\r\nHost: a@evil\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x evil\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a%2eb\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    # Connection may not name what frames or routes the request
+    (b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close, Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", 400),
+    # Transfer-Encoding: exactly chunked, HTTP/1.1 only
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    # an upgrade carries no body
+    (b"POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n", 400),
 ])
 def test_refused(raw, status):
     with pytest.raises(HeadError) as info:
         request(raw)
     assert info.value.status == status
+
+
+@pytest.mark.parametrize("host", [b"a", b"a.example:8080", b"xn--bcher-kva.example", b"[::1]:443", b"127.0.0.1",
+                                  b"A.Example", b"a_b~c", b"a:"])
+def test_valid_hosts(host):
+    assert request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").host == host.lower()
+
+
+def test_normalised_path_is_what_goes_upstream():
+    head = request(b"GET //x/../%61dmin?q=%2F HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (head.path, head.query, head.target) == (b"/admin", b"?q=%2F", b"/admin?q=%2F")
+    assert not head.line_as_is
+    assert request(b"GET /a/b?c HTTP/1.1\r\nHost: a\r\n\r\n").line_as_is
+
+
+def test_connection_named_fields_the_gateway_reads_are_forgotten():
+    head = request(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Request-ID, X-Forwarded-For\r\n"
+                   b"X-Request-ID: client\r\nX-Forwarded-For: 10.9.9.9\r\nX-Keep: 1\r\n\r\n")
+    assert head.request_id == b"" and head.forwarded_for == b""
+    assert spliced(head) == b"\r\nHost: a\r\nX-Keep: 1"
+
+
+def test_chunked_span_is_the_transfer_encoding_field():
+    head = request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n")
+    assert head.chunked and head.raw[slice(*head.chunked_span)] == b"\r\nTransfer-Encoding:  Chunked "
+
+
+@pytest.mark.parametrize("value, allowed, kept", [
+    (b"websocket", {b"websocket"}, b"websocket"),
+    (b"WebSocket", {b"websocket"}, b"WebSocket"),
+    (b"h2c", {b"websocket"}, b""),
+    (b"h2c, websocket", {b"websocket"}, b"websocket"),
+    (b"HTTP/2.0, IRC/6.9", {b"irc"}, b"IRC/6.9"),
+])
+def test_allowed_upgrade(value, allowed, kept):
+    assert allowed_upgrade(value, frozenset(allowed)) == kept
 
 
 def test_limits():
