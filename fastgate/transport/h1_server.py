@@ -700,7 +700,7 @@ class ClientConnection(LimitGate, asyncio.Protocol):
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if reusable and self.state == WAIT:
+            if reusable and self.state == WAIT and self.head.reuse_upstream:
                 upstream.release()
             else:
                 upstream.close()

@@ -51,6 +51,7 @@ _REQUEST_DROPPED = frozenset(
 _RESPONSE_DROPPED = frozenset((b"connection", b"keep-alive", b"te", b"trailer"))
 _CONNECTION_KNOWN = frozenset((b"close", b"keep-alive", b"upgrade", b""))
 _MAX_REQUEST_ID = 200
+_BODY_OFTEN_IGNORED = frozenset((b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"))
 
 
 class _NoCallbacks:
@@ -67,7 +68,7 @@ class RequestHead:
         "raw", "lowered", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
         "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
-        "chunked_span",
+        "chunked_span", "reuse_upstream",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -101,6 +102,10 @@ class RequestHead:
         self.line_as_is = True
         """The request line can go upstream unchanged (HTTP/1.1, origin-form)."""
         self.has_body = False
+        self.reuse_upstream = True
+        """False when the upstream connection must not serve another request after this one: a body
+        on a method whose body servers commonly ignore, which such a server would read as a second
+        request (the CL.0 desync) whose answer could reach another client."""
         self.traceparent = b""
         """The client's traceparent value; b"" when absent, b"repeated" when sent more than once."""
         self.traceparent_spans: tuple[tuple[int, int], ...] = ()
@@ -277,6 +282,8 @@ def _digest_request_fields(head: RequestHead, raw: bytes, upgrade: bool) -> None
     if head.host_span is None and not head.http_1_0:
         raise HeadError(400, "missing Host header")
     head.has_body = head.chunked or head.content_length > 0
+    if head.has_body and head.method in _BODY_OFTEN_IGNORED:
+        head.reuse_upstream = False
     if head.chunked and head.http_1_0:
         raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
     if upgrade:

@@ -109,3 +109,18 @@ def test_an_h2c_upgrade_is_served_as_a_plain_request(gateways, upstream):
         assert not names & {"upgrade", "connection", "http2-settings"}, names
         conn.send(request_bytes("GET", "/echo/after"))  # still plain HTTP/1.1 on this connection
         assert conn.read_response().status == 200
+
+
+def test_a_body_on_a_get_does_not_leave_its_upstream_connection_pooled(gateways, upstream):
+    """CL.0: a server that ignores a GET's body reads it as a request of its own, whose late answer
+    would go to the next request sent on that connection; so that connection is not used again."""
+    gw = start(gateways, upstream)
+    with RawConnection(gw.port) as conn:
+        conn.send(request_bytes("GET", "/echo/cl0", body=b"hello"))
+        assert conn.read_response().json()["body"] == "hello"
+        conn.send(request_bytes("GET", "/echo/next"))
+        assert conn.read_response().json()["conn_id"] == 2
+        conn.send(request_bytes("POST", "/echo/post", body=b"hello"))
+        assert conn.read_response().json()["conn_id"] == 2  # a POST's body is read: pooled
+        conn.send(request_bytes("GET", "/echo/after-post"))
+        assert conn.read_response().json()["conn_id"] == 2
