@@ -15,15 +15,16 @@ from urllib.parse import urlsplit
 import msgspec
 
 from fastgate.config.errors import ConfigError, FieldError
-from fastgate.config.schema import Config, Events
+from fastgate.config.schema import Config, Events, Http, Route as RouteConfig
 from fastgate.config.units import decode_hook
 from fastgate.health import settings as health_settings
 from fastgate.health.state import HealthTable, create_table
 from fastgate.observe.otlp import check_installed, parse_endpoint
+from fastgate.proxy.aggregate import Aggregate
 from fastgate.ratelimit import RateLimiter
 from fastgate.ratelimit import validate as validate_limits
-from fastgate.routing.route import route_name
-from fastgate.routing.router import Router, compile_routes
+from fastgate.routing.route import Route, route_name
+from fastgate.routing.router import Router
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
 
@@ -78,6 +79,23 @@ def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig
         raise ConfigError(path, exc.field, exc.reason) from None
     health = create_table(upstreams.values(), previous.health if previous else None)
     return LoadedConfig(path, config, router, upstreams, limiter, health)
+
+
+def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
+                   limiter: RateLimiter) -> Router:
+    """The route table, each route built once with what it runs: its limits and, for an aggregate
+    route, its parts (proxy/aggregate.py). Here, not in routing/, which is data and imports no
+    proxy/; raise FieldError."""
+    routes = []
+    for i, config in enumerate(configs):
+        try:
+            route = Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter)
+        except (ValueError, UnicodeError) as exc:
+            raise FieldError(f"routes[{i}]", str(exc)) from None
+        if config.aggregate:
+            route.aggregate = Aggregate(config, route, upstreams)
+        routes.append(route)
+    return Router(routes, [c.hosts for c in configs])
 
 
 def _check(path: str, config: Config) -> None:

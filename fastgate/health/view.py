@@ -6,7 +6,7 @@ groups whose servers changed. Requests never look at the table.
 """
 
 from fastgate.health.state import HealthTable
-from fastgate.transport.clock import Clock
+from fastgate.runtime.clock import Clock
 from fastgate.upstream.balancer import candidate_pools
 
 

@@ -25,7 +25,7 @@ from fastgate.observe.metrics import NO_METRICS, WorkerMetrics
 from fastgate.observe.observer import RequestObserver
 from fastgate.observe.shm import STOPPING, MetricsRegion, SeatTooSmall
 from fastgate.observe.sinks import build_sinks, build_span_exporter
-from fastgate.transport.clock import Clock
+from fastgate.runtime.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.h1_server import ClientConnection
 from fastgate.upstream.pool import ServerPool

@@ -1,9 +1,9 @@
 """Events to a Redis stream: one entry per request, its field ``event`` holding the record as JSON.
 
-The client is built like the rate limiter's (fastgate/ratelimit/redis_client.py
-``open_client``: connect and read timeouts from ``timeout``, no retries by
-coredis) and entered by EventSink's task, which outlives every use of it, as
-coredis's structured clients require.
+The client is a coredis client from runtime/redis_client.py (``open_client``:
+connect and read timeouts from ``timeout``, no retries by coredis), entered
+by EventSink's task, which outlives every use of it, as coredis's structured
+clients require.
 
 A batch is one EVALSHA of a script that XADDs each record (``MAXLEN ~
 stream_max_len`` when trimming). A pipeline of one XADD per record is what
@@ -27,11 +27,10 @@ import msgspec
 from coredis.exceptions import NoScriptError
 
 from fastgate.config.schema import Events
-from fastgate.config.units import Duration
 from fastgate.observe.events import Send
 from fastgate.observe.record import RequestRecord
-from fastgate.ratelimit.config import RedisSettings
-from fastgate.ratelimit.redis_client import open_client
+from fastgate.runtime.redis_client import open_client
+from fastgate.runtime.redis_server import RedisServer
 
 SCRIPT = """
 local max_len = ARGV[1]
@@ -50,8 +49,7 @@ SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 class RedisPublisher:
     def __init__(self, settings: Events) -> None:
-        self._client_settings = RedisSettings(url=settings.url, timeout=Duration(settings.timeout),
-                                              tls_ca_file=settings.tls_ca_file)
+        self._server = RedisServer(settings.url, tls_ca_file=settings.tls_ca_file, timeout_s=float(settings.timeout))
         self._timeout_s = float(settings.timeout)
         self._keys = [settings.subject]
         self._max_len = b"%d" % settings.stream_max_len
@@ -59,7 +57,7 @@ class RedisPublisher:
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Send]:
-        async with open_client(self._client_settings) as client:
+        async with open_client(self._server) as client:
             async with asyncio.timeout(self._timeout_s):
                 await client.script_load(SCRIPT)
             yield self._sender(client)

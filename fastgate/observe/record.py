@@ -26,7 +26,7 @@ class RequestRecord(msgspec.Struct, gc=False, omit_defaults=True):
     client_ip: str
     method: str
     path: str
-    """The request target as received (path and query)."""
+    """The request target as routed and forwarded: the normalised path (wire/target.py) and the query."""
     protocol: str
     """"HTTP/1.1" or "HTTP/1.0"."""
     status: int

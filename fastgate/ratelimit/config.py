@@ -15,6 +15,7 @@ import msgspec
 from fastgate.config.errors import FieldError
 from fastgate.config.units import Duration, Size
 from fastgate.ratelimit.scopes import ScopeRegistry
+from fastgate.runtime.redis_server import RedisServer
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -87,6 +88,15 @@ class RedisSettings(_Section):
     """Most checks sent in one script call; more waiting checks go as further calls in the same pipeline."""
     max_in_flight: int = 2
     """Batches a worker has in flight at once; checks arriving meanwhile wait and form the next batch."""
+
+    def server(self) -> RedisServer:
+        """Where and how to reach this Redis, as the clients in runtime/ read it."""
+        return RedisServer(
+            self.url, cluster_nodes=self.cluster_nodes, sentinel_nodes=self.sentinel_nodes,
+            sentinel_service=self.sentinel_service, sentinel_password=self.sentinel_password,
+            username=self.username, password=self.password, tls=self.tls, tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file, tls_key_file=self.tls_key_file, tls_verify=self.tls_verify,
+            timeout_s=float(self.timeout))
 
 
 class BreakerSettings(_Section):

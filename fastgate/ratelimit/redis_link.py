@@ -3,28 +3,28 @@
 Two clients, one interface (``ScriptLink``):
 
 - a single server (``url``, with password, ACL user or TLS): ``RespLink``,
-  fastgate's own pipelined RESP2 client (resp.py). It costs a small part of
-  what a general client costs per round trip, and round trips are what the
-  Redis store pays per batch of checks.
+  over fastgate's own pipelined RESP2 client (runtime/resp.py). It costs a
+  small part of what a general client costs per round trip, and round trips
+  are what the Redis store pays per batch of checks.
 - Redis Cluster (``cluster_nodes``) and Sentinel (``sentinel_nodes``):
-  ``CoredisLink`` (redis_client.py), which discovers the topology and
-  follows it. coredis is imported only then (it costs ~15 MB of RSS).
+  ``CoredisLink`` (coredis_link.py), whose coredis client
+  (runtime/redis_client.py) discovers the topology and follows it. coredis
+  is imported only then (it costs ~15 MB of RSS).
 
 ``eval_groups`` sends one EVALSHA per ``ScriptCall`` in one round trip and
 returns each call's reply: the script's list of integers, or an exception
-instance (``resp.ReplyError`` for an error reply such as NOSCRIPT, which
-answers that call only). It raises when the round trip itself failed.
+instance (``ReplyError`` of runtime/resp.py for an error reply such as
+NOSCRIPT, which answers that call only). It raises when the round trip itself failed.
 Nothing is retried by a link: a check that may already have been applied
 must not be sent twice.
 """
 
 import asyncio
-import ssl
 from typing import Protocol
 
 from fastgate.ratelimit.config import BreakerSettings, RedisSettings
 from fastgate.ratelimit.lua import SCRIPT, SHA, ScriptArgs
-from fastgate.ratelimit.resp import RespClient, ServerAddress, encode
+from fastgate.runtime.resp import RespClient, ServerAddress, encode
 
 _SCRIPT_LOAD = encode([b"SCRIPT", b"LOAD", SCRIPT.encode()])
 _EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA.encode() + b"\r\n"
@@ -66,7 +66,7 @@ class ScriptLink(Protocol):
 
 def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
     if settings.cluster_nodes or settings.sentinel_nodes:
-        from fastgate.ratelimit.redis_client import CoredisLink
+        from fastgate.ratelimit.coredis_link import CoredisLink
 
         return CoredisLink(settings, reconnect, loop)
     return RespLink(settings, loop)
@@ -78,9 +78,9 @@ class RespLink:
     cluster = False
 
     def __init__(self, settings: RedisSettings, loop: asyncio.AbstractEventLoop) -> None:
-        tls = tls_context(settings) if settings.tls or settings.url.startswith("rediss://") else None
-        address = ServerAddress(settings.url, settings.username, settings.password, tls)
-        self._client = RespClient(address, float(settings.timeout), loop)
+        server = settings.server()
+        address = ServerAddress(server.url, server.username, server.password, server.ssl_context())
+        self._client = RespClient(address, server.timeout_s, loop)
 
     def start(self) -> None:
         """Nothing to start: the first call connects."""
@@ -106,13 +106,3 @@ def _encode_evalsha(call: ScriptCall) -> bytes:
     count = b"%d" % len(keys)
     return b"".join([b"*%d\r\n" % (3 + len(keys) + call.argc), _EVALSHA, b"$%d\r\n%b\r\n" % (len(count), count),
                      *[b"$%d\r\n%b\r\n" % (len(key), key) for key in keys], *[args.resp for args in call.args]])
-
-
-def tls_context(settings: RedisSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
-    if settings.tls_cert_file:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
-    if not settings.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

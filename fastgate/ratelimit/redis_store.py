@@ -45,8 +45,8 @@ from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDec
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.redis_link import ScriptCall, open_link
-from fastgate.ratelimit.resp import ReplyError
 from fastgate.ratelimit.stats import RateLimitStats
+from fastgate.runtime.resp import ReplyError
 
 if TYPE_CHECKING:
     from fastgate.ratelimit.limiter import RouteLimits

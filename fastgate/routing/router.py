@@ -7,14 +7,13 @@ which beats a prefix, a longer prefix beats a shorter one, and a route with
 methods beats one without; remaining ties go to the route listed first. A
 route whose host matches but whose path or method does not lets the search
 go on to less specific hosts.
+
+The table holds routes already built (config/load.py's ``compile_routes``
+makes them, with what they run: limits, aggregation); routing/ is data and
+knows nothing of the proxy core.
 """
 
-from fastgate.config.errors import FieldError
-from fastgate.config.schema import Http, Route as RouteConfig
-from fastgate.proxy.aggregate import Aggregate
-from fastgate.ratelimit import RateLimiter
 from fastgate.routing.route import Route
-from fastgate.upstream.group import UpstreamGroup
 
 
 class Router:
@@ -66,17 +65,3 @@ def _host_name(host: bytes) -> bytes:
     if colon >= 0 and b"]" not in name[colon:]:
         name = name[:colon]
     return name.rstrip(b".")
-
-
-def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
-                   limiter: RateLimiter) -> Router:
-    routes = []
-    for i, config in enumerate(configs):
-        try:
-            route = Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter)
-        except (ValueError, UnicodeError) as exc:
-            raise FieldError(f"routes[{i}]", str(exc)) from None
-        if config.aggregate:
-            route.aggregate = Aggregate(config, route, upstreams)
-        routes.append(route)
-    return Router(routes, [c.hosts for c in configs])

@@ -4,7 +4,7 @@ from fastgate.config.load import LoadedConfig
 from fastgate.observe.observer import RequestObserver
 from fastgate.observe.trace import Tracer
 from fastgate.proxy.request_id import RequestIds
-from fastgate.transport.clock import Clock
+from fastgate.runtime.clock import Clock
 from fastgate.wire.target import PathRules
 
 

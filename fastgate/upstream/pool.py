@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fastgate.transport.clock import Clock
+from fastgate.runtime.clock import Clock
 from fastgate.upstream.connection import UpstreamConnection
 
 _EWMA_START_S = 0.001

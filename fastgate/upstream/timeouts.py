@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Four bounds, all kept as deadlines on the worker's coarse clock
-(transport/clock.py), never as a timer per request:
+(runtime/clock.py), never as a timer per request:
 
 - ``connect_s``: one TCP connect; past it the connect failed (504, or a
   connect retry on another server).

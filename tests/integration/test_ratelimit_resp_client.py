@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import uvloop
 
-from fastgate.ratelimit.resp import ReplyError, RespClient, ServerAddress, encode
+from fastgate.runtime.resp import ReplyError, RespClient, ServerAddress, encode
 from tests.support.redis_server import RedisServer
 
 

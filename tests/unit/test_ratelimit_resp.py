@@ -2,7 +2,7 @@
 
 import pytest
 
-from fastgate.ratelimit.resp import ReplyError, encode, parse_reply
+from fastgate.runtime.resp import ReplyError, encode, parse_reply
 
 REPLIES = [
     (b":42\r\n", 42),

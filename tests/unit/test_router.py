@@ -2,7 +2,7 @@
 
 from fastgate.config.schema import Http, Route as RouteConfig, Respond
 from fastgate.ratelimit import RateLimiter, RateLimitSettings
-from fastgate.routing.router import compile_routes
+from fastgate.config.load import compile_routes
 
 
 def router(*routes: dict):

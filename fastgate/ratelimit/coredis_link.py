@@ -1,29 +1,25 @@
-"""The coredis client of one worker, for Redis Cluster and Sentinel: built from the settings,
-kept open, rebuilt if it fails (a single server goes through resp.py instead, see redis_link.py).
+"""The rate limiter's link over coredis, for Redis Cluster and Sentinel: one client per worker,
+kept open, rebuilt if it fails (a single server goes through RespLink instead, see redis_link.py).
 
-coredis 6 clients are structured (anyio): a client must be entered with
-``async with`` by a task that outlives every use of it. ``CoredisLink`` runs
-that one long-lived task per worker; the batch tasks get the client from
-``connected()``, which waits while it is being built. No command is retried
-by coredis (``NoRetryPolicy``): a check that may already have been applied
-must not be sent twice.
+coredis clients must be entered with ``async with`` by a task that outlives
+every use of them (runtime/redis_client.py). ``CoredisLink`` runs that one
+long-lived task per worker; the batch tasks get the client from
+``connected()``, which waits while it is being built. Nothing is retried
+(the client has ``NoRetryPolicy``): a check that may already have been
+applied must not be sent twice.
 """
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import coredis
-from coredis.connection import TCPLocation
 from coredis.exceptions import NoScriptError, ResponseError
-from coredis.retry import NoRetryPolicy
 
 from fastgate.ratelimit.config import BreakerSettings, RedisSettings
 from fastgate.ratelimit.lua import SCRIPT, SHA
-from fastgate.ratelimit.redis_link import ScriptCall, tls_context
-from fastgate.ratelimit.resp import ReplyError
+from fastgate.ratelimit.redis_link import ScriptCall
+from fastgate.runtime.redis_client import open_client
+from fastgate.runtime.resp import ReplyError
 
 log = logging.getLogger("fastgate")
 
@@ -32,7 +28,7 @@ class CoredisLink:
     """A ScriptLink (redis_link.py) over coredis."""
 
     def __init__(self, settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> None:
-        self._settings = settings
+        self._server = settings.server()
         self._reconnect = reconnect
         self._loop = loop
         self.client: Any = None
@@ -81,7 +77,7 @@ class CoredisLink:
         delay = float(self._reconnect.open_time)
         while True:
             try:
-                async with open_client(self._settings) as client:
+                async with open_client(self._server) as client:
                     self.client = client
                     self._ready.set()
                     delay = float(self._reconnect.open_time)
@@ -96,45 +92,6 @@ class CoredisLink:
             delay = min(delay * 2, float(self._reconnect.max_open_time))
 
 
-@asynccontextmanager
-async def open_client(settings: RedisSettings) -> AsyncIterator[Any]:
-    """An entered coredis client: a cluster, the primary behind sentinels, or a single server."""
-    options: dict[str, Any] = {
-        "stream_timeout": float(settings.timeout),
-        "connect_timeout": float(settings.timeout),
-        "retry_policy": NoRetryPolicy(),
-    }
-    if settings.username:
-        options["username"] = settings.username
-    if settings.password:
-        options["password"] = settings.password
-    if settings.tls or settings.url.startswith("rediss://"):
-        options["ssl_context"] = tls_context(settings)
-    if settings.cluster_nodes:
-        nodes = [_host_port(node) for node in settings.cluster_nodes]
-        async with coredis.RedisCluster(startup_nodes=[{"host": h, "port": p} for h, p in nodes],
-                                        **options) as client:
-            yield client
-    elif settings.sentinel_nodes:
-        sentinel_options = {k: options[k] for k in ("stream_timeout", "connect_timeout") if k in options}
-        if settings.sentinel_password:
-            sentinel_options["password"] = settings.sentinel_password
-        if "ssl_context" in options:
-            sentinel_options["ssl_context"] = options["ssl_context"]
-        sentinel = coredis.Sentinel([TCPLocation(*_host_port(node)) for node in settings.sentinel_nodes],
-                                    sentinel_kwargs=sentinel_options, **options)
-        async with sentinel, sentinel.primary_for(settings.sentinel_service) as client:
-            yield client
-    else:  # the rate limiter reaches a single server through RespLink; event publishing uses this
-        async with coredis.Redis.from_url(settings.url, **options) as client:
-            yield client
-
-
 def _reply_error(exc: ResponseError) -> ReplyError:
     """coredis's error reply as the links' common type (NOSCRIPT keeps its code)."""
     return ReplyError(f"NOSCRIPT {exc}" if isinstance(exc, NoScriptError) else str(exc))
-
-
-def _host_port(node: str) -> tuple[str, int]:
-    host, _, port = node.rpartition(":")
-    return host.strip("[]"), int(port)

@@ -2,19 +2,20 @@
 
 Theory of operation
 -------------------
-The rate limiter sends one EVALSHA per batch of checks, so the client only
-has to be cheap per round trip: ``execute(payload, replies)`` writes
-commands already encoded (``encode``, or pieces the caller built once) in
-one ``transport.write`` and waits for their replies, which Redis sends in
-order. The connection keeps a FIFO of reply futures: each
-reply parsed from the socket resolves the oldest one. A caller whose
-deadline passes stops waiting (its future is cancelled) but stays in the
-FIFO, so its late reply is recognised and dropped; replies never shift.
+Its users batch their work (the rate limiter sends one EVALSHA per batch of
+checks), so the client only has to be cheap per round trip:
+``execute(payload, replies)`` writes commands already encoded (``encode``,
+or pieces the caller built once) in one ``transport.write`` and waits for
+their replies, which Redis sends in order. The connection keeps a FIFO of
+reply futures: each reply parsed from the socket resolves the oldest one.
+A caller whose deadline passes stops waiting (its future is cancelled) but
+stays in the FIFO, so its late reply is recognised and dropped; replies
+never shift.
 
 Replies are parsed incrementally from the bytes received so far: integers,
 simple strings, errors, bulk strings, nil and arrays of them. An array of
-integers, which is what the limiter's script returns, is parsed with a few
-C-level bytes operations whatever its length (``_int_array``); other
+integers, which is what the rate limiter's script returns, is parsed with
+a few C-level bytes operations whatever its length (``_int_array``); other
 replies go through the general parser, one value at a time. An error reply
 is a ``ReplyError`` value in the results, not an exception: it answers that
 command only, the connection is fine.

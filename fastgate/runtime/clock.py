@@ -14,10 +14,12 @@ a float store: ``conn.deadline = clock.now + timeout``.
 """
 
 import asyncio
+import logging
 import time
 from email.utils import formatdate
 
-from fastgate.observe.errorlog import log
+log = logging.getLogger("fastgate")
+"""The error log (observe/errorlog.py configures it), named here: runtime/ imports nothing of fastgate."""
 
 
 class Clock:
