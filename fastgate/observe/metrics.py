@@ -17,15 +17,18 @@ status classes, never raw request data, so the number of series is bounded
 by the config.
 """
 
+from typing import TYPE_CHECKING
 from array import array
 from bisect import bisect_left
 
-from fastgate.config.load import LoadedConfig
 from fastgate.native import speedup
 from fastgate.routing.route import route_name
 from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
+
+if TYPE_CHECKING:  # a type name only: observe/ does not depend on the config loader
+    from fastgate.config.load import LoadedConfig
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
@@ -184,7 +187,7 @@ class WorkerMetrics:
                  "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
                  "spans_exported", "pools", "limiter", "sinks", "spans")
 
-    def __init__(self, loaded: LoadedConfig, sinks: tuple = (), spans=None) -> None:
+    def __init__(self, loaded: "LoadedConfig", sinks: tuple = (), spans=None) -> None:
         b = _LayoutBuilder()
         for i, route in enumerate(loaded.config.routes):
             b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
