@@ -242,7 +242,7 @@ class WorkerMetrics:
 
     # -- the hot path -----------------------------------------------------------
     def count_request(self, conn, status: int, total_s: float) -> None:
-        """Count one finished request of ``conn`` (transport/h1_server.py); called as ``request_done``."""
+        """Count one finished request of ``conn``, its session (proxy/session.py); called as ``request_done``."""
         v = self.values
         route = conn.route
         base = route.index * _ROUTE_BLOCK if route is not None else self.unmatched_base

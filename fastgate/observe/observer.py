@@ -1,8 +1,10 @@
 """The log phase: what runs once for every finished request.
 
-``ClientConnection`` calls ``RequestObserver.done(conn, status)`` exactly
-once per request, whatever its end: a proxied response completed, a local
-answer, a refusal, an abort, or the client going away (status 499).
+The request's session (proxy/session.py ProxySession) calls
+``RequestObserver.done(session, status)`` exactly once per request, whatever
+its end: a proxied response completed, a local answer, a refusal, an abort,
+or the client going away (status 499). The session is the request's record:
+what is read here and below is its attributes, whatever protocol carried it.
 
 A sink (access log, event publishers) has ``flush()``, ``reopen()``,
 ``async close()``, a ``dropped`` count and a ``needs_record`` flag. When

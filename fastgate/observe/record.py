@@ -66,7 +66,7 @@ def _field(raw: bytes, lowered: bytes, marker: bytes) -> str:
 
 
 def make_record(conn, status: int, total_s: float) -> RequestRecord:
-    """Build the record of ``conn``'s current request (transport/h1_server.py ClientConnection)."""
+    """Build the record of a finished request from its session (proxy/session.py ProxySession)."""
     head = conn.head
     route = conn.route
     if head is None:  # refused before a head could be parsed

@@ -55,11 +55,10 @@ import msgspec
 
 from fastgate.config.schema import Route as RouteConfig
 from fastgate.observe.errorlog import log
-from fastgate.proxy.errors import error_response
+from fastgate.proxy.errors import error_answer
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.upstream.group import UpstreamGroup
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
-from fastgate.wire.status import status_line
 
 _METHODS = frozenset((b"GET", b"HEAD"))
 _ALLOW = b"\r\nAllow: GET, HEAD"
@@ -185,18 +184,14 @@ class Aggregation:
 
     @property
     def status(self) -> int:
-        """The status of the answer ``response`` builds."""
+        """The status of the answer ``answer`` builds."""
         return self.failure[0] if self.failure is not None else _OK
 
-    def response(self, close: bool, extra_headers: bytes) -> bytes:
-        """The complete HTTP/1.1 answer; ``close`` adds Connection: close (always with a request body)."""
-        head = self.head
-        close = close or head.has_body
-        head_only = head.method == b"HEAD"
+    def answer(self, extra_headers: bytes) -> tuple[bytes, bytes]:
+        """The answer's fields and body (proxy/errors.py), with ``extra_headers`` (``\r\nName: value``)."""
         if self.failure is not None:
             status, message, extra = self.failure
-            return error_response(status, message, self.request_id, self.clock.date_header, close,
-                                  extra + extra_headers, head_only)
+            return error_answer(status, message, self.request_id, extra + extra_headers)
         values: dict[str, msgspec.Raw | None] = {}
         errors: dict[str, PartError] = {}
         for part in self.parts:
@@ -206,16 +201,11 @@ class Aggregation:
                 errors[key] = PartError(part.status, part.error)
         body = merge(values, errors)
         return b"".join((
-            status_line(_OK),
             b"\r\nContent-Type: application/json\r\nContent-Length: %d" % len(body),
-            self.clock.date_header,
             self.aggregate.route.response_edits.extra,
             extra_headers,
             b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
-            b"\r\nConnection: close\r\n\r\n" if close else (
-                b"\r\nConnection: keep-alive\r\n\r\n" if head.http_1_0 else b"\r\n\r\n"),
-            b"" if head_only else body,
-        ))
+        )), body
 
 
 class Part:

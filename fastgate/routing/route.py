@@ -6,7 +6,6 @@ from fastgate.config.schema import HeaderEdits, Http, Route as RouteConfig
 from fastgate.ratelimit import RateLimiter
 from fastgate.routing.rewrite import CompiledEdits
 from fastgate.upstream.group import UpstreamGroup
-from fastgate.wire.status import status_line
 
 EXACT, REGEX, PREFIX = 0, 1, 2
 
@@ -29,7 +28,7 @@ class Route:
     """One compiled ``[[routes]]`` entry. Immutable after load."""
 
     __slots__ = (
-        "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_head",
+        "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_fields",
         "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
         "request_id", "limits", "aggregate", "timeouts", "retry", "buffer_bytes", "upgrades",
@@ -53,20 +52,19 @@ class Route:
         self.retry = upstream.retry.with_retries(config.retries) if upstream is not None else None
         """How its requests go again (upstream/retry.py), with the route's attempt cap."""
         self.response_edits = CompiledEdits(config.response_headers)
-        self.respond_head = self.respond_body = None
+        self.respond_fields = self.respond_body = None
         self.respond_status = 0
         if config.respond is not None:
             self.respond_status = config.respond.status
             body = config.respond.body.encode()
             self.respond_body = body
-            self.respond_head = b"".join((
-                status_line(config.respond.status),
+            self.respond_fields = b"".join((
                 b"\r\nContent-Type: " + config.respond.content_type.encode(),
                 b"\r\nContent-Length: %d" % len(body),
                 self.response_edits.extra,
             ))
-            """A respond route's status line and fixed headers; Date, X-Request-ID,
-            Connection and the final CRLF CRLF are added per request."""
+            """A respond route's fixed headers (``\r\nName: value`` pieces); the status, Date,
+            X-Request-ID and the protocol's framing are added per request."""
         self.max_body_bytes = int(config.max_body_size if config.max_body_size is not None else http.max_body_size)
         buffer_size = config.request_buffer_size if config.request_buffer_size is not None else http.request_buffer_size
         self.buffer_bytes = min(int(buffer_size), self.max_body_bytes) if config.request_buffering else 0

@@ -17,7 +17,8 @@ Normalisation, in this order, only when the path has a "%", "//" or "/.":
 
 1. percent-escapes of unreserved characters are decoded (``%7E`` -> ``~``,
    ``%2e`` -> ``.``), every other escape is kept with upper-case hex;
-   ``%00`` is refused, and so are ``%2F`` and ``%5C`` (an encoded slash or
+   an encoded control (``%00``-``%1F``, ``%7F``; a regex's ``$`` matches
+   before a final newline) is refused, and so are ``%2F`` and ``%5C`` (an encoded slash or
    backslash, which upstreams decode differently) unless the listener keeps
    them (``[http] encoded_slashes = "keep"``);
 2. runs of "/" become one (``[http] merge_slashes``, on by default);
@@ -93,8 +94,8 @@ def _escape(m: re.Match, rules: PathRules) -> bytes:
     value = int(digits, 16)
     if value in _UNRESERVED_SET:
         return bytes((value,))
-    if value == 0:
-        raise HeadError(400, "encoded NUL in the path")
+    if value < 0x20 or value == 0x7F:
+        raise HeadError(400, "encoded control character in the path")
     if (value == 0x2F or value == 0x5C) and not rules.keep_encoded_slashes:
         raise HeadError(400, "encoded slash in the path")
     return b"%" + digits.upper()

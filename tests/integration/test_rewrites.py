@@ -1,4 +1,5 @@
-"""What the upstream is asked for: prefix_rewrite, host_rewrite, and the target otherwise untouched."""
+"""What the upstream is asked for: prefix_rewrite, host_rewrite, and otherwise the target with its path
+in the normal form it was routed in (wire/target.py) and its query as it came."""
 
 import pytest
 
@@ -31,7 +32,8 @@ def _forward(gw, target: str, host: str = "front.test") -> dict:
     ("/api/", "/"),
     ("/api/a/b/c", "/a/b/c"),
     ("/v1/items/7?q=a%20b", "/v2/items/7?q=a%20b"),
-    ("/plain/%41b/./c?q=%2F&r", "/plain/%41b/./c?q=%2F&r"),
+    ("/plain/%41b/./c?q=%2F&r", "/plain/Ab/c?q=%2F&r"),  # the path's normal form; the query as it came
+    ("/api//x/%7Ey/../z?%41", "/x/z?%41"),               # normalised before the prefix rewrite
 ])
 def test_target_sent_upstream(gw, sent, received):
     assert _forward(gw, sent)["target"] == received

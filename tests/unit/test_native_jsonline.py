@@ -38,7 +38,7 @@ class Route:
 
 
 class Conn:
-    """The attributes of transport/h1_server.py's ClientConnection that the log phase reads."""
+    """The attributes of proxy/session.py's ProxySession that the log phase reads."""
 
     __slots__ = ("head", "route", "request_id", "client_text", "bytes_in", "bytes_out", "upstream_s",
                  "upstream_label", "limit_outcome", "traceparent")

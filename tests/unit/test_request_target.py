@@ -38,7 +38,7 @@ def test_normal_form(target, path, query):
 @pytest.mark.parametrize("target", [
     b"/a#frag", b"/a?b#c", b"/a\\b", b"/a b", b"/a\x00", b"/a\x7f", b"/a\x80", b"/a\"b", b"/a<b>", b"/a{b}",
     b"/a|b", b"/a^b", b"/a`b", b"/a[0]", b"/%", b"/%4", b"/%zz", b"/%4g", b"/a%2Fb", b"/a%2fb", b"/a%5Cb",
-    b"/a%00", b"/..", b"/../a", b"/a/../../b", b"/%2e%2e/a", b"a/b", b"",
+    b"/a%00", b"/a%0a", b"/a%0D", b"/a%1f", b"/a%7F", b"/..", b"/../a", b"/a/../../b", b"/%2e%2e/a", b"a/b", b"",
 ])
 def test_refused(target):
     with pytest.raises(HeadError) as caught:
