@@ -42,6 +42,8 @@ from typing import Callable
 
 import h11
 
+from tests.support.server_thread import ServerThread
+
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _FIELD_VCHAR = rb"\x21-\x7e\x80-\xff"
@@ -386,12 +388,12 @@ class _Protocol(asyncio.Protocol):
             self.server._lost(self.conn)
 
 
-class RawUpstream:
+class RawUpstream(ServerThread):
     """The server; ``with RawUpstream() as up:`` starts and stops it."""
 
     def __init__(self, answers: dict[str, bytes] | None = None,
                  forbidden_trailers: frozenset = FORBIDDEN_TRAILERS) -> None:
-        self.port = 0
+        super().__init__()
         self.answers = dict(answers or {})
         self.forbidden_trailers = forbidden_trailers
         self._cond = threading.Condition()
@@ -401,52 +403,18 @@ class RawUpstream:
         self._errors: list[tuple[int, str]] = []
         self._total = 0
         self._last_activity = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
-    # -- life cycle -------------------------------------------------------
+    # -- life cycle (tests/support/server_thread.py) --------------------------------
 
-    def start(self) -> "RawUpstream":
-        self._thread = threading.Thread(target=self._run, name="raw-upstream", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self._error:
-            self.stop()
-            raise RuntimeError(f"raw upstream did not start: {self._error!r}")
-        return self
+    thread_name = "raw-upstream"
 
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+    async def _listen(self) -> asyncio.AbstractServer:
+        return await asyncio.get_running_loop().create_server(lambda: _Protocol(self), "127.0.0.1", 0, backlog=512)
 
-    def __enter__(self) -> "RawUpstream":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        try:
-            server = loop.run_until_complete(
-                loop.create_server(lambda: _Protocol(self), "127.0.0.1", 0, backlog=512))
-            self.port = server.sockets[0].getsockname()[1]
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            server.close()
-            for conn in list(self._conns):
-                conn.transport.abort()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
+    def _shut(self, loop: asyncio.AbstractEventLoop) -> None:
+        for conn in list(self._conns):
+            conn.transport.abort()
+        loop.run_until_complete(asyncio.sleep(0))
 
     # -- serving (on the server's thread) ------------------------------------
 

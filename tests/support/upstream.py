@@ -52,6 +52,8 @@ from urllib.parse import parse_qs
 
 import h11
 
+from tests.support.server_thread import ServerThread
+
 BLOCK = bytes(range(256)) * 4096
 """1 MiB of a fixed pattern; bodies of any size repeat it."""
 _ECHO_BODY_LIMIT = 64 * 1024
@@ -135,68 +137,36 @@ class _Stats:
     protocol_errors: list[str] = field(default_factory=list)
 
 
-class Upstream:
-    """The server; ``with Upstream() as up:`` starts and stops it."""
+class Upstream(ServerThread):
+    """The server; ``with Upstream() as up:`` starts and stops it. With ``ssl_context`` it speaks
+    HTTPS (the context's settings decide, e.g. whether a client certificate is required)."""
 
-    def __init__(self) -> None:
-        self.port = 0
+    thread_name = "upstream"
+
+    def __init__(self, ssl_context=None) -> None:
+        super().__init__()
+        self.ssl_context = ssl_context
         self.stats = _Stats()
         self._cond = threading.Condition()
         self._conn_ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
         self._release: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._error: BaseException | None = None
         self._answers: dict[str, dict[str, list[str]]] = {}
         """Query parameters imposed on requests for a path (``answer``)."""
 
-    # -- life cycle -------------------------------------------------------
+    # -- life cycle (tests/support/server_thread.py) --------------------------------
 
-    def start(self) -> "Upstream":
-        self._thread = threading.Thread(target=self._run, name="upstream", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self._error:
-            raise RuntimeError(f"upstream did not start: {self._error!r}")
-        return self
+    async def _listen(self) -> asyncio.AbstractServer:
+        self._release = asyncio.Event()
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024, ssl=self.ssl_context)
 
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> "Upstream":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            self._release = asyncio.Event()
-            server = loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
-            )
-            self.port = server.sockets[0].getsockname()[1]
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.close()
+    def _shut(self, loop: asyncio.AbstractEventLoop) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     # -- what tests use ---------------------------------------------------
 
