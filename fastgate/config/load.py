@@ -248,6 +248,9 @@ def _check_route(route, where: str, upstream_names: set[str]) -> None:
     for j, method in enumerate(route.methods):
         if not _TOKEN.match(method) or method != method.upper():
             raise FieldError(f"{where}.methods[{j}]", f"{method!r} is not an upper-case method name")
+    for key in ("match_headers", "match_query", "match_cookies"):
+        for j, matcher in enumerate(getattr(route, key)):
+            _check_matcher(matcher, f"{where}.{key}[{j}]", key)
     for j, host in enumerate(route.hosts):
         bare = host[2:] if host.startswith("*.") else host
         if not bare or "*" in bare or not re.match(r"^[A-Za-z0-9.\-\[\]:]+$", bare):
@@ -269,6 +272,33 @@ def _check_route(route, where: str, upstream_names: set[str]) -> None:
         raise FieldError(f"{where}.host_rewrite", "is not a host name")
     if route.aggregate:
         _check_aggregate(route, where, upstream_names)
+
+
+_MATCHER_TESTS = ("exact", "prefix", "regex", "present")
+
+
+def _check_matcher(matcher, where: str, key: str) -> None:
+    """One entry of a route's match_headers, match_query or match_cookies (routing/match.py)."""
+    if not matcher.name:
+        raise FieldError(f"{where}.name", "must not be empty")
+    if key != "match_query" and not _TOKEN.match(matcher.name):
+        what = "header" if key == "match_headers" else "cookie"
+        raise FieldError(f"{where}.name", f"{matcher.name!r} is not a {what} name")
+    tests = [t for t in _MATCHER_TESTS if getattr(matcher, t) is not None]
+    if len(tests) != 1:
+        got = f" (got {', '.join(tests)})" if tests else ""
+        raise FieldError(where, f"needs exactly one of exact, prefix, regex and present{got}")
+    if matcher.regex is not None:
+        try:
+            re.compile(matcher.regex.encode())
+        except re.error as exc:
+            raise FieldError(f"{where}.regex", f"not a valid regular expression: {exc}") from None
+    if key != "match_query":
+        for test in ("exact", "prefix"):
+            value = getattr(matcher, test)
+            if value is not None and any(c in value for c in "\r\n\0"):
+                raise FieldError(f"{where}.{test}",
+                                 "a value read from a header never holds CR, LF or NUL: it would never match")
 
 
 _AGGREGATE_METHODS = ("GET", "HEAD")

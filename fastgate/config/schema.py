@@ -245,14 +245,36 @@ class AggregatePart(_Section):
     """Largest response body of this part; a larger one is a part failure (502)."""
 
 
+class Matcher(_Section):
+    """One condition of a route on a request header, query parameter or cookie (in its
+    ``match_headers``, ``match_query`` or ``match_cookies``): a name and exactly one of exact,
+    prefix, regex and present. Values are compared as bytes (the config's text in UTF-8),
+    case-sensitively."""
+
+    name: str
+    """The header's name (any case), or the query parameter's or cookie's (case-sensitive)."""
+    exact: str | None = None
+    """The value must be exactly this."""
+    prefix: str | None = None
+    """The value must start with this."""
+    regex: str | None = None
+    """The value must match this regular expression (Python syntax, matched from the start, like
+    path_regex: end it with "$" to match the whole value)."""
+    present: bool | None = None
+    """true: the request must carry it, with any value (even empty); false: it must not."""
+
+
 class Route(_Section):
     """One ``[[routes]]`` entry: which requests it takes and what it does with them.
 
-    A route matches when the host, the path and the method all match. Among the
-    routes that match, the most specific wins: an exact host beats a wildcard
-    host, which beats no host; then an exact path beats a regex, which beats a
-    prefix, and a longer prefix beats a shorter one; then a route with methods
-    beats one without; ties go to the route listed first.
+    A route matches when the host, the path, the method and every condition of
+    match_headers, match_query and match_cookies match. Among the routes that
+    match, the most specific wins: an exact host beats a wildcard host (a longer
+    wildcard a shorter one), which beats no host; then an exact path beats a
+    regex, which beats a prefix, and a longer prefix beats a shorter one; then a
+    route with more conditions (match_headers, match_query and match_cookies
+    entries together) beats one with fewer; then a route with methods beats one
+    without; ties go to the route listed first.
     """
 
     name: str = ""
@@ -267,6 +289,16 @@ class Route(_Section):
     """Regular expression the path must match (Python syntax, searched from the start)."""
     methods: list[str] = []
     """Methods this route takes; empty means any."""
+    match_headers: list[Matcher] = []
+    """Request headers that must match too, e.g. ``{ name = "X-Api-Version", exact = "2" }``. A
+    header sent several times is matched on its values joined with ", "."""
+    match_query: list[Matcher] = []
+    """Query parameters that must match too, e.g. ``{ name = "beta", present = true }``: the first
+    parameter of that name, name and value percent-decoded ("+" is a space); "?beta" and
+    "?beta=" are present with an empty value."""
+    match_cookies: list[Matcher] = []
+    """Cookies that must match too, e.g. ``{ name = "canary", exact = "1" }``: the first cookie of
+    that name in the Cookie header(s); its value without surrounding double quotes, not decoded."""
     upstream: str | None = None
     """Name of the upstream to forward to. Exactly one of upstream, respond and aggregate."""
     respond: Respond | None = None

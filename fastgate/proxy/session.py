@@ -168,7 +168,7 @@ class ProxySession(LimitPhase):
         self.head = head
         if ctx.tracer is not None:
             self.traceparent = ctx.tracer.start(head.traceparent)
-        route = ctx.router.match(head.host, head.path, head.method)
+        route = ctx.router.match(head.host, head.path, head.method, head)
         self.route = route
         self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
         if route is None:

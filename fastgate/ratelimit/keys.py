@@ -22,9 +22,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from hashlib import blake2b
 from typing import NamedTuple
-from urllib.parse import unquote_to_bytes
 
 import msgspec
+
+from fastgate.wire.params import query_value, unquote_plus as _unquote_plus
 
 UNPARSEABLE = b"\x00unparseable body"
 """The value of any body source when the body could not be read as JSON or as a form."""
@@ -96,15 +97,6 @@ def read_sources(sources: tuple[Source, ...], client_ip: bytes, header_lookup: H
     return values
 
 
-def query_value(query: bytes, name: bytes) -> bytes | None:
-    """The first value of parameter ``name`` in a raw query string, decoded; None when absent."""
-    for part in query.split(b"&"):
-        key, _, value = part.partition(b"=")
-        if key == name or (b"%" in key or b"+" in key) and _unquote_plus(key) == name:
-            return _unquote_plus(value)
-    return None
-
-
 def body_field(body_prefix: bytes | None, content_type: bytes | None, path: str,
                truncated: bool = False) -> bytes | None:
     """The value of body field ``path`` ("phone", "user.phone"); None when absent, UNPARSEABLE when
@@ -161,10 +153,6 @@ def _body_value(body: object, path: tuple[str, ...]) -> bytes | None:
     if isinstance(value, str):
         return value.encode()
     return msgspec.json.encode(value)
-
-
-def _unquote_plus(raw: bytes) -> bytes:
-    return unquote_to_bytes(raw.replace(b"+", b" ")) if b"%" in raw or b"+" in raw else raw
 
 
 def joined(values: list[bytes]) -> bytes:

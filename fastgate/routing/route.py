@@ -4,6 +4,7 @@ import re
 
 from fastgate.config.schema import HeaderEdits, Http, Route as RouteConfig
 from fastgate.ratelimit import RateLimiter
+from fastgate.routing.match import Conditions, compile_conditions
 from fastgate.routing.rewrite import CompiledEdits
 from fastgate.upstream.group import UpstreamGroup
 
@@ -32,6 +33,7 @@ class Route:
         "respond_body", "respond_status",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
         "request_id", "limits", "aggregate", "timeouts", "retry", "buffer_bytes", "upgrades",
+        "conditions",
     )
 
     def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
@@ -46,6 +48,8 @@ class Route:
             self.path_kind, self.path = PREFIX, (config.path_prefix or "/").encode()
         self.path_regex = re.compile(self.path) if self.path_kind == REGEX else None
         self.methods = frozenset(m.encode() for m in config.methods) or None
+        self.conditions: Conditions | None = compile_conditions(config)
+        """Its match_headers, match_query and match_cookies (routing/match.py), or None."""
         self.upstream = upstream
         self.timeouts = upstream.timeouts.for_route(config) if upstream is not None else None
         """Timeouts with the upstream (upstream/timeouts.py): the route's own, else the upstream's."""
@@ -82,7 +86,9 @@ class Route:
         self.aggregate = None
         """The route's parts (proxy/aggregate.py Aggregate) when it aggregates; set by compile_routes."""
 
-    def matches(self, path: bytes, method: bytes) -> bool:
+    def matches(self, path: bytes, method: bytes, request=None) -> bool:
+        """The path, the method and the conditions match; conditions are read only when the rest
+        does, and never hold without a ``request`` (routing/match.py MatchRequest)."""
         kind = self.path_kind
         if kind == PREFIX:
             ok = path.startswith(self.path)
@@ -90,7 +96,8 @@ class Route:
             ok = path == self.path
         else:
             ok = self.path_regex.match(path) is not None
-        return ok and (self.methods is None or method in self.methods)
+        return ok and (self.methods is None or method in self.methods) and (
+            self.conditions is None or self.conditions.hold(request))
 
     def upstream_target(self, target: bytes) -> bytes:
         """The request target to send upstream, after the prefix rewrite."""
@@ -102,5 +109,9 @@ class Route:
         return self.prefix_rewrite + rest
 
     def specificity(self) -> tuple:
-        """Sort key within one host bucket: exact path, then regex, then longest prefix; methods first."""
-        return (self.path_kind, -len(self.path) if self.path_kind == PREFIX else 0, self.methods is None, self.index)
+        """Sort key within one host bucket: exact path, then regex, then longest prefix; then more
+        conditions (match_headers, match_query, match_cookies entries together) before fewer;
+        then with methods before without; then the order of the config."""
+        conditions = len(self.conditions) if self.conditions is not None else 0
+        return (self.path_kind, -len(self.path) if self.path_kind == PREFIX else 0, -conditions,
+                self.methods is None, self.index)

@@ -28,6 +28,7 @@ import re
 import httptools
 
 from fastgate.wire.errors import HeadError
+from fastgate.wire.params import cookie_value
 from fastgate.wire.target import DEFAULT_PATH_RULES, PathRules, split_target
 
 HEAD_END = b"\r\n\r\n"
@@ -110,6 +111,26 @@ class RequestHead:
         """The client's traceparent value; b"" when absent, b"repeated" when sent more than once."""
         self.traceparent_spans: tuple[tuple[int, int], ...] = ()
         """Spans of the client's traceparent headers, dropped when the gateway sends its own."""
+
+    # The lookups below serve the route matcher (routing/match.py, its MatchRequest) and filters
+    # that ask for a header by name: one regex pass over the head per call, nothing cached, so a
+    # request that nobody asks about pays nothing.
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case) without surrounding blanks, None when absent;
+        a header sent several times gives its values joined with ", " (RFC 9110 5.3)."""
+        values = _header_pattern(name).findall(self.raw)
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0].rstrip()
+        return b", ".join([v.rstrip() for v in values])
+
+    def cookie(self, name: bytes) -> bytes | None:
+        """The value of the first cookie called ``name`` (case-sensitive) in the Cookie header or
+        headers, None when absent (see wire/params.py ``cookie_value``)."""
+        fields = _header_pattern(b"cookie").findall(self.raw)
+        return cookie_value(fields, name) if fields else None
 
 
 class ResponseHead:
@@ -391,17 +412,23 @@ def parse_response_head(raw: bytes, request_method: bytes) -> ResponseHead:
 _HEADER_PATTERNS: dict[bytes, re.Pattern] = {}
 
 
+def _header_pattern(name: bytes) -> re.Pattern:
+    """The pattern of header ``name`` (lower case) in a head, its group the value; compiled once
+    per name (names come from the config)."""
+    pattern = _HEADER_PATTERNS.get(name)
+    if pattern is None:
+        pattern = _HEADER_PATTERNS[name] = re.compile(
+            rb"\r\n" + re.escape(name) + rb"[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+    return pattern
+
+
 def header_value(raw: bytes, name: bytes) -> bytes | None:
     """The value of the first header called ``name`` (lower case) in a head, or None.
 
     For the few headers a filter asks for by name; the pattern per name is
     compiled once.
     """
-    pattern = _HEADER_PATTERNS.get(name)
-    if pattern is None:
-        pattern = _HEADER_PATTERNS[name] = re.compile(
-            rb"\r\n" + re.escape(name) + rb"[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
-    m = pattern.search(raw)
+    m = _header_pattern(name).search(raw)
     return m.group(1).rstrip() if m else None
 
 
