@@ -19,6 +19,7 @@ from fastgate.admin.endpoints import AdminEndpoints
 from fastgate.admin.server import AdminListener
 from fastgate.config.load import LoadedConfig
 from fastgate.health.view import HealthView
+from fastgate.master.memory import MemoryGiveBack, malloc_trim
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
 from fastgate.observe.metrics import NO_METRICS, WorkerMetrics
@@ -73,6 +74,8 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     observer = RequestObserver(metrics, sinks, spans)
     ctx = WorkerContext(loaded, clock, observer)
     clock.on_tick.append(lambda: metrics.publish(len(ctx.connections)))
+    memory = MemoryGiveBack(malloc_trim())
+    clock.on_tick.append(lambda: memory.on_tick(len(ctx.connections)))
     if observer.outputs:
         clock.on_tick.append(observer.flush)
     proto_header = b"\r\nX-Forwarded-Proto: http"

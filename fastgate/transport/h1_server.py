@@ -50,6 +50,7 @@ from fastgate.transport.context import WorkerContext
 from fastgate.transport.states import (
     BODY, BODY_TIMEOUT, BUFFER, CLOSED, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, PENDING, SEND, TUNNEL, TUNNEL_IDLE, WAIT,
 )
+from fastgate.upstream.connection import WRITE_HIGH_BYTES, WRITE_LOW_BYTES
 from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
 from fastgate.wire.status import status_line
@@ -101,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)
         peer = transport.get_extra_info("peername")
         client_text = peer[0] if peer else "unix"
         ctx = self.ctx
