@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from fastgate.config.errors import ConfigError, FieldError
+from fastgate.config.listeners import ListenerSpec, compile_listeners, resolve
 from fastgate.config.schema import Config, Events, Http, Route as RouteConfig
 from fastgate.config.units import decode_hook
 from fastgate.health import settings as health_settings
@@ -25,6 +26,8 @@ from fastgate.ratelimit import RateLimiter
 from fastgate.ratelimit import validate as validate_limits
 from fastgate.routing.route import Route, route_name
 from fastgate.routing.router import Router
+from fastgate.tls.certificates import TlsSettingError
+from fastgate.tls.client import UpstreamTls
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
 
@@ -44,6 +47,9 @@ class LoadedConfig:
     """Rate limits; its local table is shared memory, so load in the master, before forking."""
     health: HealthTable
     """Verdicts of the active health checks; shared memory, so load in the master, before forking."""
+    listeners: tuple[ListenerSpec, ...] = ()
+    """The listeners compiled (config/listeners.py): their TLS contexts are made here, in the master,
+    so that the workers share their session ticket keys."""
 
 
 def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig:
@@ -72,13 +78,29 @@ def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig
         raise ConfigError(path, field, reason) from None
     _check(path, config)
     upstreams = compile_upstreams(config.upstreams)
+    base_dir = os.path.dirname(os.path.abspath(path))
     try:
+        _attach_upstream_tls(config, upstreams, base_dir)
         limiter = RateLimiter.create_shared(config.ratelimit, previous.limiter if previous else None)
         router = compile_routes(config.routes, upstreams, config.http, limiter)
+        listeners = compile_listeners(config, base_dir, limiter)
     except FieldError as exc:
         raise ConfigError(path, exc.field, exc.reason) from None
     health = create_table(upstreams.values(), previous.health if previous else None)
-    return LoadedConfig(path, config, router, upstreams, limiter, health)
+    return LoadedConfig(path, config, router, upstreams, limiter, health, listeners)
+
+
+def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], base_dir: str) -> None:
+    """Make the client context of every HTTPS upstream (files read relative to ``base_dir``)."""
+    for i, upstream in enumerate(config.upstreams):
+        if not upstream.tls:
+            continue
+        try:
+            upstreams[upstream.name].tls = UpstreamTls(
+                upstream.tls_verify, resolve(base_dir, upstream.tls_ca_file), upstream.tls_server_name,
+                resolve(base_dir, upstream.tls_client_cert), resolve(base_dir, upstream.tls_client_key))
+        except TlsSettingError as exc:
+            raise FieldError(f"upstreams[{i}].{exc.field}", exc.reason) from None
 
 
 def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
@@ -125,6 +147,7 @@ def _check_fields(config: Config) -> None:
         seen.add(address)
         if not 1 <= listener.backlog <= 65535:
             raise FieldError(f"listeners[{i}].backlog", "must be between 1 and 65535")
+        _check_listener_tls(listener, f"listeners[{i}]")
     if config.admin.address:
         admin = parse_address(config.admin.address, "admin.address")
         if admin in seen:
@@ -178,12 +201,56 @@ def _check_fields(config: Config) -> None:
             raise FieldError(where, "pool sizes cannot be negative")
         if upstream.health is not None:
             health_settings.validate(upstream.health, f"{where}.health")
+        _check_upstream_tls(upstream, where)
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)
     _check_observability(config)
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
     if config.events is not None:
         _check_events(config.events)
+
+
+def _check_listener_tls(listener, where: str) -> None:
+    """What can be said of a listener's TLS fields without reading a file (compile_listeners reads them)."""
+    redirect = listener.redirect_https
+    if redirect is not True and redirect is not False and not 1 <= redirect <= 65535:
+        raise FieldError(f"{where}.redirect_https", "must be true (port 443), false, or the https port (1-65535)")
+    tls = listener.tls
+    if tls is None:
+        return
+    if redirect is not False:
+        raise FieldError(f"{where}.redirect_https", "a TLS listener cannot redirect to https; give it to a plain one")
+    if not tls.certificates:
+        raise FieldError(f"{where}.tls.certificates", "at least one certificate is needed")
+    for j, certificate in enumerate(tls.certificates):
+        for name in ("cert", "key"):
+            if not getattr(certificate, name):
+                raise FieldError(f"{where}.tls.certificates[{j}].{name}", "must name a PEM file")
+    if tls.ciphers and tls.min_version == "1.3":
+        raise FieldError(f"{where}.tls.ciphers", "only TLS 1.2 suites can be chosen, and min_version is \"1.3\"")
+    if not 0 < tls.handshake_timeout <= 300:
+        raise FieldError(f"{where}.tls.handshake_timeout", "must be greater than zero and at most 5m")
+
+
+_TLS_UPSTREAM_FIELDS = ("tls_ca_file", "tls_server_name", "tls_client_cert", "tls_client_key")
+
+
+def _check_upstream_tls(upstream, where: str) -> None:
+    if not upstream.tls:
+        for name in _TLS_UPSTREAM_FIELDS:
+            if getattr(upstream, name):
+                raise FieldError(f"{where}.{name}", "only used with tls = true")
+        if not upstream.tls_verify:
+            raise FieldError(f"{where}.tls_verify", "only used with tls = true")
+        return
+    if bool(upstream.tls_client_cert) != bool(upstream.tls_client_key):
+        missing = "tls_client_key" if upstream.tls_client_cert else "tls_client_cert"
+        raise FieldError(f"{where}.{missing}", "a client certificate needs both tls_client_cert and tls_client_key")
+    if upstream.tls_server_name and not _HOST_NAME.match(upstream.tls_server_name):
+        raise FieldError(f"{where}.tls_server_name", f"{upstream.tls_server_name!r} is not a host name")
+
+
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$")
 
 
 def _check_observability(config: Config) -> None:

@@ -67,15 +67,57 @@ class Http(_Section):
     them differently, so a route could be bypassed); "keep" routes and forwards them encoded."""
 
 
+class Certificate(_Section):
+    """One certificate of a TLS listener: PEM files, relative to the config file's directory."""
+
+    cert: str
+    """The certificate, followed by its chain (the intermediate CAs), as a client must receive it."""
+    key: str
+    """Its private key, without a passphrase."""
+
+
+class ListenerTls(_Section):
+    """A listener's ``tls`` table: the listener terminates TLS.
+
+    The certificate whose names (subjectAltName DNS names, "*.example.com"
+    wildcards covering one label) match the client's SNI serves the
+    handshake: an exact name first, then a wildcard, the first listed among
+    equals; a client without SNI or with an unknown name gets the first
+    certificate. The files are read at start and again on every reload; a
+    missing or bad one refuses the config (the running one goes on).
+    """
+
+    certificates: list[Certificate]
+    """The certificates, the default one first."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """Oldest TLS version accepted; an older client's handshake fails (protocol_version)."""
+    ciphers: str = ""
+    """TLS 1.2 cipher suites as an OpenSSL cipher string (e.g. "ECDHE+AESGCM:ECDHE+CHACHA20"); empty
+    keeps Python's default (ECDHE with AES-GCM and ChaCha20 first, no SHA-1, no unauthenticated
+    suites). TLS 1.3 suites are OpenSSL's and always on, so this cannot go with min_version "1.3"."""
+    handshake_timeout: Duration = Duration(10.0)
+    """Time for a client to complete its handshake once connected; then the connection is closed."""
+
+
 class Listener(_Section):
     """One ``[[listeners]]`` entry: an address the gateway accepts HTTP on."""
 
     address: str
     """host:port to bind, e.g. "0.0.0.0:8080" or "[::1]:8080"."""
     name: str = ""
-    """A label for logs; defaults to the address."""
+    """A label for logs and metrics; defaults to the address."""
     backlog: int = 1024
     """Accept queue length of each worker slot's socket."""
+    tls: ListenerTls | None = None
+    """Terminate TLS on this listener (see ListenerTls); upstreams then get X-Forwarded-Proto: https."""
+    redirect_https: bool | int = False
+    """On a plain listener, answer every request with a 308 to the same URL over https: true for
+    port 443 (not written in the URL), or the https port (e.g. 8443). Its requests reach no route."""
+    http2: bool | None = None
+    """Serve HTTP/2 beside HTTP/1.1. On a TLS listener ALPN offers "h2" and "http/1.1" and the
+    client's choice picks the protocol; that is the default (unset), ``false`` offers http/1.1 only.
+    On a plain listener ``true`` accepts h2c with prior knowledge (a connection that opens with the
+    HTTP/2 preface) beside HTTP/1.1; unset or ``false``: HTTP/1.1 only. (No h2c Upgrade from HTTP/1.1.)"""
 
 
 class UpstreamServer(_Section):
@@ -200,6 +242,21 @@ class Upstream(_Section):
     """A connection is closed after this many requests (0: no limit)."""
     health: HealthCheck | None = None
     """Active health checks of the servers; none without this table (see HealthCheck)."""
+    tls: bool = False
+    """Speak HTTPS to the servers (their health checks too). The certificate is verified (see
+    tls_verify) against the name in tls_server_name, else each server's host; an IP address is
+    checked against the certificate's IP addresses and sends no SNI."""
+    tls_verify: bool = True
+    """Check the servers' certificates (chain and name); false accepts any certificate."""
+    tls_ca_file: str = ""
+    """PEM file of the CA certificates to trust, relative to the config file's directory; empty:
+    the system's trust store."""
+    tls_server_name: str = ""
+    """Name sent in SNI and that the certificate must carry; empty: each server's host."""
+    tls_client_cert: str = ""
+    """PEM certificate (and chain) presented to servers that ask for one (mutual TLS); with tls_client_key."""
+    tls_client_key: str = ""
+    """The private key of tls_client_cert, without a passphrase."""
 
 
 class HeaderEdits(_Section):

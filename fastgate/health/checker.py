@@ -11,7 +11,9 @@ reads the response head; the check passes when the head arrives within
 ``timeout`` and its status is one of ``expect``. After the head, up to
 64 KiB of body are read until the server closes (within what is left of
 the timeout), so that the server is not reset while it still writes; that
-part does not count. Each result goes to the shared table (health/state.py), which counts
+part does not count. An upstream with ``tls = true`` is checked over TLS with
+its own client context (verification, SNI, client certificate), as its
+requests are. Each result goes to the shared table (health/state.py), which counts
 rise and fall; a server going down or up is logged once, here.
 
 Checks of one server start ``interval`` apart (a slow check does not push
@@ -26,6 +28,7 @@ is gone.
 import asyncio
 import os
 import signal
+import ssl
 from dataclasses import dataclass
 
 import uvloop
@@ -58,6 +61,10 @@ class Target:
     timeout_s: float
     rise: int
     fall: int
+    tls: ssl.SSLContext | None = None
+    """The upstream's TLS client context (an HTTPS upstream is checked over TLS), or None."""
+    server_hostname: str | None = None
+    """SNI and the name its certificate must carry, as for requests (upstream/pool.py)."""
 
 
 def targets(loaded: LoadedConfig) -> list[Target]:
@@ -68,11 +75,13 @@ def targets(loaded: LoadedConfig) -> list[Target]:
         if health is None:
             continue
         expected = expected_statuses(health)
+        tls = group.tls
         for spec in group.servers:
             found.setdefault(spec.health_slot, Target(
                 group.name, spec.address, spec.host, spec.port, spec.health_slot,
                 probe_request(health, spec.address), expected, float(health.interval),
-                float(health.timeout), health.rise, health.fall))
+                float(health.timeout), health.rise, health.fall,
+                tls.context if tls is not None else None, tls.server_hostname(spec.host) if tls is not None else None))
     return list(found.values())
 
 
@@ -140,7 +149,11 @@ async def probe(target: Target) -> tuple[bool, str]:
     writer = None
     try:
         async with asyncio.timeout_at(deadline):
-            reader, writer = await asyncio.open_connection(target.host, target.port)
+            if target.tls is None:
+                reader, writer = await asyncio.open_connection(target.host, target.port)
+            else:
+                reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.tls,
+                                                               server_hostname=target.server_hostname)
             writer.write(target.request)
             raw = await reader.readuntil(HEAD_END)
         status = parse_response_head(raw, b"GET").status
@@ -154,6 +167,10 @@ async def probe(target: Target) -> tuple[bool, str]:
         return False, "response head too large"
     except HeadError as exc:
         return False, exc.reason
+    except ssl.SSLCertVerificationError as exc:
+        return False, f"TLS: certificate not trusted: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return False, f"TLS handshake failed: {exc.reason or type(exc).__name__}"
     except OSError as exc:
         return False, exc.strerror or type(exc).__name__
     finally:

@@ -10,8 +10,11 @@ write to (``signal.set_wakeup_fd``) and on the workers' ready pipes.
 - SIGCHLD: reap. A worker of the current generation that exits unasked is
   respawned after a back-off that doubles (up to 10 s) while workers keep
   dying within 2 s of their start.
-- SIGHUP: reload. The new config is loaded and checked; if it is bad the
-  error is logged and nothing else happens. Otherwise a new generation is
+- SIGHUP: reload. The new config is loaded and checked, certificate files
+  read again and TLS contexts made (here, so the new generation's workers
+  share one set of session ticket keys); if it is bad (a certificate file
+  missing, say) the error is logged and nothing else happens: the old
+  workers go on with the old certificates. Otherwise a new generation is
   forked on the same sockets (new listeners get new sockets); once every new
   worker has said it is ready, the old generation gets SIGQUIT (stop
   accepting, finish in-flight requests within drain_timeout). Connections
@@ -189,8 +192,8 @@ class Master:
 
     def _spawn(self, generation: _Generation, index: int) -> None:
         sockets = [
-            sock
-            for key in _listener_keys(generation.loaded)
+            (spec, sock)  # each slot socket with its listener compiled (TLS contexts made here, before fork)
+            for spec, key in zip(generation.loaded.listeners, _listener_keys(generation.loaded))
             for sock in self.listeners[key].slots_of(index, generation.workers)
         ]
         admin = _admin_key(generation.loaded)

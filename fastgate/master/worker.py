@@ -28,16 +28,17 @@ from fastgate.observe.shm import STOPPING, MetricsRegion, SeatTooSmall
 from fastgate.observe.sinks import build_sinks, build_span_exporter
 from fastgate.runtime.clock import Clock
 from fastgate.transport.context import WorkerContext
-from fastgate.transport.h1_server import ClientConnection
+from fastgate.transport.listeners import serve_listener
 from fastgate.upstream.pool import ServerPool
 
 _ACCEPT_SETTLE_S = 0.1
 """After closing the listeners, time for already-accepted connections to be set up."""
 
 
-def run_worker(loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets: list[socket.socket], ready_fd: int,
+def run_worker(loaded: LoadedConfig, sockets: list[tuple], admin_sockets: list[socket.socket], ready_fd: int,
                region: MetricsRegion, seat: int) -> int:
-    """Serve until told to stop; returns the exit code. ``seat`` is this worker's place in ``region`` (0: none)."""
+    """Serve until told to stop; returns the exit code. ``sockets`` are (ListenerSpec, slot socket)
+    pairs (config/listeners.py); ``seat`` is this worker's place in ``region`` (0: none)."""
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -59,7 +60,7 @@ def _tick_s(loaded: LoadedConfig) -> float:
     return min(1.0, max(0.05, min(t for t in timeouts if t) / 4))
 
 
-async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin_sockets: list[socket.socket],
+async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets: list[socket.socket],
                  ready_fd: int, region: MetricsRegion, seat: int) -> int:
     config = loaded.config
     clock = Clock(loop, _tick_s(loaded))
@@ -78,11 +79,9 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
     clock.on_tick.append(lambda: memory.on_tick(len(ctx.connections)))
     if observer.outputs:
         clock.on_tick.append(observer.flush)
-    proto_header = b"\r\nX-Forwarded-Proto: http"
-    servers = [
-        await loop.create_server(lambda: ClientConnection(ctx, proto_header), sock=sock)
-        for sock in sockets
-    ]
+    handshakes: set = set()
+    """TLS handshakes in flight (transport/tls.py), cancelled when the worker stops."""
+    servers = [await serve_listener(loop, ctx, spec, sock, handshakes) for spec, sock in sockets]
     admin = AdminListener(AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__))
     await admin.serve(loop, admin_sockets)
     clock.start()
@@ -129,6 +128,9 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[socket.socket], admin
         server.close()
     for conn in list(ctx.connections):
         conn.transport.abort()
+    for task in list(handshakes):
+        task.cancel()
+    await asyncio.gather(*handshakes, return_exceptions=True)
     for group in loaded.upstreams.values():
         for pool in group.pools:
             pool.close_idle()

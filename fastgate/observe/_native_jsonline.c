@@ -54,10 +54,10 @@ static SlotReader a_head = {"head"}, a_route = {"route"}, a_name = {"name"}, a_r
     a_client_text = {"client_text"}, a_method = {"method"}, a_target = {"target"}, a_http_1_0 = {"http_1_0"},
     a_raw = {"raw"}, a_lowered = {"lowered"}, a_bytes_in = {"bytes_in"}, a_bytes_out = {"bytes_out"},
     a_upstream_s = {"upstream_s"}, a_upstream_label = {"upstream_label"}, a_limit_outcome = {"limit_outcome"},
-    a_traceparent = {"traceparent"};
+    a_traceparent = {"traceparent"}, a_http2 = {"http2"};
 static SlotReader *attributes[] = {&a_head, &a_route, &a_name, &a_request_id, &a_client_text, &a_method,
                                    &a_target, &a_http_1_0, &a_raw, &a_lowered, &a_bytes_in, &a_bytes_out,
-                                   &a_upstream_s, &a_upstream_label, &a_limit_outcome, &a_traceparent};
+                                   &a_upstream_s, &a_upstream_label, &a_limit_outcome, &a_traceparent, &a_http2};
 
 /* msgspec's escapes of ASCII characters: 0 as is, else the character after the backslash ('u': \u00XX). */
 static char escapes[128];
@@ -461,6 +461,15 @@ static int put_request_line_fields(Line *w, PyObject *head)
         return -1;
     if (old)
         return put_literal(w, LITERAL(",\"protocol\":\"HTTP/1.0\""));
+    PyObject *http2 = slot_get(&a_http2, head);
+    if (http2 == NULL)
+        return -1;
+    int two = PyObject_IsTrue(http2);
+    Py_DECREF(http2);
+    if (two < 0)
+        return -1;
+    if (two)
+        return put_literal(w, LITERAL(",\"protocol\":\"HTTP/2.0\""));
     return put_literal(w, LITERAL(",\"protocol\":\"HTTP/1.1\""));
 }
 

@@ -26,6 +26,8 @@ from fastgate.routing.route import route_name
 from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
+from fastgate.routing.redirect import REDIRECT_ROUTE
+from fastgate.tls.failures import REASONS as TLS_FAILURE_REASONS
 
 if TYPE_CHECKING:  # a type name only: observe/ does not depend on the config loader
     from fastgate.config.load import LoadedConfig
@@ -54,6 +56,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_upstream_health_down": (GAUGE, "Workers that see the server down by active health checks."),
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
+    "fastgate_tls_handshakes_total": (COUNTER, "Completed TLS handshakes of clients, by listener and TLS version."),
+    "fastgate_tls_sessions_resumed_total": (COUNTER, "TLS handshakes that resumed a session (ticket), by listener."),
+    "fastgate_tls_handshake_failures_total": (COUNTER, "Failed TLS handshakes of clients, by listener and reason."),
     "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
     "fastgate_ratelimit_redis_round_trip_seconds": (HISTOGRAM, "Time of answered Redis round trips."),
     "fastgate_ratelimit_redis_failures_total": (COUNTER, "Redis round trips that failed or passed their deadline."),
@@ -128,6 +133,14 @@ _LIMITER_COUNTERS = (
 )
 """Series copied on each tick from the limiter's RateLimitStats attribute of the same line."""
 
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+"""The versions a listener may negotiate (min_version is 1.2 or 1.3)."""
+_TLS_REASON_INDEX = {reason: i for i, reason in enumerate(TLS_FAILURE_REASONS)}
+_TLS_VERSION_INDEX = {version: i for i, version in enumerate(TLS_VERSIONS)}
+_TLS_HANDSHAKES = len(TLS_FAILURE_REASONS)
+_TLS_RESUMED = _TLS_HANDSHAKES + len(TLS_VERSIONS)
+"""Offsets in one TLS listener's block: its failures by reason, then handshakes by version, then resumed."""
+
 UNMATCHED_ROUTE = "(none)"
 """The route label of requests that matched no route (or were refused before routing)."""
 
@@ -185,12 +198,14 @@ class WorkerMetrics:
 
     __slots__ = ("request_done", "layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
                  "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
-                 "spans_exported", "pools", "limiter", "sinks", "spans")
+                 "spans_exported", "pools", "limiter", "sinks", "spans", "tls_bases")
 
     def __init__(self, loaded: "LoadedConfig", sinks: tuple = (), spans=None) -> None:
         b = _LayoutBuilder()
         for i, route in enumerate(loaded.config.routes):
             b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
+        if any(spec.router is not None for spec in loaded.listeners):
+            b.route_block(REDIRECT_ROUTE)  # the route of redirecting listeners has the next index
         self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
         self.group_bases: dict[object, int] = {}
         self.pool_bases: dict[object, int] = {}
@@ -206,6 +221,16 @@ class WorkerMetrics:
                 self.pools.append(pool)
         self.accepted = b.add("fastgate_connections_accepted_total", label(protocol="http1"))
         self.active = b.add("fastgate_connections_active", label(protocol="http1"))
+        self.tls_bases: dict[int, int] = {}
+        """A TLS listener's index -> where its block starts (failures, handshakes, resumed)."""
+        for spec in loaded.listeners:
+            if spec.tls is not None:
+                self.tls_bases[spec.index] = len(b.layout)
+                for reason in TLS_FAILURE_REASONS:
+                    b.add("fastgate_tls_handshake_failures_total", label(listener=spec.label, reason=reason))
+                for version in TLS_VERSIONS:
+                    b.add("fastgate_tls_handshakes_total", label(listener=spec.label, version=version))
+                b.add("fastgate_tls_sessions_resumed_total", label(listener=spec.label))
         self.limiter_base = len(b.layout)
         for family, _ in _LIMITER_COUNTERS:
             b.add(family, "")
@@ -268,6 +293,19 @@ class WorkerMetrics:
     def count_accepted(self) -> None:
         self.values[self.accepted] += 1
 
+    def count_tls_handshake(self, listener: int, version: str, resumed: bool) -> None:
+        """A client's completed handshake on TLS listener ``listener`` (its index in the config)."""
+        base = self.tls_bases[listener]
+        slot = _TLS_VERSION_INDEX.get(version)
+        if slot is not None:
+            self.values[base + _TLS_HANDSHAKES + slot] += 1
+        if resumed:
+            self.values[base + _TLS_RESUMED] += 1
+
+    def count_tls_failure(self, listener: int, reason: str) -> None:
+        """A client's failed handshake; ``reason`` is one of tls/failures.py's REASONS."""
+        self.values[self.tls_bases[listener] + _TLS_REASON_INDEX[reason]] += 1
+
     def count_upstream_error(self, pool, status: int, connecting: bool) -> None:
         """A failed exchange or connect: a timeout (504), else a connect error or a broken exchange."""
         if status == 504:
@@ -322,6 +360,12 @@ class _NoMetrics:
         pass
 
     def count_accepted(self) -> None:
+        pass
+
+    def count_tls_handshake(self, listener: int, version: str, resumed: bool) -> None:
+        pass
+
+    def count_tls_failure(self, listener: int, reason: str) -> None:
         pass
 
     def count_upstream_error(self, pool, status: int, connecting: bool) -> None:

@@ -77,7 +77,7 @@ def make_record(conn, status: int, total_s: float) -> RequestRecord:
         lowered = head.lowered
         method = head.method.decode("latin-1")
         path = head.target.decode("latin-1")
-        protocol = "HTTP/1.0" if head.http_1_0 else "HTTP/1.1"
+        protocol = "HTTP/2.0" if head.http2 else "HTTP/1.0" if head.http_1_0 else "HTTP/1.1"
         user_agent = _field(raw, lowered, b"\r\nuser-agent:")
         referer = _field(raw, lowered, b"\r\nreferer:")
     traceparent = conn.traceparent

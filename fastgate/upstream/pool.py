@@ -20,7 +20,8 @@ class ServerPool:
     """
 
     __slots__ = ("group", "host", "port", "label", "host_header", "loop", "clock", "idle", "weight", "backup", "drain",
-                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline", "down", "opened", "reused")
+                 "active", "ewma_s", "failures", "ejected", "ejections", "deadline", "down", "opened", "reused",
+                 "ssl", "server_hostname")
 
     def __init__(self, group, spec, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
         self.group = group
@@ -31,6 +32,11 @@ class ServerPool:
         """Host sent upstream for an HTTP/1.0 request that had none."""
         self.loop = loop
         self.clock = clock
+        tls = group.tls
+        self.ssl = tls.context if tls is not None else None
+        """The upstream's TLS client context (HTTPS upstream), or None."""
+        self.server_hostname = tls.server_hostname(spec.host) if tls is not None else None
+        """The name sent in SNI and checked against the server's certificate."""
         self.idle: list[UpstreamConnection] = []
         # what balancers read (upstream/balancer.py)
         self.weight = spec.weight
@@ -76,7 +82,12 @@ class ServerPool:
         """
         conn = UpstreamConnection(self)
         self.group.limit.opened()
-        future = asyncio.ensure_future(self.loop.create_connection(lambda: conn, self.host, self.port))
+        if self.ssl is None:
+            connecting = self.loop.create_connection(lambda: conn, self.host, self.port)
+        else:  # the future ends after the TLS handshake, within the caller's connect deadline
+            connecting = self.loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl,
+                                                     server_hostname=self.server_hostname)
+        future = asyncio.ensure_future(connecting)
         future.add_done_callback(conn.connect_done)
         future.add_done_callback(on_done)
         return future

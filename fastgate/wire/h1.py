@@ -69,7 +69,7 @@ class RequestHead:
         "raw", "lowered", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
         "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
-        "chunked_span", "reuse_upstream",
+        "chunked_span", "reuse_upstream", "http2",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -84,6 +84,9 @@ class RequestHead:
         self.query = b""
         """The query string with its leading "?", or b""."""
         self.http_1_0 = False
+        self.http2 = False
+        """The request came over HTTP/2 (transport/h2_server.py renders it as this HTTP/1.1 head);
+        the access log's protocol is then "HTTP/2.0"."""
         self.keep_alive = True
         self.host = b""
         """Host header value as sent (with port), or b""."""

@@ -79,6 +79,12 @@ def make_head(raw: bytes) -> RequestHead:
     return head
 
 
+def http2(head: RequestHead) -> RequestHead:
+    """The head as transport/h2_server.py leaves it: rendered as HTTP/1.1, marked as HTTP/2."""
+    head.http2 = True
+    return head
+
+
 def request(*header_lines: bytes, line: bytes = b"GET /v1/users?id=7 HTTP/1.1") -> RequestHead:
     return make_head(b"\r\n".join((line, b"Host: example.com", *header_lines)) + b"\r\n\r\n")
 
@@ -173,6 +179,7 @@ CONNECTIONS = {
     "upstream time below a microsecond": lambda: Conn(request(), upstream_s=4e-7),
     "upstream time as an int": lambda: Conn(request(), upstream_s=3),
     "an instance dict": lambda: DictConn(request(b"User-Agent: dict", b"Referer: d")),
+    "over HTTP/2": lambda: Conn(http2(request(b"User-Agent: h2load"))),
     "a head parsed by wire/h1.py": lambda: Conn(parse_request_head(
         b"POST /submit?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent:  python-httpx/0.27\r\n"
         b"Referer: https://example.com/\xe9\r\nContent-Length: 0\r\n\r\n", 8192, 100, new_request_parser())),

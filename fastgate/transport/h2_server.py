@@ -1,0 +1,861 @@
+"""A client's HTTP/2 connection: the downstream adapter of the proxy core for HTTP/2.
+
+Theory of operation
+-------------------
+``H2ServerConnection`` is an asyncio Protocol over the sans-IO ``h2`` library
+(server side, header validation on). It multiplexes: every request stream
+gets an ``H2Stream``, which offers its own ProxySession (proxy/session.py)
+the same downstream surface ClientConnection (h1_server.py) offers, so the
+request's life (route, limits, answer or forward, retries, log) is the
+session's, exactly as for HTTP/1.1. The connection owns the bytes, the
+flow-control windows, the stream table and the timeouts.
+
+The request. The stream's header list is checked beyond what h2 checks
+(``render_request``: no CR/LF/NUL, lower-case token names, no
+connection-specific fields, pseudo-headers first and once, :method :scheme
+:path present, no CONNECT: any of these is a stream error PROTOCOL_ERROR),
+then rendered as an HTTP/1.1 request head (":authority" becomes Host, cookie
+crumbs are joined with "; ") and parsed by ``parse_request_head``, so target,
+Host and size rules are the HTTP/1.1 ones; its complaint is answered as JSON,
+as for HTTP/1.1. The head says ``http2`` (the access log's "HTTP/2.0").
+The session's upstream speaks HTTP/1.1 and relays body bytes as the adapter
+gives them: a body with a content-length goes as its DATA payloads; one
+without is rendered as chunked (and the head says Transfer-Encoding:
+chunked). DATA that disagrees with the content-length is a stream error.
+
+Body modes of a stream, as ClientConnection's states: PENDING (the session
+has not asked for the body: DATA is held, not acknowledged), BUFFER
+(``read_body``: fed to a BodyBuffer), BODY (``stream_body``: relayed with
+``send_body``), DONE (the body ended, there was none, or nobody reads it).
+Received DATA is acknowledged (WINDOW_UPDATE) only as the session takes it,
+so the client's window bounds what waits here; ``pause_reading`` from the
+session (its upstream is slow) withholds a stream's acknowledgements, which
+stalls that stream alone.
+
+The response. A head (corked until its first DATA or its end, so a failed
+exchange can still be retried or answered) becomes HEADERS: the status, then
+client_response_head's lines without connection-specific fields, names in
+lower case. A chunked upstream body is de-chunked. DATA goes out within the
+stream's and the connection's windows and the peer's max frame size; what
+does not fit waits per stream, and past ``_STREAM_HIGH_BYTES`` the session
+pauses its upstream until WINDOW_UPDATEs drain it below ``_STREAM_LOW_BYTES``.
+When the response ended and the client is still sending, the stream is
+reset with NO_ERROR (RFC 9113 8.1).
+
+Graceful stop: ``drain`` sends GOAWAY with the last stream id; the connection
+closes when its streams in flight are done.
+"""
+
+import asyncio
+import re
+from collections import deque
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived, StreamEnded, StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from fastgate.observe.errorlog import log
+from fastgate.proxy.heads import client_response_head
+from fastgate.proxy.session import ProxySession
+from fastgate.transport.body_buffer import BodyBuffer
+from fastgate.transport.context import WorkerContext
+from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
+from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""The client connection preface: an h2c connection with prior knowledge opens with it."""
+MAX_CONCURRENT_STREAMS = 128
+"""SETTINGS_MAX_CONCURRENT_STREAMS announced to clients."""
+_CONNECTION_WINDOW = 1 << 20
+"""The connection's receive window: what all streams' unacknowledged DATA may add up to."""
+_STREAM_HIGH_BYTES = 256 * 1024
+"""Response bytes waiting in a stream (its window closed, or the socket full) past which its upstream pauses."""
+_STREAM_LOW_BYTES = 64 * 1024
+"""... and below which it resumes."""
+
+_LINGER_S = 1.0
+"""After a connection error's GOAWAY, how long what the client still sends is read and dropped."""
+_WRITE_BATCH_BYTES = 64 * 1024
+"""DATA handed to the transport at a time, so a full socket (pause_writing) stops the sending loop."""
+
+_PENDING, _BUFFER, _BODY, _DONE = range(4)
+_NOTHING, _BODY_BYTES, _WINDOW = range(3)
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+_METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
+_CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+"""Fields that HTTP/2 forbids (RFC 9113 8.2.2); ``te`` is allowed only as "trailers"."""
+_RESPONSE_DROPPED = _CONNECTION_SPECIFIC | {b"te", b"trailer"}
+
+
+class StreamError(Exception):
+    """A request stream that breaks HTTP/2's rules: reset with PROTOCOL_ERROR."""
+
+
+def render_request(headers: list, end_stream: bool) -> bytes:
+    """The HTTP/1.1 request head (ending in CRLF CRLF) that an HTTP/2 request's header list stands for.
+
+    A request without content-length whose stream did not end with its
+    headers gets ``Transfer-Encoding: chunked``: its DATA is rendered chunked.
+    Raise StreamError for what HTTP/2 itself forbids.
+    """
+    method = scheme = path = authority = host = content_length = None
+    regular = False
+    lines = [b""]
+    cookies = []
+    for name, value in headers:
+        if _BAD_VALUE.search(value):
+            raise StreamError("CR, LF, NUL or surrounding blanks in a field value")
+        if name[:1] == b":":
+            if regular:
+                raise StreamError("a pseudo-header after a regular field")
+            if name == b":method":
+                if method is not None:
+                    raise StreamError("repeated :method")
+                method = value
+            elif name == b":scheme":
+                if scheme is not None:
+                    raise StreamError("repeated :scheme")
+                scheme = value
+            elif name == b":path":
+                if path is not None:
+                    raise StreamError("repeated :path")
+                path = value
+            elif name == b":authority":
+                if authority is not None:
+                    raise StreamError("repeated :authority")
+                authority = value
+            else:
+                raise StreamError("unknown pseudo-header")
+            continue
+        regular = True
+        if not _TOKEN.match(name):
+            raise StreamError("a field name that is not a lower-case token")
+        if name in _CONNECTION_SPECIFIC:
+            raise StreamError("a connection-specific field")
+        if name == b"te":
+            if value.lower() != b"trailers":
+                raise StreamError("te other than trailers")
+            continue  # hop-by-hop: it goes no further
+        if name == b"cookie":
+            cookies.append(value)
+            continue
+        if name == b"host":
+            if host is not None:
+                raise StreamError("repeated host")
+            host = value
+            continue
+        if name == b"content-length":
+            if content_length is not None or not value.isdigit():
+                raise StreamError("bad content-length")
+            content_length = int(value)
+        lines.append(name + b": " + value)
+    if method is None or scheme is None or not path:
+        raise StreamError("missing :method, :scheme or :path")
+    if method == b"CONNECT":
+        raise StreamError("CONNECT is not supported")
+    if not _METHOD.match(method):
+        raise StreamError("bad :method")
+    if scheme not in (b"http", b"https"):
+        raise StreamError("bad :scheme")
+    if authority is not None:
+        if host is not None and host != authority:
+            raise StreamError("host and :authority differ")
+        host = authority
+    if content_length is not None and end_stream and content_length:
+        raise StreamError("content-length on a stream without DATA")
+    parts = [method, b" ", path, b" HTTP/1.1"]
+    if host is not None:
+        parts.append(b"\r\nHost: " + host)
+    parts.append(b"\r\n".join(lines))
+    if cookies:
+        parts.append(b"\r\nCookie: " + b"; ".join(cookies))
+    if content_length is None and not end_stream:
+        parts.append(b"\r\nTransfer-Encoding: chunked")
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
+
+
+def response_headers(status: int, block: bytes) -> list:
+    """HTTP/2 response headers: ``:status``, then the ``\\r\\nName: value`` lines of ``block``
+    without connection-specific fields, names in lower case."""
+    headers = [(b":status", b"%d" % status)]
+    for line in block.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name and name not in _RESPONSE_DROPPED:
+            headers.append((name, value.strip()))
+    return headers
+
+
+class H2Stream:
+    """One request stream: the downstream surface its ProxySession is served through."""
+
+    __slots__ = (
+        "conn", "stream_id", "session", "closed",
+        # the request's body
+        "mode", "content_length", "received", "chunked", "ended", "held", "body_buffer", "paused", "unacked",
+        # the response
+        "corked", "head_sent", "dechunk", "out", "out_bytes", "end_queued", "finished", "done",
+        "upstream_paused", "sent_continue", "deadline", "waiting",
+    )
+
+    def __init__(self, conn: "H2ServerConnection", stream_id: int) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.session = ProxySession(conn.ctx, self, conn.client_ip, conn.client_text, conn.proto_header)
+        self.closed = False
+        """The session's view: the stream is over for it (answered and closed, reset, or the connection gone)."""
+        self.mode = _DONE
+        self.content_length = -1
+        self.received = 0
+        """Payload bytes of DATA received."""
+        self.chunked = False
+        """The body is rendered chunked (no content-length)."""
+        self.ended = False
+        """The client ended its side of the stream (END_STREAM received)."""
+        self.held: deque = deque()
+        """(rendered bytes, flow-controlled length, last) received while the session does not read."""
+        self.body_buffer: BodyBuffer | None = None
+        self.paused = False
+        """The session paused reading: received DATA is not acknowledged."""
+        self.unacked = 0
+        self.corked: list | None = None
+        """Response headers held back until the first DATA or the end."""
+        self.head_sent = False
+        self.dechunk: ChunkedFramer | None = None
+        self.out: deque = deque()
+        """Response DATA waiting for window."""
+        self.out_bytes = 0
+        self.end_queued = False
+        """The response ended: END_STREAM goes with the last queued byte."""
+        self.finished = False
+        """END_STREAM was sent, or the stream was reset: nothing more goes out."""
+        self.done = False
+        """The session is done with the stream (``response_done`` or ``close``)."""
+        self.upstream_paused = False
+        self.sent_continue = False
+        self.deadline = 0.0
+        """While the stream waits on the client (the clock watches it): when to give up."""
+        self.waiting = _NOTHING
+        """What it waits for: _BODY_BYTES (the request body, body_timeout) or _WINDOW (room for its
+        response, send_timeout); _NOTHING."""
+
+    # -- the request (called by the connection) -----------------------------------
+    def start(self, raw: bytes, end_stream: bool) -> None:
+        ctx = self.conn.ctx
+        session = self.session
+        self.ended = end_stream
+        session.begin(len(raw))
+        if len(raw) > ctx.max_head_bytes:
+            session.refuse(431, "request header fields too large")
+            return
+        try:
+            head = parse_request_head(raw, ctx.max_line_bytes, ctx.max_headers, new_request_parser(), ctx.path_rules)
+        except HeadError as exc:
+            session.refuse(exc.status, exc.reason)
+            return
+        head.http2 = True
+        self.content_length = head.content_length
+        self.chunked = head.chunked
+        self.mode = _PENDING if head.has_body else _DONE
+        session.start(head)
+
+    def data(self, data: bytes, flow: int) -> None:
+        """A DATA frame's payload; ``flow`` is what it counts against the windows."""
+        if self.waiting == _BODY_BYTES:
+            self.deadline = self.conn.ctx.clock.now + self.conn.ctx.body_timeout_s
+        received = self.received + len(data)
+        self.received = received
+        length = self.content_length
+        if length >= 0:
+            if received > length:
+                self.protocol_error()
+                return
+            self._deliver(data, flow, received == length)
+            return
+        route = self.session.route
+        if route is not None and received > route.max_body_bytes:
+            self._refuse_body(BodyTooLarge("request body too large"))
+            self.conn.ack(self.stream_id, flow)
+            return
+        self._deliver(b"%x\r\n%b\r\n" % (len(data), data) if data else b"", flow, False)
+
+    def end(self) -> None:
+        """END_STREAM: the request body is complete."""
+        self.ended = True
+        if self.content_length >= 0:
+            if self.received != self.content_length:
+                self.protocol_error()
+        elif self.chunked:
+            self._deliver(b"0\r\n\r\n", 0, True)
+
+    def _deliver(self, rendered: bytes, flow: int, last: bool) -> None:
+        mode = self.mode
+        if mode == _PENDING:
+            self.held.append((rendered, flow, last))
+        elif mode == _BUFFER:
+            self.conn.ack(self.stream_id, flow)
+            if rendered:
+                self._buffer(rendered)
+        elif mode == _BODY:
+            if self.paused:
+                self.unacked += flow
+            else:
+                self.conn.ack(self.stream_id, flow)
+            session = self.session
+            if rendered:
+                session.send_body(rendered)
+            if last and not self.closed:
+                self.mode = _DONE
+                self._unwatch(_BODY_BYTES)
+                session.body_sent()
+        else:
+            self.conn.ack(self.stream_id, flow)
+
+    def _buffer(self, rendered: bytes) -> None:
+        body = self.body_buffer
+        try:
+            ready = body.feed(rendered)
+        except FramingError as exc:
+            self._refuse_body(exc)
+            return
+        if not ready:
+            return
+        self.body_buffer = None
+        self.mode = _DONE if body.complete else _PENDING
+        self._unwatch(_BODY_BYTES)
+        self.session.body_ready(body)
+
+    def _replay(self) -> None:
+        """Deliver what was held, as long as the session reads."""
+        held = self.held
+        while held and (self.mode == _BUFFER or self.mode == _BODY) and not self.closed:
+            self._deliver(*held.popleft())
+
+    def _refuse_body(self, exc: FramingError) -> None:
+        if self.session.response_started:
+            self.abort()
+        elif isinstance(exc, BodyTooLarge):
+            self.session.refuse(413, "request body too large")
+        else:
+            self.session.refuse(400, f"malformed request body: {exc}")
+
+    def _continue(self) -> None:
+        """Answer ``expect: 100-continue`` when the body is first asked for and nothing of it came."""
+        head = self.session.head
+        if head.expect_continue and not self.received and not self.ended:
+            head.expect_continue = False
+            self.sent_continue = True
+            self.conn.send_headers(self, [(b":status", b"100")], False)
+
+    def reset_by_client(self) -> None:
+        """RST_STREAM from the client: the request is cut (499 unless its response went out)."""
+        self.finished = self.ended = True
+        self._gone()
+        self.conn.stream_over(self)
+
+    def protocol_error(self) -> None:
+        """A stream error: reset PROTOCOL_ERROR, nothing more forwarded."""
+        self._gone()
+        self._reset(ErrorCodes.PROTOCOL_ERROR)
+
+    def connection_gone(self) -> None:
+        self.finished = True
+        self._gone()
+
+    def _gone(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.done = True
+            self.session.client_gone(self._status_of_cut())
+
+    # -- the downstream surface (called by the session) --------------------------
+    def write_answer(self, status: int, fields: bytes, body: bytes, close: bool) -> None:
+        """An answer made here: ``fields`` are ``\\r\\nName: value`` pieces; Date is added."""
+        session = self.session
+        head = session.head
+        self.corked = response_headers(status, fields + self.conn.ctx.clock.date_header)
+        session.bytes_out += len(fields) + 40
+        self.end_queued = True
+        if body and (head is None or head.method != b"HEAD"):
+            self._queue(body)
+        self.conn.flush_stream(self)
+
+    def send_informational(self, head) -> None:
+        """A 1xx other than 101, relayed; a second 100 after the gateway's own is not."""
+        if head.status == 100 and self.sent_continue:
+            return
+        self.sent_continue = self.sent_continue or head.status == 100
+        raw = client_response_head(head, self.session.route, b"", False, False, False)
+        self.conn.send_headers(self, response_headers(head.status, raw[head.line_end:]), False)
+
+    def switch_protocols(self, head) -> None:
+        """No protocol switch over HTTP/2 (an h2 request never carries Upgrade): the stream is cut."""
+        self.abort()
+
+    def send_response_head(self, head) -> None:
+        session = self.session
+        dechunk = head.chunked
+        self.dechunk = ChunkedFramer() if dechunk else None
+        raw = client_response_head(head, session.route, session.request_id, False, False, dechunk,
+                                   session.limit_headers)
+        session.bytes_out += len(raw)
+        self.corked = response_headers(head.status, raw[head.line_end:])
+
+    def send_data(self, data: bytes) -> None:
+        dechunk = self.dechunk
+        if dechunk is None:
+            self._queue(data)
+        else:
+            payload: list[bytes] = []
+            try:
+                dechunk.feed(data, 0, payload)
+            except FramingError:
+                self.abort()
+                return
+            for piece in payload:
+                self._queue(piece)
+        self.conn.flush_stream(self)
+
+    def _queue(self, data) -> None:
+        if not data:
+            return
+        self.out.append(data)
+        self.out_bytes += len(data)
+        self.session.bytes_out += len(data)
+        if self.out_bytes > _STREAM_HIGH_BYTES and not self.upstream_paused:
+            self.upstream_paused = True
+            self.session.pause_upstream()
+
+    def end_response(self) -> None:
+        self.end_queued = True
+        self.conn.flush_stream(self)
+
+    def response_done(self) -> None:
+        """The request is over (answered, logged): the stream ends once its last byte is out."""
+        self.done = True
+        if self.finished:
+            self.conn.stream_over(self)
+
+    def response_sent(self) -> bool:
+        return self.head_sent
+
+    def forget_response(self) -> None:
+        """Drop a response that never reached the client (its exchange failed)."""
+        self.corked = None
+        self.dechunk = None
+        self.out.clear()
+        self.out_bytes = 0
+        self.end_queued = False
+
+    def read_body(self, limit: int) -> None:
+        session = self.session
+        self.body_buffer = BodyBuffer(session.head, limit, session.route.max_body_bytes)
+        self.mode = _BUFFER
+        self._continue()
+        self._watch(_BODY_BYTES, self.conn.ctx.body_timeout_s)
+        self._replay()
+
+    def stream_body(self, first: bytes | None) -> None:
+        self.mode = _BODY
+        self._watch(_BODY_BYTES, self.conn.ctx.body_timeout_s)
+        if first:
+            self.session.send_body(first)
+        else:
+            self._continue()
+        self._replay()
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self.unacked:
+                unacked = self.unacked
+                self.unacked = 0
+                self.conn.ack(self.stream_id, unacked)
+                self.conn.send()
+
+    def close(self) -> None:
+        """The session is done with the stream: an answer queued still goes out, else the stream is reset."""
+        self._gone()
+        if self.end_queued and not self.finished:
+            return  # flush_stream ends it, then stream_over
+        if self.finished:
+            self.conn.stream_over(self)
+        else:
+            self._reset(ErrorCodes.INTERNAL_ERROR)
+
+    def abort(self) -> None:
+        """Cut the stream (a broken or stalled exchange)."""
+        self._gone()
+        self._reset(ErrorCodes.INTERNAL_ERROR)
+
+    def _status_of_cut(self) -> int:
+        return self.session.status if self.head_sent else 499
+
+    # -- timeouts -------------------------------------------------------------------
+    def _watch(self, what: int, timeout_s: float) -> None:
+        clock = self.conn.ctx.clock
+        self.waiting = what
+        self.deadline = clock.now + timeout_s
+        clock.watched.add(self)
+
+    def _unwatch(self, what: int) -> None:
+        if self.waiting == what:
+            self.waiting = _NOTHING
+            self.deadline = 0.0
+            self.conn.ctx.clock.watched.discard(self)
+
+    def on_deadline(self) -> None:
+        """The client sent nothing of the body for body_timeout (408, or the stream is cut once its
+        response began), or left no room for the response for send_timeout (cut)."""
+        waiting = self.waiting
+        self._unwatch(waiting)
+        if self.closed:
+            return
+        if waiting == _BODY_BYTES and not self.session.response_started:
+            self.session.refuse(408, "request body not received in time")
+        else:
+            self.abort()
+
+    def _reset(self, code) -> None:
+        self.forget_response()
+        self.ended = True  # RST_STREAM ends both directions
+        if not self.finished:
+            self.finished = True
+            self.conn.reset_stream(self.stream_id, code)
+        self.conn.stream_over(self)
+
+
+class H2ServerConnection(asyncio.Protocol):
+    """A client's HTTP/2 connection: h2's state, the streams, the windows, the timeouts."""
+
+    __slots__ = (
+        "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
+        "writing_paused", "deadline", "goaway_sent", "lingering",
+    )
+
+    def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
+        self.ctx = ctx
+        self.proto_header = proto_header
+        self.transport: asyncio.Transport | None = None
+        self.h2: H2Connection | None = None
+        self.streams: dict[int, H2Stream] = {}
+        self.closed = False
+        self.client_ip = b""
+        self.client_text = ""
+        self.writing_paused = False
+        self.deadline = 0.0
+        self.goaway_sent = False
+        self.lingering = False
+        """A connection error's GOAWAY went out: what the client still sends is read and dropped for a
+        moment (closing at once would answer it with a reset, which can destroy the GOAWAY)."""
+
+    # -- asyncio callbacks ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport, counted: bool = False) -> None:
+        """``counted``: the connection was already counted as accepted (it was sniffed as HTTP/1.1 first)."""
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_text = peer[0] if peer else "unix"
+        self.client_ip = self.client_text.encode()
+        ctx = self.ctx
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True))
+        conn.local_settings = Settings(client=False, initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            SettingCodes.MAX_HEADER_LIST_SIZE: ctx.max_head_bytes,
+            SettingCodes.ENABLE_PUSH: 0,
+        })
+        conn.initiate_connection()
+        conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        self.h2 = conn
+        ctx.connections.add(self)
+        ctx.clock.watched.add(self)
+        if not counted:
+            ctx.metrics.count_accepted()
+        self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
+        self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            try:
+                stream.connection_gone()
+            except Exception:
+                log.exception("internal error ending an HTTP/2 stream of %s", self.client_text)
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        ctx.clock.watched.discard(self)
+        if ctx.draining and not ctx.connections:
+            ctx.on_drained()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self.deadline = self.ctx.clock.now + self.ctx.send_timeout_s
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._idle_deadline()
+        self.flush_all()
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError:
+            self._connection_error()
+            return
+        try:
+            for event in events:
+                self._event(event)
+        except Exception:
+            log.exception("internal error serving HTTP/2 client %s", self.client_text)
+            self.transport.abort()
+            return
+        self.send()
+        if self.ctx.draining and not self.goaway_sent:  # came in while the worker drains: served, then GOAWAY
+            self.drain()
+
+    def _connection_error(self) -> None:
+        """h2 found a connection error and queued its GOAWAY: send it, cut the streams, linger, close."""
+        self.goaway_sent = True
+        self.send()
+        for stream in list(self.streams.values()):
+            stream.connection_gone()
+        self.streams.clear()
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.lingering = True
+            self.deadline = self.ctx.clock.now + _LINGER_S
+        else:
+            transport.close()
+
+    def _event(self, event) -> None:
+        streams = self.streams
+        if isinstance(event, DataReceived):
+            stream = streams.get(event.stream_id)
+            if stream is None:
+                self.ack(event.stream_id, event.flow_controlled_length)
+                return
+            self._stream_call(stream, stream.data, event.data, event.flow_controlled_length)
+            if event.stream_ended is not None and not stream.ended and not stream.finished:
+                self._stream_call(stream, stream.end)
+        elif isinstance(event, RequestReceived):
+            self._new_stream(event)
+        elif isinstance(event, StreamEnded):
+            stream = streams.get(event.stream_id)
+            if stream is not None and not stream.ended:
+                self._stream_call(stream, stream.end)
+        elif isinstance(event, (WindowUpdated, RemoteSettingsChanged)):
+            self.flush_all()
+        elif isinstance(event, StreamReset):
+            stream = streams.get(event.stream_id)
+            if stream is not None:
+                stream.reset_by_client()
+        elif isinstance(event, ConnectionTerminated):
+            self.goaway_sent = True  # no new streams either way
+            if not streams:
+                self.transport.close()
+
+    def _stream_call(self, stream: H2Stream, method, *args) -> None:
+        try:
+            method(*args)
+        except Exception:
+            stream.session.internal_error()
+
+    def _new_stream(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.goaway_sent:
+            self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        end_stream = event.stream_ended is not None
+        try:
+            raw = render_request(event.headers, end_stream)
+        except StreamError:
+            self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        stream = H2Stream(self, stream_id)
+        self.streams[stream_id] = stream
+        self.deadline = 0.0 if not self.writing_paused else self.deadline
+        self._stream_call(stream, stream.start, raw, end_stream)
+
+    def on_deadline(self) -> None:
+        """Idle (no stream) for the keep-alive timeout, or a client that does not read: close."""
+        if self.lingering:
+            self.transport.close()
+        elif self.writing_paused:
+            self.transport.abort()
+        elif not self.streams:
+            self.goaway_sent = True
+            self.h2.close_connection()
+            self.send()
+            self.transport.close()
+        else:
+            self.deadline = 0.0
+
+    def _idle_deadline(self) -> None:
+        self.deadline = self.ctx.clock.now + self.ctx.keepalive_timeout_s if not self.streams else 0.0
+
+    # -- what the streams call -----------------------------------------------------
+    def send(self) -> None:
+        """Write what h2 has to send."""
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+
+    def ack(self, stream_id: int, flow: int) -> None:
+        """``flow`` bytes of the stream's DATA were taken: the client may send as much more."""
+        if flow and not self.closed:
+            self.h2.acknowledge_received_data(flow, stream_id)
+
+    def reset_stream(self, stream_id: int, code) -> None:
+        if self.closed:
+            return
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except ProtocolError:
+            pass  # already closed on h2's side
+        self.send()
+
+    def send_headers(self, stream: H2Stream, headers: list, end: bool) -> bool:
+        if self.closed or stream.finished:
+            return False
+        try:
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end)
+        except ProtocolError:
+            log.warning("HTTP/2 response headers refused for %s: %r", self.client_text, headers)
+            return False
+        self.send()
+        return True
+
+    def stream_over(self, stream: H2Stream) -> None:
+        """The stream is done on both sides as far as we are concerned: forget it, and free the window
+        its unread DATA took (a client still sending is told to stop: RST_STREAM NO_ERROR)."""
+        if stream.waiting != _NOTHING:
+            stream._unwatch(stream.waiting)
+        if self.streams.pop(stream.stream_id, None) is None:
+            return
+        if self.closed:
+            return
+        flow = stream.unacked + sum(item[1] for item in stream.held)
+        stream.held.clear()
+        stream.unacked = 0
+        if not stream.ended:
+            stream.ended = True
+            try:
+                self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            except ProtocolError:
+                pass
+        if flow:
+            self.h2.acknowledge_received_data(flow, stream.stream_id)
+        self.send()
+        if not self.streams:
+            if self.goaway_sent:
+                self.transport.close()
+            elif not self.writing_paused:
+                self._idle_deadline()
+
+    def flush_all(self) -> None:
+        for stream in list(self.streams.values()):
+            if self.writing_paused or self.closed:
+                return
+            if stream.out or stream.corked is not None or stream.end_queued:
+                self._flush(stream)
+        self.send()
+
+    def flush_stream(self, stream: H2Stream) -> None:
+        if not self.closed:
+            self._flush(stream)
+            self.send()
+
+    def _flush(self, stream: H2Stream) -> None:
+        """Send what the stream has, within the windows; END_STREAM with its last byte."""
+        if stream.finished or self.writing_paused:
+            return
+        conn = self.h2
+        stream_id = stream.stream_id
+        out = stream.out
+        progress = False
+        try:
+            if stream.corked is not None:
+                if not out and not stream.end_queued:
+                    return
+                headers = stream.corked
+                stream.corked = None
+                end = stream.end_queued and not out
+                conn.send_headers(stream_id, headers, end_stream=end)
+                stream.head_sent = True
+                if end:
+                    stream.finished = True
+            written = 0
+            while out:
+                if written >= _WRITE_BATCH_BYTES:  # hand it to the socket: a full one pauses us
+                    written = 0
+                    self.send()
+                    if self.writing_paused:
+                        break
+                room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+                if room <= 0:
+                    break
+                chunk = out[0]
+                if len(chunk) <= room:
+                    out.popleft()
+                else:
+                    out[0] = chunk[room:]
+                    chunk = chunk[:room]
+                stream.out_bytes -= len(chunk)
+                written += len(chunk)
+                progress = True
+                end = stream.end_queued and not out
+                conn.send_data(stream_id, chunk, end_stream=end)
+                if end:
+                    stream.finished = True
+            if not out and stream.end_queued and not stream.finished and stream.head_sent:
+                conn.end_stream(stream_id)
+                stream.finished = True
+        except ProtocolError:
+            log.warning("HTTP/2 stream %d of %s cut: its response was refused", stream_id, self.client_text)
+            stream.abort()
+            return
+        if out and not self.writing_paused:  # the stream's window is closed: the client has send_timeout to open it
+            if stream.waiting != _WINDOW or progress:
+                if stream.waiting == _BODY_BYTES:
+                    stream._unwatch(_BODY_BYTES)
+                stream._watch(_WINDOW, self.ctx.send_timeout_s)
+        elif stream.waiting == _WINDOW:
+            stream._unwatch(_WINDOW)
+        if stream.upstream_paused and stream.out_bytes <= _STREAM_LOW_BYTES and not self.writing_paused:
+            stream.upstream_paused = False
+            stream.session.resume_upstream()
+        if stream.finished and stream.done:
+            self.send()
+            self.stream_over(stream)
+
+    def drain(self) -> None:
+        """Graceful stop: GOAWAY with the last stream id; the connection closes when its streams are done."""
+        if self.goaway_sent or self.closed:
+            return
+        self.goaway_sent = True
+        self.send()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.error_code = 0
+        self.transport.write(frame.serialize())
+        if not self.streams:
+            self.transport.close()
