@@ -7,6 +7,7 @@ gateway features the proxy claims reached the origin and the client.
 """
 
 import http.client
+import ssl
 
 from bench.scenarios import Scenario
 
@@ -17,7 +18,10 @@ class ProbeError(Exception):
 
 def probe(port: int, scenario: Scenario, features: list[str]) -> None:
     """Raise ProbeError saying what is wrong with the proxy's answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if scenario.tls:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", scenario.path, headers=scenario.headers)
         response = conn.getresponse()

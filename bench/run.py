@@ -20,6 +20,7 @@ from bench.probe import ProbeError, probe
 from bench.procs import Pinning, ProcError, free_port
 from bench.redis import script_calls, start_redis
 from bench.scenarios import Scenario
+from bench.tls import self_signed
 from bench.wrk import WrkResult, run_wrk
 
 MAX_CONNECTIONS = 1024
@@ -90,11 +91,12 @@ def scenario_features(scenario: Scenario, proxy: Proxy) -> frozenset[str]:
 def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: int,
            pin: Pinning | None, workdir: Path, stack: ExitStack, redis_port: int) -> tuple[Running, str]:
     spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
-                     scenario.workers, scenario_features(scenario, proxy), max_connections, redis_port)
+                     scenario.workers, scenario_features(scenario, proxy), max_connections, redis_port,
+                     self_signed(workdir / "tls") if scenario.tls else None)
     server = proxy.start(spec, pin.proxy if pin else None)
     stack.callback(server.proc.stop)
     probe(spec.port, scenario, server.features)
-    return server, f"http://127.0.0.1:{spec.port}{scenario.path}"
+    return server, f"{'https' if scenario.tls else 'http'}://127.0.0.1:{spec.port}{scenario.path}"
 
 
 def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,

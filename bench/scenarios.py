@@ -39,6 +39,8 @@ class Scenario:
     """Gateway features every proxy runs with besides those of ``gateway``; the baseline runs
     without them. nginx and HAProxy run a local rate limit for "rate_limit_redis"."""
     baseline: Baseline | None = None
+    tls: bool = False
+    """Clients speak HTTPS to the proxy (one self-signed certificate, bench/tls.py); the origin stays plain."""
 
     @property
     def body_bytes(self) -> int:
@@ -57,6 +59,7 @@ class Scenario:
 
 SCENARIOS = {s.name: s for s in (
     Scenario("small", "12 B body, keep-alive, 1 worker", "/small"),
+    Scenario("https", "12 B body, keep-alive over TLS, 1 worker", "/small", tls=True),
     Scenario("16k", "16 KiB body, keep-alive", "/16k"),
     Scenario("1m", "1 MiB body, keep-alive", "/1m"),
     Scenario("close", "12 B body, new connection per request", "/small", close=True),

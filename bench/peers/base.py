@@ -38,6 +38,8 @@ class ProxySpec:
     open-file limit would inflate their memory figures."""
     redis_port: int = 0
     """The redis-server for the rate_limit_redis feature, or 0."""
+    tls: tuple[Path, Path] | None = None
+    """(certificate, key) PEM files when clients speak HTTPS to the proxy, else None."""
 
 
 @dataclass

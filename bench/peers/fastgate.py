@@ -84,7 +84,7 @@ class Fastgate(Proxy):
                 "error_log": "stderr",  # the harness sends stderr to ``log``
                 "log_level": "warning",
             },
-            "listeners": [{"address": f"127.0.0.1:{spec.port}"}],
+            "listeners": [{"address": f"127.0.0.1:{spec.port}", **_tls_listener(spec)}],
             # No admin listener: two fastgates run side by side. Metrics count without it.
             "admin": {"address": "", "metrics": "metrics" in on},
             "tracing": {"enabled": "tracing" in on},
@@ -100,6 +100,13 @@ class Fastgate(Proxy):
         conf = spec.workdir / "fastgate.toml"
         conf.write_text(tomlwrite.dumps(config))
         return [*fastgate_command(), "-c", str(conf)], sorted(on)
+
+
+def _tls_listener(spec: ProxySpec) -> dict:
+    if spec.tls is None:
+        return {}
+    cert, key = spec.tls
+    return {"tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}
 
 
 class UnlimitedFastgate(Fastgate):

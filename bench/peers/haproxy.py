@@ -37,6 +37,16 @@ def _gateway(features: frozenset[str]) -> tuple[list[str], list[str]]:
     return glob, frontend
 
 
+def _tls_bind(spec: ProxySpec) -> str:
+    """`` ssl crt FILE`` (HAProxy reads the certificate and its key from one file), or ""."""
+    if spec.tls is None:
+        return ""
+    cert, key = spec.tls
+    combined = spec.workdir / "site.pem"
+    combined.write_bytes(cert.read_bytes() + key.read_bytes())
+    return f" ssl crt {combined}"
+
+
 class HAProxy(Proxy):
     name = "haproxy"
     binary = "haproxy"
@@ -68,7 +78,7 @@ class HAProxy(Proxy):
             "    timeout http-keep-alive 75s",
             "    http-reuse always",
             "frontend bench",
-            f"    bind 127.0.0.1:{spec.port}",
+            f"    bind 127.0.0.1:{spec.port}{_tls_bind(spec)}",
             *("    " + line for line in frontend),
             "    default_backend origin",
             "backend origin",

@@ -92,7 +92,8 @@ class Nginx(Proxy):
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{spec.port} reuseport backlog=1024;
+        listen 127.0.0.1:{spec.port}{" ssl" if spec.tls else ""} reuseport backlog=1024;
+{_indent(_tls(spec), 8)}
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -107,6 +108,13 @@ class Nginx(Proxy):
         connections = spec.max_connections + 256
         conf.write_text(nginx_conf(spec.workdir, log, spec.workers, connections, body))
         return nginx_argv(spec.workdir, conf, log), sorted(spec.features)
+
+
+def _tls(spec: ProxySpec) -> list[str]:
+    if spec.tls is None:
+        return []
+    cert, key = spec.tls
+    return [f"ssl_certificate {cert};", f"ssl_certificate_key {key};"]
 
 
 def _indent(lines: list[str], spaces: int) -> str:
