@@ -11,7 +11,7 @@ session's, exactly as for HTTP/1.1. The connection owns the bytes, the
 flow-control windows, the stream table and the timeouts.
 
 The request. The stream's header list is checked beyond what h2 checks
-(``render_request``: no CR/LF/NUL, lower-case token names, no
+(``render_request`` in wire/h2_fields.py: no CR/LF/NUL, lower-case token names, no
 connection-specific fields, pseudo-headers first and once, :method :scheme
 :path present, no CONNECT: any of these is a stream error PROTOCOL_ERROR),
 then rendered as an HTTP/1.1 request head (":authority" becomes Host, cookie
@@ -47,7 +47,6 @@ closes when its streams in flight are done.
 """
 
 import asyncio
-import re
 from collections import deque
 
 from h2.config import H2Configuration
@@ -68,6 +67,7 @@ from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
+from fastgate.wire.h2_fields import StreamError, render_request, response_headers
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The client connection preface: an h2c connection with prior knowledge opens with it."""
@@ -83,120 +83,14 @@ _STREAM_LOW_BYTES = 64 * 1024
 _LINGER_S = 1.0
 """After a connection error's GOAWAY, how long what the client still sends is read and dropped."""
 _WRITE_BATCH_BYTES = 64 * 1024
+_DISCARD_BYTES = 64 * 1024
+"""After a complete response, how much more of the request body is read and dropped before the stream
+is reset (RST_STREAM NO_ERROR): h2 answers DATA that arrives after our reset with a reset of its own
+(STREAM_CLOSED), which clients such as curl report as an error even after a whole response."""
 """DATA handed to the transport at a time, so a full socket (pause_writing) stops the sending loop."""
 
 _PENDING, _BUFFER, _BODY, _DONE = range(4)
 _NOTHING, _BODY_BYTES, _WINDOW = range(3)
-
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
-_METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_BAD_VALUE = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
-_CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
-"""Fields that HTTP/2 forbids (RFC 9113 8.2.2); ``te`` is allowed only as "trailers"."""
-_RESPONSE_DROPPED = _CONNECTION_SPECIFIC | {b"te", b"trailer"}
-
-
-class StreamError(Exception):
-    """A request stream that breaks HTTP/2's rules: reset with PROTOCOL_ERROR."""
-
-
-def render_request(headers: list, end_stream: bool) -> bytes:
-    """The HTTP/1.1 request head (ending in CRLF CRLF) that an HTTP/2 request's header list stands for.
-
-    A request without content-length whose stream did not end with its
-    headers gets ``Transfer-Encoding: chunked``: its DATA is rendered chunked.
-    Raise StreamError for what HTTP/2 itself forbids.
-    """
-    method = scheme = path = authority = host = content_length = None
-    regular = False
-    lines = [b""]
-    cookies = []
-    for name, value in headers:
-        if _BAD_VALUE.search(value):
-            raise StreamError("CR, LF, NUL or surrounding blanks in a field value")
-        if name[:1] == b":":
-            if regular:
-                raise StreamError("a pseudo-header after a regular field")
-            if name == b":method":
-                if method is not None:
-                    raise StreamError("repeated :method")
-                method = value
-            elif name == b":scheme":
-                if scheme is not None:
-                    raise StreamError("repeated :scheme")
-                scheme = value
-            elif name == b":path":
-                if path is not None:
-                    raise StreamError("repeated :path")
-                path = value
-            elif name == b":authority":
-                if authority is not None:
-                    raise StreamError("repeated :authority")
-                authority = value
-            else:
-                raise StreamError("unknown pseudo-header")
-            continue
-        regular = True
-        if not _TOKEN.match(name):
-            raise StreamError("a field name that is not a lower-case token")
-        if name in _CONNECTION_SPECIFIC:
-            raise StreamError("a connection-specific field")
-        if name == b"te":
-            if value.lower() != b"trailers":
-                raise StreamError("te other than trailers")
-            continue  # hop-by-hop: it goes no further
-        if name == b"cookie":
-            cookies.append(value)
-            continue
-        if name == b"host":
-            if host is not None:
-                raise StreamError("repeated host")
-            host = value
-            continue
-        if name == b"content-length":
-            if content_length is not None or not value.isdigit():
-                raise StreamError("bad content-length")
-            content_length = int(value)
-        lines.append(name + b": " + value)
-    if method is None or scheme is None or not path:
-        raise StreamError("missing :method, :scheme or :path")
-    if method == b"CONNECT":
-        raise StreamError("CONNECT is not supported")
-    if not _METHOD.match(method):
-        raise StreamError("bad :method")
-    if scheme not in (b"http", b"https"):
-        raise StreamError("bad :scheme")
-    if authority is not None:
-        if host is not None and host != authority:
-            raise StreamError("host and :authority differ")
-        host = authority
-    if content_length is not None and end_stream and content_length:
-        raise StreamError("content-length on a stream without DATA")
-    parts = [method, b" ", path, b" HTTP/1.1"]
-    if host is not None:
-        parts.append(b"\r\nHost: " + host)
-    parts.append(b"\r\n".join(lines))
-    if cookies:
-        parts.append(b"\r\nCookie: " + b"; ".join(cookies))
-    if content_length is None and not end_stream:
-        parts.append(b"\r\nTransfer-Encoding: chunked")
-    parts.append(b"\r\n\r\n")
-    return b"".join(parts)
-
-
-def response_headers(status: int, block: bytes) -> list:
-    """HTTP/2 response headers: ``:status``, then the ``\\r\\nName: value`` lines of ``block``
-    without connection-specific fields, names in lower case."""
-    headers = [(b":status", b"%d" % status)]
-    for line in block.split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        name = name.strip().lower()
-        if name and name not in _RESPONSE_DROPPED:
-            headers.append((name, value.strip()))
-    return headers
-
 
 class H2Stream:
     """One request stream: the downstream surface its ProxySession is served through."""
@@ -545,7 +439,7 @@ class H2ServerConnection(asyncio.Protocol):
 
     __slots__ = (
         "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
-        "writing_paused", "deadline", "goaway_sent", "lingering",
+        "writing_paused", "deadline", "goaway_sent", "lingering", "discarding",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -560,6 +454,8 @@ class H2ServerConnection(asyncio.Protocol):
         self.writing_paused = False
         self.deadline = 0.0
         self.goaway_sent = False
+        self.discarding: dict[int, int] = {}
+        """Streams answered while the client still sends: stream id -> body bytes still dropped before a reset."""
         self.lingering = False
         """A connection error's GOAWAY went out: what the client still sends is read and dropped for a
         moment (closing at once would answer it with a reset, which can destroy the GOAWAY)."""
@@ -652,6 +548,7 @@ class H2ServerConnection(asyncio.Protocol):
             stream = streams.get(event.stream_id)
             if stream is None:
                 self.ack(event.stream_id, event.flow_controlled_length)
+                self._discard(event.stream_id, event.flow_controlled_length, event.stream_ended is not None)
                 return
             self._stream_call(stream, stream.data, event.data, event.flow_controlled_length)
             if event.stream_ended is not None and not stream.ended and not stream.finished:
@@ -662,9 +559,11 @@ class H2ServerConnection(asyncio.Protocol):
             stream = streams.get(event.stream_id)
             if stream is not None and not stream.ended:
                 self._stream_call(stream, stream.end)
+            self.discarding.pop(event.stream_id, None)
         elif isinstance(event, (WindowUpdated, RemoteSettingsChanged)):
             self.flush_all()
         elif isinstance(event, StreamReset):
+            self.discarding.pop(event.stream_id, None)
             stream = streams.get(event.stream_id)
             if stream is not None:
                 stream.reset_by_client()
@@ -746,7 +645,8 @@ class H2ServerConnection(asyncio.Protocol):
 
     def stream_over(self, stream: H2Stream) -> None:
         """The stream is done on both sides as far as we are concerned: forget it, and free the window
-        its unread DATA took (a client still sending is told to stop: RST_STREAM NO_ERROR)."""
+        its unread DATA took (a client still sending may go on for _DISCARD_BYTES, dropped, before it is
+        told to stop: ``_discard``)."""
         if stream.waiting != _NOTHING:
             stream._unwatch(stream.waiting)
         if self.streams.pop(stream.stream_id, None) is None:
@@ -758,10 +658,7 @@ class H2ServerConnection(asyncio.Protocol):
         stream.unacked = 0
         if not stream.ended:
             stream.ended = True
-            try:
-                self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
-            except ProtocolError:
-                pass
+            self.discarding[stream.stream_id] = _DISCARD_BYTES
         if flow:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
         self.send()
@@ -770,6 +667,24 @@ class H2ServerConnection(asyncio.Protocol):
                 self.transport.close()
             elif not self.writing_paused:
                 self._idle_deadline()
+
+    def _discard(self, stream_id: int, length: int, ended: bool) -> None:
+        """DATA of a stream answered while its client still sends: dropped up to _DISCARD_BYTES, then
+        the client is told to stop (RST_STREAM NO_ERROR, RFC 9113 8.1)."""
+        left = self.discarding.get(stream_id)
+        if left is None:
+            return
+        left -= length
+        if ended:
+            del self.discarding[stream_id]
+        elif left < 0:
+            del self.discarding[stream_id]
+            try:
+                self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            except ProtocolError:
+                pass
+        else:
+            self.discarding[stream_id] = left
 
     def flush_all(self) -> None:
         for stream in list(self.streams.values()):

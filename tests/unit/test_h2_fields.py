@@ -3,7 +3,7 @@ response head's lines as HTTP/2 headers."""
 
 import pytest
 
-from fastgate.transport.h2_server import StreamError, render_request, response_headers
+from fastgate.wire.h2_fields import StreamError, render_request, response_headers
 from fastgate.wire.h1 import new_request_parser, parse_request_head
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"api.test"), (b":path", b"/a?b=1")]
