@@ -48,6 +48,7 @@ from fastgate.proxy.errors import error_answer
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.proxy.limit_phase import LimitPhase
 from fastgate.upstream.retry import NO_DEADLINE
+from fastgate.wire.chunked import BodyTooLarge, FramingError
 from fastgate.wire.h1 import allowed_upgrade
 
 _PENDING_HIGH_BYTES = 256 * 1024
@@ -229,6 +230,13 @@ class ProxySession(LimitPhase):
         else:
             self._finished(self.status)
         downstream.close()
+
+    def refuse_body(self, exc: FramingError) -> None:
+        """A request body that cannot be relayed: 413 past its size limit, else 400."""
+        if isinstance(exc, BodyTooLarge):
+            self.refuse(413, "request body too large")
+        else:
+            self.refuse(400, f"malformed request body: {exc}")
 
     def _unavailable(self, reason: str, extra_headers: bytes = b"") -> None:
         """503 before anything went upstream (overload, breaker, no server)."""

@@ -42,7 +42,6 @@ full the session pauses client reading; when the client's is full
 
 import asyncio
 
-from fastgate.observe.errorlog import log
 from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
@@ -51,7 +50,7 @@ from fastgate.transport.states import (
     BODY, BODY_TIMEOUT, BUFFER, CLOSED, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, PENDING, SEND, TUNNEL, TUNNEL_IDLE, WAIT,
 )
 from fastgate.upstream.connection import WRITE_HIGH_BYTES, WRITE_LOW_BYTES
-from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError
+from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
 from fastgate.wire.status import status_line
 
@@ -254,7 +253,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             ready = body.feed(data)
         except FramingError as exc:
-            self._refuse_body(exc)
+            self.session.refuse_body(exc)
             return
         if not ready:
             return
@@ -304,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 end = framer.feed(data)
             except FramingError as exc:
-                self._refuse_body(exc)
+                self.session.refuse_body(exc)
                 return
             if end < 0:
                 session.send_body(data)
@@ -324,13 +323,6 @@ class ClientConnection(asyncio.Protocol):
         if end < len(data):
             self.buffer = data[end:]
         session.body_sent()
-
-    def _refuse_body(self, exc: FramingError) -> None:
-        """A request body that cannot be relayed: 413 past its size limit, else 400."""
-        if isinstance(exc, BodyTooLarge):
-            self.session.refuse(413, "request body too large")
-        else:
-            self.session.refuse(400, f"malformed request body: {exc}")
 
     # -- the downstream surface (called by the session) -------------------------
     def write_answer(self, status: int, fields: bytes, body: bytes, close: bool) -> None:

@@ -238,12 +238,11 @@ class H2Stream:
             self._deliver(*held.popleft())
 
     def _refuse_body(self, exc: FramingError) -> None:
+        """A body that cannot be relayed: the session's 413/400, or a cut once the response began."""
         if self.session.response_started:
             self.abort()
-        elif isinstance(exc, BodyTooLarge):
-            self.session.refuse(413, "request body too large")
         else:
-            self.session.refuse(400, f"malformed request body: {exc}")
+            self.session.refuse_body(exc)
 
     def _continue(self) -> None:
         """Answer ``expect: 100-continue`` when the body is first asked for and nothing of it came."""
