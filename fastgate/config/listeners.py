@@ -4,7 +4,7 @@ Each ``[[listeners]]`` entry becomes a ``ListenerSpec``: its TLS contexts
 (tls/server.py; made here, in the master, so the workers share their session
 ticket keys), the X-Forwarded-Proto header its requests carry upstream, and,
 for a plain listener with ``redirect_https``, a router of its own whose one
-route answers every request with a 308 to https (routing/redirect.py).
+route answers every request with a 308 to https (filters/https_redirect.py).
 """
 
 import os
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from fastgate.config.errors import FieldError
 from fastgate.config.schema import Config, Route as RouteConfig
+from fastgate.filters.chain import FilterChain
+from fastgate.filters.https_redirect import REDIRECT_ROUTE, HttpsRedirect
 from fastgate.ratelimit import RateLimiter
-from fastgate.routing.redirect import REDIRECT_ROUTE, HttpsRedirect
 from fastgate.routing.route import Route
 from fastgate.routing.router import Router
 from fastgate.tls.certificates import TlsSettingError
@@ -59,7 +60,7 @@ def compile_listeners(config: Config, base_dir: str, limiter: RateLimiter) -> tu
             port = 443 if listener.redirect_https is True else int(listener.redirect_https)
             # one metrics block for all redirecting listeners, after the config's routes (observe/metrics.py)
             route = Route(RouteConfig(name=REDIRECT_ROUTE), len(config.routes), None, config.http, limiter)
-            route.aggregate = HttpsRedirect(port)
+            route.attach_filters(FilterChain((HttpsRedirect(port),)))
             router = Router([route], [[]])
         host, _, port_text = listener.address.rpartition(":")
         specs.append(ListenerSpec(

@@ -18,6 +18,11 @@ from fastgate.config.errors import ConfigError, FieldError
 from fastgate.config.listeners import ListenerSpec, compile_listeners, resolve
 from fastgate.config.schema import Config, Events, Http, Route as RouteConfig
 from fastgate.config.units import decode_hook
+from fastgate.filters.aggregate import AggregateFilter
+from fastgate.filters.chain import FilterChain
+from fastgate.filters.header_edits import HeaderEditsFilter
+from fastgate.filters.rate_limit import RateLimitFilter
+from fastgate.filters.respond import RespondFilter
 from fastgate.health import settings as health_settings
 from fastgate.health.state import HealthTable, create_table
 from fastgate.observe.otlp import check_installed, parse_endpoint
@@ -105,17 +110,24 @@ def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], ba
 
 def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
                    limiter: RateLimiter) -> Router:
-    """The route table, each route built once with what it runs: its limits and, for an aggregate
-    route, its parts (proxy/aggregate.py). Here, not in routing/, which is data and imports no
-    proxy/; raise FieldError."""
+    """The route table, each route built once with its filters (filters/): rate limits, then the
+    answer it gives itself (respond or aggregate), and its header edits. Here, not in routing/,
+    which is data and imports no filters; raise FieldError."""
     routes = []
     for i, config in enumerate(configs):
         try:
             route = Route(config, i, upstreams.get(config.upstream) if config.upstream else None, http, limiter)
         except (ValueError, UnicodeError) as exc:
             raise FieldError(f"routes[{i}]", str(exc)) from None
+        filters = []
+        if route.limits is not None:
+            filters.append(RateLimitFilter(route.limits))
+        if config.respond is not None:
+            filters.append(RespondFilter(config.respond))
         if config.aggregate:
-            route.aggregate = Aggregate(config, route, upstreams)
+            filters.append(AggregateFilter(Aggregate(config, route, upstreams)))
+        filters.append(HeaderEditsFilter(config.request_headers, config.response_headers))  # last: its sets win
+        route.attach_filters(FilterChain(tuple(filters)))
         routes.append(route)
     return Router(routes, [c.hosts for c in configs])
 

@@ -26,7 +26,7 @@ from fastgate.routing.route import route_name
 from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
-from fastgate.routing.redirect import REDIRECT_ROUTE
+from fastgate.filters.https_redirect import REDIRECT_ROUTE
 from fastgate.tls.failures import REASONS as TLS_FAILURE_REASONS
 
 if TYPE_CHECKING:  # a type name only: observe/ does not depend on the config loader

@@ -3,13 +3,12 @@
 Theory of operation
 -------------------
 A route with ``[[routes.aggregate]]`` parts answers GET and HEAD requests
-itself. For each one the client connection calls ``Aggregate.start`` and
-waits (its AGGREGATE state keeps pipelined bytes waiting); the
-``Aggregation`` it gets back sends every part at once and, when it has its
-answer, calls ``on_done()``, always from a later loop turn, never from
-within ``start``. The connection then asks ``response()`` for the bytes.
-A connection that goes away calls ``cancel()``: the parts' upstream
-connections are aborted and their timers stopped.
+itself, through its filter (filters/aggregate.py): ``Aggregate.start``
+gives an ``Aggregation``, which sends every part at once and, when it has
+its answer, sets it (an Answer, proxy/answer.py) as the result of its
+``future``, which the request waits for. A client that goes away cancels
+that future: the parts' upstream connections are aborted and their timers
+stopped.
 
 A ``Part`` is one GET to one upstream. It goes through that upstream's
 balancer and keep-alive pools like a forwarded request, and is the exchange
@@ -55,7 +54,7 @@ import msgspec
 
 from fastgate.config.schema import Route as RouteConfig
 from fastgate.observe.errorlog import log
-from fastgate.proxy.errors import error_answer
+from fastgate.proxy.answer import Answer
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.upstream.group import UpstreamGroup
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
@@ -126,10 +125,10 @@ class Aggregate:
             for p in config.aggregate
         )
 
-    def start(self, head, request_id: bytes, client_ip: bytes, proto_header: bytes, clock,
-              on_done) -> "Aggregation":
-        """Send the parts of the request ``head``; ``on_done()`` is called later, once, unless cancelled."""
-        aggregation = Aggregation(self, head, request_id, clock, on_done)
+    def start(self, head, request_id: bytes, client_ip: bytes, proto_header: bytes, clock) -> "Aggregation":
+        """Send the parts of the request ``head``; the answer comes as the result of the
+        aggregation's ``future`` (an Answer); cancelling that future stops the parts."""
+        aggregation = Aggregation(self, head, request_id, clock)
         if head.method not in _METHODS:
             aggregation.finish(405, "an aggregate route answers only GET and HEAD", _ALLOW)
         elif head.has_body:
@@ -137,7 +136,7 @@ class Aggregate:
         else:
             for part in aggregation.parts:
                 part.send(head, client_ip, proto_header)
-                if aggregation.done is not None:
+                if aggregation.future.done():
                     break  # a required part failed at once
         return aggregation
 
@@ -145,20 +144,18 @@ class Aggregate:
 class Aggregation:
     """One request's parts in flight, then its answer."""
 
-    __slots__ = ("aggregate", "head", "request_id", "clock", "on_done", "parts", "pending", "done", "failure")
+    __slots__ = ("aggregate", "head", "request_id", "clock", "future", "parts", "pending")
 
-    def __init__(self, aggregate: Aggregate, head, request_id: bytes, clock, on_done) -> None:
+    def __init__(self, aggregate: Aggregate, head, request_id: bytes, clock) -> None:
         self.aggregate = aggregate
         self.head = head
         self.request_id = request_id
         self.clock = clock
-        self.on_done = on_done
+        self.future = clock.loop.create_future()
+        """Done with the Answer once it is known; cancelled when the client goes away."""
+        self.future.add_done_callback(self._ended)
         self.parts = [Part(spec, self) for spec in aggregate.parts]
         self.pending = len(self.parts)
-        self.done = None
-        """The loop handle that calls on_done, once the answer is known."""
-        self.failure: tuple[int, str, bytes] | None = None
-        """Status, message and extra headers when the answer is an error."""
 
     def part_done(self, part: "Part") -> None:
         self.pending -= 1
@@ -168,30 +165,21 @@ class Aggregation:
             self.finish()
 
     def finish(self, status: int = _OK, message: str = "", extra: bytes = b"") -> None:
-        """The answer is known: cancel the parts still running and tell the connection soon."""
-        if status != _OK:
-            self.failure = (status, message, extra)
+        """The answer is known: give it (the parts still running are cancelled)."""
+        if self.future.done():
+            return
         for part in self.parts:
             part.cancel()
-        self.done = self.clock.loop.call_soon(self.on_done)
+        self.future.set_result(Answer.failure(status, message, extra) if status != _OK else self._merged())
 
-    def cancel(self) -> None:
-        """The client went away: stop every part, and do not call on_done."""
-        if self.done is not None:
-            self.done.cancel()
-        for part in self.parts:
-            part.cancel()
+    def _ended(self, future) -> None:
+        """The client went away: stop every part still running."""
+        if future.cancelled():
+            for part in self.parts:
+                part.cancel()
 
-    @property
-    def status(self) -> int:
-        """The status of the answer ``answer`` builds."""
-        return self.failure[0] if self.failure is not None else _OK
-
-    def answer(self, extra_headers: bytes) -> tuple[bytes, bytes]:
-        """The answer's fields and body (proxy/errors.py), with ``extra_headers`` (``\r\nName: value``)."""
-        if self.failure is not None:
-            status, message, extra = self.failure
-            return error_answer(status, message, self.request_id, extra + extra_headers)
+    def _merged(self) -> Answer:
+        """The 200 answer: every part's JSON under its key, and the failed optional parts' errors."""
         values: dict[str, msgspec.Raw | None] = {}
         errors: dict[str, PartError] = {}
         for part in self.parts:
@@ -200,12 +188,7 @@ class Aggregation:
             if part.status != _OK:
                 errors[key] = PartError(part.status, part.error)
         body = merge(values, errors)
-        return b"".join((
-            b"\r\nContent-Type: application/json\r\nContent-Length: %d" % len(body),
-            self.aggregate.route.response_edits.extra,
-            extra_headers,
-            b"\r\nX-Request-ID: " + self.request_id if self.request_id else b"",
-        )), body
+        return Answer.of(_OK, body, b"application/json")
 
 
 class Part:

@@ -11,7 +11,7 @@ from fastgate.wire.h1 import RequestHead, ResponseHead, splice_headers
 
 def upstream_request_head(
     head: RequestHead, route: Route, request_id: bytes, client_ip: bytes, proto_header: bytes,
-    default_host: bytes, traceparent: bytes = b"", line: bytes = b"", body_length: int = -1,
+    default_host: bytes, traceparent: bytes = b"", line: bytes = b"", body_length: int = -1, extra: bytes = b"",
 ) -> bytes:
     """The request head for the upstream, HTTP/1.1, ending in CRLF CRLF.
 
@@ -23,6 +23,8 @@ def upstream_request_head(
     gateway's own made from the client's (an aggregation part) gives its request ``line``;
     it carries the client's headers but never an upgrade. ``body_length`` >= 0 says a chunked
     body was read whole and goes de-chunked: Transfer-Encoding gives way to a Content-Length.
+    ``extra`` (``\r\nName: value`` pieces, from the route's ``upstream_request`` filters) is appended
+    after the route's own edits.
     """
     raw = head.raw
     if line:
@@ -63,6 +65,7 @@ def upstream_request_head(
     if head.upgrade and not line:
         parts.append(b"\r\nConnection: upgrade\r\nUpgrade: " + head.upgrade)
     parts.append(edits.extra)
+    parts.append(extra)
     if body_length >= 0:
         parts.append(b"\r\nContent-Length: %d" % body_length)
     parts.append(b"\r\n\r\n")

@@ -10,22 +10,31 @@ session runs DESIGN's phases in order:
 1. early: the request id and the trace context;
 2. route (the framework's own): no route is 404; a body over the route's
    size is 413; Upgrade keeps only the protocols the route allows;
-3. access: the route's rate limits (limit_phase.py), which may answer
-   429/503 or wait for Redis;
-4. dispatch: a respond route answers, an aggregate route fetches its parts
-   (aggregate.py), any other forwards;
+3. access: the route's ``request`` filters in order (the contract is
+   filters/base.py; a route's chain per phase is built at load,
+   filters/chain.py): rate limits, then a route's own answer (respond,
+   aggregate, redirect); each goes on, answers (an Answer, proxy/answer.py)
+   or returns an awaitable the session waits on (``_access``, ``_waited``);
+   a route whose ``request`` chain is empty goes straight on;
+4. (there is no separate dispatch: a route that answers itself does it
+   with its last ``request`` filter; every other request is forwarded)
 5. forward: the upstream's breaker and overload checks, then a body that
    fits the route's buffer is read whole (``downstream.read_body``) before a
    server is picked, connected to (or a pooled connection taken, or a place
-   waited for under max_connections) and sent the request; a larger body
+   waited for under max_connections) and sent the request, whose head the
+   route's ``upstream_request`` filters may edit first; a larger body
    streams (``downstream.stream_body``, then ``send_body`` / ``body_sent``);
 6. the response, through the exchange contract of upstream/connection.py,
-   which this class implements: its head, data and end are passed to the
-   adapter; a failure before anything reached the client is retried on
+   which this class implements: its head (edited by the route's
+   ``response`` filters), data and end are passed to the adapter; a failure before anything reached the client is retried on
    another server when the policy allows (upstream/retry.py), else mapped
    to 502/503/504 in one place (``_fail_upstream``);
-7. log: ``_finished`` runs the log phase (observe/observer.py) exactly once
-   per request; the session is the per-request record it reads.
+7. log: ``_finished`` runs the log phase (observe/observer.py, then the
+   route's ``log`` filters) exactly once per request; the session is the
+   per-request record it reads.
+
+What filters read on the session (``method``, ``path``, ``header()``,
+``state``...) is listed in filters/base.py.
 
 The downstream surface (what an adapter offers the session):
 ``write_answer(status, fields, body, close)``, ``send_response_head(head)``,
@@ -40,28 +49,29 @@ An HTTP/1.1 connection keeps one session and starts it again for each of
 its requests (one at a time); ``begin`` resets what is per request.
 """
 
+import asyncio
 import time
 
 from fastgate.observe.errorlog import log
 from fastgate.observe.record import LIMIT_NONE
+from fastgate.proxy.answer import Answer, HeaderChanges
 from fastgate.proxy.errors import error_answer
 from fastgate.proxy.heads import upstream_request_head
-from fastgate.proxy.limit_phase import LimitPhase
 from fastgate.upstream.retry import NO_DEADLINE
 from fastgate.wire.chunked import BodyTooLarge, FramingError
-from fastgate.wire.h1 import allowed_upgrade
+from fastgate.wire.h1 import allowed_upgrade, header_value
 
 _PENDING_HIGH_BYTES = 256 * 1024
 """Request bytes held for an upstream connection still being made, past which the client is paused."""
 
 
-class ProxySession(LimitPhase):
+class ProxySession:
     __slots__ = (
         # the connection's, set once
         "ctx", "downstream", "client_ip", "client_text", "proto_header",
         # the request's
-        "head", "route", "request_id", "limit_headers", "checking", "limiting", "body_for_limits", "body_buffer",
-        "body_pending", "aggregation",
+        "head", "route", "request_id", "response_fields", "waiting", "wait_index", "body_for_filters",
+        "body_buffer", "body_pending", "_state",
         # its forwarding
         "pool", "upstream", "connecting", "queued", "pending", "pending_bytes", "upstream_head", "started_s",
         "tried", "attempt", "retry_budget", "retry_timer", "total_deadline", "deadline", "response_started",
@@ -85,20 +95,21 @@ class ProxySession(LimitPhase):
         self.head = None
         self.route = None
         self.request_id = b""
-        self.limit_headers = b""
-        """Rate-limit headers for this request's response (from the limit decision)."""
-        self.checking = False
-        """True while a rate-limit check runs, so a synchronous decision is told from a later one."""
-        self.limiting = False
-        """A rate-limit decision is awaited (Redis)."""
-        self.body_for_limits = False
-        """The body is being read for a body-keyed limit, checked once it is in."""
+        self.response_fields = b""
+        """``\r\nName: value`` fields added to this request's response: rate-limit headers, and what
+        ``response`` filters add."""
+        self.waiting = None
+        """The awaitable (a Future or Task) a ``request`` filter returned, while the request waits on it."""
+        self.wait_index = 0
+        """Where the ``request`` chain goes on once ``waiting`` is done."""
+        self.body_for_filters = False
+        """The body is being read for the ``request`` filters (their ``body_bytes``); they run once it is in."""
         self.body_buffer = None
         """The request body read before the request goes on (transport/body_buffer.py BodyBuffer)."""
         self.body_pending = False
         """The body is being streamed upstream and has not ended yet."""
-        self.aggregation = None
-        """The route's parts in flight (proxy/aggregate.py), cancelled if the client goes away."""
+        self._state = None
+        """Filters' per-request state (``state``), made when first asked for."""
         # its forwarding
         self.pool = None
         """The pool of the server chosen for this request; counts it in flight until released."""
@@ -157,10 +168,10 @@ class ProxySession(LimitPhase):
         self.limit_outcome = LIMIT_NONE
         self.traceparent = b""
         self.request_id = b""
-        self.head = self.route = None
-        self.limit_headers = b""
+        self.head = self.route = self._state = None
+        self.response_fields = b""
         self.body_buffer = None
-        self.body_for_limits = False
+        self.body_for_filters = False
         self.response_started = False
 
     def start(self, head) -> None:
@@ -180,37 +191,59 @@ class ProxySession(LimitPhase):
             return
         if head.upgrade:
             head.upgrade = allowed_upgrade(head.upgrade, route.upgrades)
-        limits = route.limits
-        if limits is None:
-            self._dispatch()
-        elif limits.needs_body and head.has_body:
-            self.body_for_limits = True
-            self.downstream.read_body(max(limits.body_read_limit, self._buffered_size(head, route)))
-        else:
-            self._check_limits(None)
-
-    def _dispatch(self) -> None:
-        """The request passed its limits: answer it here, aggregate its parts or forward it."""
-        route = self.route
-        if route.aggregate is not None:
-            self.aggregation = route.aggregate.start(
-                self.head, self.request_id, self.client_ip, self.proto_header, self.ctx.clock, self._aggregated)
-        elif route.respond_fields is None:
+        filters = route.filters
+        if not filters.request:
             self._forward()
+        elif filters.body_bytes and head.has_body:
+            self.body_for_filters = True
+            self.downstream.read_body(max(filters.body_bytes, self._buffered_size(head, route)))
         else:
-            request_id = self.request_id
-            self._answer(route.respond_status, b"".join((
-                route.respond_fields, self.limit_headers, b"\r\nX-Request-ID: " + request_id if request_id else b"",
-            )), route.respond_body)
+            self._access(0)
 
-    def _aggregated(self) -> None:
-        """The aggregation has its answer (called from a later loop turn)."""
+    def _access(self, index: int) -> None:
+        """The access phase, from the route's ``index``-th ``request`` filter on; then forward."""
+        chain = self.route.filters.request
+        while index < len(chain):
+            result = chain[index].request(self)
+            index += 1
+            if result is None:
+                continue
+            if result.__class__ is Answer:
+                self._reply(result)
+            else:
+                self.wait_index = index
+                self.waiting = future = asyncio.ensure_future(result)  # a coroutine becomes a Task
+                future.add_done_callback(self._waited)
+            return
+        self._forward()
+
+    def _waited(self, future) -> None:
+        """What a ``request`` filter waited on is done: go on, or answer."""
+        if future is not self.waiting:
+            return  # given up on: the client went away
+        self.waiting = None
         try:
-            aggregation = self.aggregation
-            self.aggregation = None
-            self._answer(aggregation.status, *aggregation.answer(self.limit_headers))
+            result = future.result()
+            if result is None:
+                self._access(self.wait_index)
+            elif result.__class__ is Answer:
+                self._reply(result)
+            else:
+                raise TypeError(f"a request filter's awaitable gave {result!r}, not None or an Answer")
         except Exception:
             self.internal_error()
+
+    def _reply(self, answer: Answer) -> None:
+        """A filter's answer: with the request id and the response fields; an error's body is JSON."""
+        request_id = self.request_id
+        if answer.error is not None:
+            self._answer(answer.status, *error_answer(answer.status, answer.error, request_id,
+                                                      answer.fields + self.response_fields))
+            return
+        self._answer(answer.status, b"".join((
+            answer.fields, self.route.response_edits.extra, self.response_fields,
+            b"\r\nX-Request-ID: " + request_id if request_id else b"",
+        )), answer.body)
 
     def _answer(self, status: int, fields: bytes, body: bytes) -> None:
         """Answer the request here (no upstream); a request whose body was not read ends the connection."""
@@ -238,6 +271,53 @@ class ProxySession(LimitPhase):
         else:
             self.refuse(400, f"malformed request body: {exc}")
 
+    # -- what filters read (filters/base.py) ---------------------------------------
+    @property
+    def method(self) -> bytes:
+        return self.head.method
+
+    @property
+    def path(self) -> bytes:
+        """The path as routed (normalised), without the query."""
+        return self.head.path
+
+    @property
+    def query(self) -> bytes:
+        """The query with its "?", or b""."""
+        return self.head.query
+
+    @property
+    def authority(self) -> bytes:
+        """The Host (HTTP/2's :authority), b"" when there is none."""
+        return self.head.host
+
+    @property
+    def scheme(self) -> bytes:
+        return b"https" if self.proto_header.endswith(b"https") else b"http"
+
+    @property
+    def protocol(self) -> str:
+        head = self.head
+        return "HTTP/2.0" if head.http2 else "HTTP/1.0" if head.http_1_0 else "HTTP/1.1"
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of the request's header ``name`` (lower case), or None."""
+        return header_value(self.head.raw, name)
+
+    @property
+    def state(self) -> dict:
+        """Per-request state of the route's filters (made when first asked for)."""
+        state = self._state
+        if state is None:
+            self._state = state = {}
+        return state
+
+    def body_prefix(self, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of the request body, for filters with ``body_bytes``; None
+        without a body."""
+        body = self.body_buffer
+        return body.payload(limit) if body is not None else None
+
     def _unavailable(self, reason: str, extra_headers: bytes = b"") -> None:
         """503 before anything went upstream (overload, breaker, no server)."""
         self._answer(503, *error_answer(503, reason, self.request_id, extra_headers))
@@ -252,8 +332,8 @@ class ProxySession(LimitPhase):
 
     # -- forwarding ---------------------------------------------------------------
     def _forward(self) -> None:
-        """The request goes to the route's upstream, unless the upstream cannot take it now; a body
-        that fits the buffer is read whole first."""
+        """The request passed the access phase and goes to the route's upstream, unless the upstream
+        cannot take it now; a body that fits the buffer is read whole first."""
         head = self.head
         route = self.route
         group = route.upstream
@@ -280,9 +360,9 @@ class ProxySession(LimitPhase):
     def body_ready(self, body) -> None:
         """The adapter read the body whole, or ``limit`` bytes of it (a BodyBuffer): go on."""
         self.body_buffer = body
-        if self.body_for_limits:
-            self.body_for_limits = False
-            self._check_limits(body.payload(self.route.limits.body_read_limit))
+        if self.body_for_filters:
+            self.body_for_filters = False
+            self._access(0)
         else:
             self._send()
 
@@ -307,7 +387,8 @@ class ProxySession(LimitPhase):
                 first = body.raw()
         request_head = upstream_request_head(
             head, route, self.request_id, self.client_ip, self.proto_header, pool.host_header, self.traceparent,
-            body_length=len(whole) if whole is not None and head.chunked else -1,
+            b"", len(whole) if whole is not None and head.chunked else -1,
+            self._filter_upstream_request() if route.filters.upstream_request else b"",
         )
         if whole:
             request_head += whole
@@ -327,6 +408,17 @@ class ProxySession(LimitPhase):
                 return
         if streams:
             self.downstream.stream_body(first)
+
+    def _filter_upstream_request(self) -> bytes:
+        """Run the route's ``upstream_request`` filters: what they remove joins the head's drops;
+        what they add is returned, to be appended."""
+        changes = HeaderChanges()
+        for filter_ in self.route.filters.upstream_request:
+            filter_.upstream_request(self, changes)
+        head = self.head
+        if changes.removed:
+            head.drops = sorted(head.drops + changes.spans(head.raw))
+        return b"".join(changes.added)
 
     def send_body(self, data: bytes) -> None:
         """Bytes of a streamed body, as the adapter relays them (their framing kept)."""
@@ -490,7 +582,19 @@ class ProxySession(LimitPhase):
             if group.balancer.tracks_latency:
                 pool.observe(upstream_s)
             self.started_s = 0.0
+        if self.route.filters.response:
+            self._filter_response(head)
         self.downstream.send_response_head(head)
+
+    def _filter_response(self, head) -> None:
+        """Run the route's ``response`` filters on the upstream's response head."""
+        changes = HeaderChanges()
+        for filter_ in self.route.filters.response:
+            filter_.response(self, head, changes)
+        if changes.removed:
+            head.drops = sorted(head.drops + changes.spans(head.raw))
+        if changes.added:
+            self.response_fields += b"".join(changes.added)
 
     def on_response_data(self, data: bytes) -> None:
         self.downstream.send_data(data)
@@ -565,7 +669,6 @@ class ProxySession(LimitPhase):
     def client_gone(self, status: int) -> None:
         """The client connection ended (closed, reset, cut by a timeout): log ``status`` if a request
         was in progress, and let go of the upstream side."""
-        self.limiting = False
         self._finished(status)
         self._drop_upstream()
 
@@ -653,10 +756,17 @@ class ProxySession(LimitPhase):
             self.retry_timer = None
 
     def _finished(self, status: int) -> None:
-        """The log phase, once per request (observe/observer.py)."""
+        """The log phase, once per request (observe/observer.py), then the route's ``log`` filters."""
         if self.received_s:
             self.ctx.observer.done(self, status)
             self.received_s = 0.0
+            route = self.route
+            if route is not None and route.filters.log:
+                for filter_ in route.filters.log:
+                    try:
+                        filter_.log(self, status)
+                    except Exception:
+                        log.exception("log filter %r failed", filter_)
 
     def _release_pool(self) -> None:
         """The exchange with the chosen server is over: it no longer counts as in flight."""
@@ -667,10 +777,11 @@ class ProxySession(LimitPhase):
             self.started_s = 0.0
 
     def _drop_upstream(self) -> None:
-        """Let go of the upstream side mid-exchange: it cannot be reused."""
-        if self.aggregation is not None:
-            self.aggregation.cancel()
-            self.aggregation = None
+        """Let go of the upstream side mid-exchange (it cannot be reused), or of what a filter awaits."""
+        waiting = self.waiting
+        if waiting is not None:
+            self.waiting = None
+            waiting.cancel()
         self._end_retry()
         self._release_pool()
         self._abandon_connect()

@@ -2,22 +2,13 @@
 
 import re
 
-from fastgate.config.schema import HeaderEdits, Http, Route as RouteConfig
+from fastgate.config.schema import Http, Route as RouteConfig
 from fastgate.ratelimit import RateLimiter
 from fastgate.routing.match import Conditions, compile_conditions
 from fastgate.routing.rewrite import CompiledEdits
 from fastgate.upstream.group import UpstreamGroup
 
 EXACT, REGEX, PREFIX = 0, 1, 2
-
-
-_PART_REMOVE = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
-
-
-def _part_edits(edits: HeaderEdits) -> HeaderEdits:
-    """An aggregate route's request edits: its parts are read as whole, uncompressed JSON."""
-    return HeaderEdits(set={"Accept": "application/json", "Accept-Encoding": "identity", **edits.set},
-                       add=edits.add, remove=[*_PART_REMOVE, *edits.remove])
 
 
 def route_name(config: RouteConfig, index: int) -> str:
@@ -29,10 +20,9 @@ class Route:
     """One compiled ``[[routes]]`` entry. Immutable after load."""
 
     __slots__ = (
-        "name", "index", "path_kind", "path", "path_regex", "methods", "upstream", "respond_fields",
-        "respond_body", "respond_status",
+        "name", "index", "path_kind", "path", "path_regex", "methods", "upstream",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
-        "request_id", "limits", "aggregate", "timeouts", "retry", "buffer_bytes", "upgrades",
+        "request_id", "limits", "filters", "timeouts", "retry", "buffer_bytes", "upgrades",
         "conditions",
     )
 
@@ -55,20 +45,6 @@ class Route:
         """Timeouts with the upstream (upstream/timeouts.py): the route's own, else the upstream's."""
         self.retry = upstream.retry.with_retries(config.retries) if upstream is not None else None
         """How its requests go again (upstream/retry.py), with the route's attempt cap."""
-        self.response_edits = CompiledEdits(config.response_headers)
-        self.respond_fields = self.respond_body = None
-        self.respond_status = 0
-        if config.respond is not None:
-            self.respond_status = config.respond.status
-            body = config.respond.body.encode()
-            self.respond_body = body
-            self.respond_fields = b"".join((
-                b"\r\nContent-Type: " + config.respond.content_type.encode(),
-                b"\r\nContent-Length: %d" % len(body),
-                self.response_edits.extra,
-            ))
-            """A respond route's fixed headers (``\r\nName: value`` pieces); the status, Date,
-            X-Request-ID and the protocol's framing are added per request."""
         self.max_body_bytes = int(config.max_body_size if config.max_body_size is not None else http.max_body_size)
         buffer_size = config.request_buffer_size if config.request_buffer_size is not None else http.request_buffer_size
         self.buffer_bytes = min(int(buffer_size), self.max_body_bytes) if config.request_buffering else 0
@@ -78,13 +54,19 @@ class Route:
         self.prefix_rewrite = config.prefix_rewrite.encode() if config.prefix_rewrite is not None else None
         self.host_header = b"\r\nHost: " + config.host_rewrite.encode() if config.host_rewrite else None
         """The Host header sent upstream instead of the client's, or None to pass it through."""
-        self.request_edits = CompiledEdits(
-            _part_edits(config.request_headers) if config.aggregate else config.request_headers)
         self.request_id = config.request_id
         self.limits = limiter.compile_route(self.name, config.limits)
         """The route's rate limits (ratelimit.RouteLimits), or None."""
-        self.aggregate = None
-        """The route's parts (proxy/aggregate.py Aggregate) when it aggregates; set by compile_routes."""
+        self.filters = None
+        self.request_edits = self.response_edits = None
+        """Set by ``attach_filters``."""
+
+    def attach_filters(self, chain) -> None:
+        """The route's filters (filters/chain.py FilterChain), built at load after the route itself
+        (some take the route); their load-time header edits are compiled into its heads."""
+        self.filters = chain
+        self.request_edits = CompiledEdits(chain.request_edits())
+        self.response_edits = CompiledEdits(chain.response_edits())
 
     def matches(self, path: bytes, method: bytes, request=None) -> bool:
         """The path, the method and the conditions match; conditions are read only when the rest

@@ -373,7 +373,7 @@ class ClientConnection(asyncio.Protocol):
         if close:
             self.keep_alive = False
         self.corked_head = client_response_head(
-            head, session.route, session.request_id, close, request.http_1_0, dechunk, session.limit_headers)
+            head, session.route, session.request_id, close, request.http_1_0, dechunk, session.response_fields)
 
     def send_data(self, data: bytes) -> None:
         if self.state == TUNNEL:

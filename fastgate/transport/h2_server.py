@@ -302,7 +302,7 @@ class H2Stream:
         dechunk = head.chunked
         self.dechunk = ChunkedFramer() if dechunk else None
         raw = client_response_head(head, session.route, session.request_id, False, False, dechunk,
-                                   session.limit_headers)
+                                   session.response_fields)
         session.bytes_out += len(raw)
         self.corked = response_headers(head.status, raw[head.line_end:])
 

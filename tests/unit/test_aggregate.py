@@ -61,7 +61,8 @@ def test_part_target_appends_the_client_query(path, target, expected):
 def test_aggregate_route_compiles(tmp_path):
     loaded = load(tmp_path, BASE + DASHBOARD)
     route = loaded.router.any_host[0]
-    parts = route.aggregate.parts
+    (aggregate_filter,) = route.filters.request
+    parts = aggregate_filter.aggregate.parts
     assert [(p.key, p.group.name, p.path, p.timeout_s, p.required, p.max_bytes) for p in parts] == [
         ("user", "users", b"/users/me", 0.5, True, 1 << 20),
         ("orders", "orders", b"/orders?limit=5", 5.0, False, 1 << 20),  # default: the route's aggregate_timeout

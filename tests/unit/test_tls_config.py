@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
-from fastgate.routing.redirect import HttpsRedirect
+from fastgate.filters.https_redirect import HttpsRedirect
 from fastgate.tls import failures
 from fastgate.tls.failures import failure_reason
 
@@ -150,7 +150,7 @@ def test_redirect_listener_has_its_own_router(certs):
     spec = loaded.listeners[0]
     route = spec.router.match(b"a.test", b"/anything", b"POST")
     assert route is not None and route.name == "(https redirect)" and route.index == 1
-    assert isinstance(route.aggregate, HttpsRedirect)
+    assert [type(f) for f in route.filters.request] == [HttpsRedirect]
 
 
 def head(host: bytes, target: bytes = b"/a/b?c=1"):
@@ -170,15 +170,11 @@ def test_redirect_location(port, host, location):
 
 
 def test_redirect_answer_fields():
-    clock = SimpleNamespace(loop=SimpleNamespace(call_soon=lambda f: None))
-    answer = HttpsRedirect(8443).start(head(b"a.test:80"), b"rid", b"", b"", clock, None)
-    assert answer.status == 308
-    fields, body = answer.answer(b"\r\nX-Extra: 1")
-    assert fields == b"\r\nLocation: https://a.test:8443/a/b?c=1\r\nContent-Length: 0\r\nX-Extra: 1\r\nX-Request-ID: rid"
-    assert body == b""
-    no_host = HttpsRedirect(8443).start(head(b""), b"rid", b"", b"", clock, None)
-    fields, body = no_host.answer(b"")
-    assert no_host.status == 400 and b"application/json" in fields and b'"status":400' in body
+    answer = HttpsRedirect(8443).request(SimpleNamespace(head=head(b"a.test:80")))
+    assert (answer.status, answer.fields, answer.body, answer.error) == (
+        308, b"\r\nLocation: https://a.test:8443/a/b?c=1\r\nContent-Length: 0", b"", None)
+    no_host = HttpsRedirect(8443).request(SimpleNamespace(head=head(b"")))
+    assert (no_host.status, no_host.error) == (400, "a request without Host cannot be redirected to https")
 
 
 def _ssl_error(reason: str) -> ssl.SSLError:

@@ -1,0 +1,63 @@
+"""A route's rate limits (``[[routes.limits]]``) as the first filter of its access phase.
+
+The local store decides at once: the hook returns None (admitted) or the
+429 answer. With Redis the decision comes from the event loop later: the
+hook returns a Future of the same (``RouteLimits.check`` may still decide
+at once, e.g. while the Redis breaker is open; then the Future's result is
+returned directly). A limit keyed by a body field asks for the body's first
+``body_read_limit`` bytes (``body_bytes``) before the hook runs.
+
+An admitted request's rate-limit headers (``RateLimit-*`` when
+configured) go on its response; the outcome goes in its log record.
+"""
+
+from fastgate.filters.base import Answer, Filter
+from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
+from fastgate.wire.h1 import header_value
+
+
+class RateLimitFilter(Filter):
+    __slots__ = ("limits", "body_bytes")
+
+    def __init__(self, limits) -> None:
+        self.limits = limits
+        """The route's ratelimit.RouteLimits."""
+        self.body_bytes = limits.body_read_limit if limits.needs_body else 0
+
+    def request(self, session):
+        limits = self.limits
+        admit_ip = limits.admit_ip
+        if admit_ip is not None and admit_ip(session.client_ip):
+            session.limit_outcome = LIMIT_ALLOWED
+            return None
+        head = session.head
+        raw = head.raw
+        body = session.body_prefix(limits.body_read_limit) if self.body_bytes else None
+        keys = limits.keys(session.client_ip, lambda name: header_value(raw, name), head.query[1:], body,
+                           header_value(raw, b"content-type") if body is not None else None)
+        if keys is None:
+            return None
+        decision = limits.check_now(keys)
+        if decision is not None:
+            return _applied(session, decision)
+        future = session.ctx.clock.loop.create_future()
+
+        def decided(decision) -> None:
+            if not future.done():  # not cancelled: the client is still there
+                future.set_result(_applied(session, decision))
+
+        limits.check(keys, decided)
+        return future.result() if future.done() else future
+
+
+def _applied(session, decision) -> Answer | None:
+    """None for an admitted request (its headers kept for the response), else the 429 (or 503
+    when the limiter is unavailable)."""
+    if decision.allowed:
+        session.limit_outcome = LIMIT_ALLOWED
+        session.response_fields = decision.headers
+        return None
+    status = decision.status
+    session.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
+    return Answer.failure(status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
+                          decision.headers)
