@@ -137,6 +137,8 @@ def _check_fields(config: Config) -> None:
     server, http = config.server, config.http
     if server.workers != "auto" and not 1 <= server.workers <= 512:
         raise FieldError("server.workers", "must be between 1 and 512, or \"auto\"")
+    if server.watch and importlib.util.find_spec("watchfiles") is None:
+        raise FieldError("server.watch", "needs the watchfiles package: pip install 'fastgate[watch]'")
     for name in ("max_request_line_size", "max_header_size", "max_headers", "header_timeout",
                  "keepalive_timeout", "body_timeout", "send_timeout"):
         if getattr(http, name) <= 0:
@@ -266,6 +268,8 @@ def _check_acme(config: Config, acme, where: str, acme_by_name: dict[str, object
     if not any(listener.tls is None for listener in config.listeners):
         raise FieldError(where, "the CA's HTTP-01 challenges are answered on a plain listener, and there is "
                                 "none: add one (the CA connects to port 80)")
+    if importlib.util.find_spec("acme") is None:
+        raise FieldError(where, "needs certbot's acme package: pip install 'fastgate[acme]'")
     first = acme.names[0].lower().rstrip(".")
     other = acme_by_name.setdefault(first, acme)
     if other != acme:
