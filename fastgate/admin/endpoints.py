@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from fastgate.admin.certificates import certificate_series
 from fastgate.admin.redact import redacted_config
 from fastgate.admin.status import status_document
 from fastgate.observe.collect import collect
@@ -18,8 +19,13 @@ _OPEN_PATHS = frozenset(("/healthz", "/readyz"))
 
 
 class AdminEndpoints:
-    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str) -> None:
+    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str,
+                 listeners: tuple = (), acme: tuple = ()) -> None:
         self.config = config
+        self.listeners = listeners
+        """The compiled listeners (their certificates' expiry goes to /metrics)."""
+        self.acme = acme
+        """The managed ACME certificates (their order counts go to /metrics)."""
         self.region = region
         self.metrics_on = metrics_on
         self.started = started
@@ -66,7 +72,9 @@ class AdminEndpoints:
     def _metrics(self) -> tuple:
         if not self.metrics_on:
             return _error(404, "metrics are off (admin.metrics = false)")
-        return 200, PROMETHEUS, render(collect(self.region).totals), ()
+        totals = collect(self.region).totals
+        totals.update(certificate_series(self.listeners, self.acme))
+        return 200, PROMETHEUS, render(totals), ()
 
     def _status(self) -> tuple:
         document = status_document(collect(self.region), self.region.state, self.started, self.version)

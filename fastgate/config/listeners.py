@@ -5,11 +5,22 @@ Each ``[[listeners]]`` entry becomes a ``ListenerSpec``: its TLS contexts
 ticket keys), the X-Forwarded-Proto header its requests carry upstream, and,
 for a plain listener with ``redirect_https``, a router of its own whose one
 route answers every request with a 308 to https (filters/https_redirect.py).
+
+A listener with ``tls.acme`` becomes a ManagedCertificate (acme/settings.py)
+for the ACME manager; its certificate, when the storage has one for all its
+names, is the listener's first (the default), ahead of ``certificates``;
+without one and without ``certificates`` a self-signed placeholder serves
+(tls/placeholder.py). The CA's HTTP-01 requests reach a built-in route
+(``challenge_route``) on every router, the redirecting listeners' too.
 """
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 
+from fastgate.acme.challenge import CHALLENGE_PREFIX, CHALLENGE_ROUTE, ChallengeAnswers
+from fastgate.acme.settings import ManagedCertificate
+from fastgate.acme.storage import CertificateStore
 from fastgate.config.errors import FieldError
 from fastgate.config.schema import Config, Route as RouteConfig
 from fastgate.filters.chain import FilterChain
@@ -18,6 +29,7 @@ from fastgate.ratelimit import RateLimiter
 from fastgate.routing.route import Route
 from fastgate.routing.router import Router
 from fastgate.tls.certificates import TlsSettingError
+from fastgate.tls.placeholder import placeholder_files
 from fastgate.tls.server import ServerTls
 
 @dataclass(frozen=True, slots=True)
@@ -41,33 +53,89 @@ class ListenerSpec:
     prior knowledge on a plain one (``http2 = true``)."""
 
 
-def compile_listeners(config: Config, base_dir: str, limiter: RateLimiter) -> tuple[ListenerSpec, ...]:
+def compile_acme(config: Config, base_dir: str) -> dict[int, ManagedCertificate]:
+    """The managed certificate of each listener with ``tls.acme``, by listener index."""
+    managed = {}
+    for i, listener in enumerate(config.listeners):
+        acme = listener.tls.acme if listener.tls is not None else None
+        if acme is not None:
+            managed[i] = ManagedCertificate(
+                tuple(n.lower().rstrip(".") for n in acme.names), acme.directory, acme.email,
+                os.path.abspath(resolve(base_dir, acme.storage)), float(acme.renew_before),
+                float(acme.retry_backoff), resolve(base_dir, acme.directory_ca_file))
+    return managed
+
+
+def challenge_route(config: Config, managed: dict[int, ManagedCertificate],
+                    limiter: RateLimiter) -> tuple[Route, list[str]] | None:
+    """The built-in route that answers the CA's HTTP-01 requests, and the managed names it serves
+    (its hosts); None without ACME. Its metrics block follows the redirect route's (observe/metrics.py)."""
+    if not managed:
+        return None
+    names = list(dict.fromkeys(name for m in managed.values() for name in m.names))
+    index = len(config.routes) + any(listener.redirect_https is not False for listener in config.listeners)
+    route = Route(RouteConfig(name=CHALLENGE_ROUTE, hosts=names, path_prefix=CHALLENGE_PREFIX), index, None,
+                  config.http, limiter)
+    route.attach_filters(FilterChain((ChallengeAnswers([m.storage for m in managed.values()]),)))
+    return route, names
+
+
+def compile_listeners(config: Config, base_dir: str, limiter: RateLimiter,
+                      managed: dict[int, ManagedCertificate],
+                      challenge: tuple[Route, list[str]] | None) -> tuple[ListenerSpec, ...]:
     """The listeners of a checked config; certificate files are read (relative to ``base_dir``).
     Raise FieldError naming the field, e.g. ``listeners[0].tls.certificates[1].key``."""
     specs = []
     for i, listener in enumerate(config.listeners):
         tls = None
         if listener.tls is not None:
-            settings = listener.tls
-            files = [(resolve(base_dir, c.cert), resolve(base_dir, c.key)) for c in settings.certificates]
-            try:
-                tls = ServerTls(files, settings.min_version, settings.ciphers, float(settings.handshake_timeout),
-                                listener.http2 is not False)
-            except TlsSettingError as exc:
-                raise FieldError(f"listeners[{i}].tls.{exc.field}", exc.reason) from None
+            tls = _server_tls(listener, f"listeners[{i}].tls", base_dir, managed.get(i))
         router = None
         if listener.redirect_https is not False:
             port = 443 if listener.redirect_https is True else int(listener.redirect_https)
             # one metrics block for all redirecting listeners, after the config's routes (observe/metrics.py)
             route = Route(RouteConfig(name=REDIRECT_ROUTE), len(config.routes), None, config.http, limiter)
             route.attach_filters(FilterChain((HttpsRedirect(port),)))
-            router = Router([route], [[]])
+            if challenge is None:
+                router = Router([route], [[]])
+            else:
+                router = Router([challenge[0], route], [challenge[1], []])
         host, _, port_text = listener.address.rpartition(":")
         specs.append(ListenerSpec(
             i, listener.name or listener.address, (host.strip("[]"), int(port_text)),
             b"\r\nX-Forwarded-Proto: " + (b"https" if tls is not None else b"http"), tls, router,
             listener.http2 is not False if tls is not None else bool(listener.http2)))
     return tuple(specs)
+
+
+def _server_tls(listener, where: str, base_dir: str, managed: ManagedCertificate | None) -> ServerTls:
+    """A TLS listener's contexts: the ACME certificate (or its placeholder) first, then ``certificates``."""
+    settings = listener.tls
+    files = [(resolve(base_dir, c.cert), resolve(base_dir, c.key)) for c in settings.certificates]
+    fields = [f"{where}.certificates[{j}]" for j in range(len(files))]
+    with ExitStack() as stack:
+        if managed is not None:
+            stored = CertificateStore(managed).current()
+            if stored is not None:
+                files.insert(0, (stored.cert_path, stored.key_path))
+                fields.insert(0, f"{where}.acme")
+            elif not files:
+                files.append(stack.enter_context(placeholder_files(managed.names)))
+                fields.append(f"{where}.acme")
+        try:
+            return ServerTls(files, settings.min_version, settings.ciphers, float(settings.handshake_timeout),
+                             listener.http2 is not False)
+        except TlsSettingError as exc:
+            raise FieldError(_field_of(exc.field, where, fields), exc.reason) from None
+
+
+def _field_of(tls_field: str, where: str, fields: list[str]) -> str:
+    """ServerTls names a file by its place in the list it was given ("certificates[1].key"): the
+    config's field of that place, which the ACME certificate shifts by one."""
+    if tls_field.startswith("certificates["):
+        index, _, rest = tls_field[len("certificates["):].partition("]")
+        return fields[int(index)] + rest
+    return f"{where}.{tls_field}"
 
 
 def resolve(base_dir: str, path: str) -> str:

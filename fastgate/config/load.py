@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from fastgate.config.errors import ConfigError, FieldError
-from fastgate.config.listeners import ListenerSpec, compile_listeners, resolve
+from fastgate.acme.settings import ManagedCertificate
+from fastgate.config.listeners import ListenerSpec, challenge_route, compile_acme, compile_listeners, resolve
 from fastgate.config.schema import Config, Events, Http, Route as RouteConfig
 from fastgate.config.units import decode_hook
 from fastgate.filters.aggregate import AggregateFilter
@@ -55,6 +56,8 @@ class LoadedConfig:
     listeners: tuple[ListenerSpec, ...] = ()
     """The listeners compiled (config/listeners.py): their TLS contexts are made here, in the master,
     so that the workers share their session ticket keys."""
+    acme: tuple[ManagedCertificate, ...] = ()
+    """The certificates the ACME manager keeps issued (acme/), without repeats."""
 
 
 def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig:
@@ -87,12 +90,15 @@ def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig
     try:
         _attach_upstream_tls(config, upstreams, base_dir)
         limiter = RateLimiter.create_shared(config.ratelimit, previous.limiter if previous else None)
-        router = compile_routes(config.routes, upstreams, config.http, limiter)
-        listeners = compile_listeners(config, base_dir, limiter)
+        managed = compile_acme(config, base_dir)
+        challenge = challenge_route(config, managed, limiter)
+        router = compile_routes(config.routes, upstreams, config.http, limiter, [challenge] if challenge else [])
+        listeners = compile_listeners(config, base_dir, limiter, managed, challenge)
     except FieldError as exc:
         raise ConfigError(path, exc.field, exc.reason) from None
     health = create_table(upstreams.values(), previous.health if previous else None)
-    return LoadedConfig(path, config, router, upstreams, limiter, health, listeners)
+    return LoadedConfig(path, config, router, upstreams, limiter, health, listeners,
+                        tuple(dict.fromkeys(managed.values())))
 
 
 def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], base_dir: str) -> None:
@@ -109,10 +115,11 @@ def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], ba
 
 
 def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGroup], http: Http,
-                   limiter: RateLimiter) -> Router:
+                   limiter: RateLimiter, builtin: list[tuple[Route, list[str]]] = ()) -> Router:
     """The route table, each route built once with its filters (filters/): rate limits, then the
-    answer it gives itself (respond or aggregate), and its header edits. Here, not in routing/,
-    which is data and imports no filters; raise FieldError."""
+    answer it gives itself (respond or aggregate), and its header edits; the ``builtin`` routes
+    (route, hosts) after them. Here, not in routing/, which is data and imports no filters; raise
+    FieldError."""
     routes = []
     for i, config in enumerate(configs):
         try:
@@ -129,7 +136,7 @@ def compile_routes(configs: list[RouteConfig], upstreams: dict[str, UpstreamGrou
         filters.append(HeaderEditsFilter(config.request_headers, config.response_headers))  # last: its sets win
         route.attach_filters(FilterChain(tuple(filters)))
         routes.append(route)
-    return Router(routes, [c.hosts for c in configs])
+    return Router(routes + [route for route, _ in builtin], [c.hosts for c in configs] + [h for _, h in builtin])
 
 
 def _check(path: str, config: Config) -> None:
@@ -143,6 +150,8 @@ def _check_fields(config: Config) -> None:
     server, http = config.server, config.http
     if server.workers != "auto" and not 1 <= server.workers <= 512:
         raise FieldError("server.workers", "must be between 1 and 512, or \"auto\"")
+    if server.watch and importlib.util.find_spec("watchfiles") is None:
+        raise FieldError("server.watch", "needs the watchfiles package: pip install 'fastgate[watch]'")
     for name in ("max_request_line_size", "max_header_size", "max_headers", "header_timeout",
                  "keepalive_timeout", "body_timeout", "send_timeout"):
         if getattr(http, name) <= 0:
@@ -152,6 +161,7 @@ def _check_fields(config: Config) -> None:
     if not config.listeners:
         raise FieldError("listeners", "at least one listener is needed")
     seen: set[tuple[str, int]] = set()
+    acme_by_name: dict[str, object] = {}
     for i, listener in enumerate(config.listeners):
         address = parse_address(listener.address, f"listeners[{i}].address")
         if address in seen:
@@ -160,6 +170,8 @@ def _check_fields(config: Config) -> None:
         if not 1 <= listener.backlog <= 65535:
             raise FieldError(f"listeners[{i}].backlog", "must be between 1 and 65535")
         _check_listener_tls(listener, f"listeners[{i}]")
+        if listener.tls is not None and listener.tls.acme is not None:
+            _check_acme(config, listener.tls.acme, f"listeners[{i}].tls.acme", acme_by_name)
     if config.admin.address:
         admin = parse_address(config.admin.address, "admin.address")
         if admin in seen:
@@ -232,8 +244,8 @@ def _check_listener_tls(listener, where: str) -> None:
         return
     if redirect is not False:
         raise FieldError(f"{where}.redirect_https", "a TLS listener cannot redirect to https; give it to a plain one")
-    if not tls.certificates:
-        raise FieldError(f"{where}.tls.certificates", "at least one certificate is needed")
+    if not tls.certificates and tls.acme is None:
+        raise FieldError(f"{where}.tls.certificates", "at least one certificate is needed (or an acme table)")
     for j, certificate in enumerate(tls.certificates):
         for name in ("cert", "key"):
             if not getattr(certificate, name):
@@ -242,6 +254,40 @@ def _check_listener_tls(listener, where: str) -> None:
         raise FieldError(f"{where}.tls.ciphers", "only TLS 1.2 suites can be chosen, and min_version is \"1.3\"")
     if not 0 < tls.handshake_timeout <= 300:
         raise FieldError(f"{where}.tls.handshake_timeout", "must be greater than zero and at most 5m")
+
+
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def _check_acme(config: Config, acme, where: str, acme_by_name: dict[str, object]) -> None:
+    """A listener's tls.acme table; ``acme_by_name`` holds the tables seen so far by first name."""
+    if not acme.names:
+        raise FieldError(f"{where}.names", "at least one DNS name is needed")
+    for j, name in enumerate(acme.names):
+        bare = name.lower().rstrip(".")
+        if bare.startswith("*."):
+            raise FieldError(f"{where}.names[{j}]", "a wildcard needs a DNS-01 challenge; fastgate answers HTTP-01 only")
+        if not _DNS_NAME.match(bare) or bare.replace(".", "").isdigit() or ":" in bare:
+            raise FieldError(f"{where}.names[{j}]", f"{name!r} is not a DNS name")
+    if not acme.directory.startswith("https://"):
+        raise FieldError(f"{where}.directory", "an ACME directory is an https:// URL (RFC 8555)")
+    if acme.email and (acme.email.count("@") != 1 or any(c.isspace() or c in ",:<>" for c in acme.email)):
+        raise FieldError(f"{where}.email", f"{acme.email!r} is not an email address")
+    if not acme.storage:
+        raise FieldError(f"{where}.storage", "must name a directory")
+    for name in ("renew_before", "retry_backoff"):
+        if getattr(acme, name) <= 0:
+            raise FieldError(f"{where}.{name}", "must be greater than zero")
+    if not any(listener.tls is None for listener in config.listeners):
+        raise FieldError(where, "the CA's HTTP-01 challenges are answered on a plain listener, and there is "
+                                "none: add one (the CA connects to port 80)")
+    if importlib.util.find_spec("acme") is None:
+        raise FieldError(where, "needs certbot's acme package: pip install 'fastgate[acme]'")
+    first = acme.names[0].lower().rstrip(".")
+    other = acme_by_name.setdefault(first, acme)
+    if other != acme:
+        raise FieldError(where, f"another listener's acme table is for {first!r} with other settings; "
+                                "give both the same table")
 
 
 _TLS_UPSTREAM_FIELDS = ("tls_ca_file", "tls_server_name", "tls_client_cert", "tls_client_key")

@@ -34,6 +34,10 @@ class Server(_Section):
     error_log_format: Literal["text", "json"] = "text"
     """"text": one readable line per event; "json": one JSON object per line with time (Unix
     seconds), level, pid, logger, message and, for an exception, its traceback in exception."""
+    watch: bool = False
+    """Reload by itself, as on SIGHUP, when the config file or a file it names (certificates, keys,
+    CA files) changes: after 500ms without a further change, so an editor's save reloads once. A bad
+    file is refused and logged like a bad SIGHUP reload; the running config goes on."""
 
 
 class Http(_Section):
@@ -76,6 +80,41 @@ class Certificate(_Section):
     """Its private key, without a passphrase."""
 
 
+class Acme(_Section):
+    """A listener's ``tls.acme`` table: its certificate comes from an ACME (RFC 8555) directory.
+
+    One helper process of the master orders the certificate for ``names``,
+    answers the HTTP-01 challenges through the gateway's plain listener
+    (``/.well-known/acme-challenge/``), stores the account key and the
+    certificate under ``storage`` (files of mode 0600) and renews it
+    ``renew_before`` its expiry; a new certificate is put in service by a
+    reload (as SIGHUP does: connections are not dropped). Until the first
+    certificate arrives the listener serves the listener's ``certificates``,
+    or without any a self-signed placeholder for the names. A failed order is
+    logged, counted in /metrics and tried again after ``retry_backoff``,
+    doubled after each further failure up to a day; the old certificate
+    serves meanwhile. fastgate agrees to the directory's terms of service.
+    """
+
+    names: list[str]
+    """DNS names the certificate is for, the first one its name; no wildcards (HTTP-01 cannot prove them)."""
+    directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    """The ACME directory URL; Let's Encrypt's staging one is
+    "https://acme-staging-v02.api.letsencrypt.org/directory"."""
+    email: str = ""
+    """Contact address of the ACME account (expiry notices); empty registers no contact."""
+    storage: str = "acme"
+    """Directory of the account key, certificates and pending challenges, relative to the config
+    file's directory; created with mode 0700. Several listeners may share it."""
+    renew_before: Duration = Duration(30 * 86400.0)
+    """Renew when the certificate has less than this left (e.g. "30d")."""
+    retry_backoff: Duration = Duration(60.0)
+    """Wait after a failed order before the next one; doubled after each further failure (up to 1d)."""
+    directory_ca_file: str = ""
+    """PEM file of the CAs to trust for the directory's own HTTPS (a test CA such as pebble's);
+    empty: the system's trust store."""
+
+
 class ListenerTls(_Section):
     """A listener's ``tls`` table: the listener terminates TLS.
 
@@ -87,8 +126,11 @@ class ListenerTls(_Section):
     missing or bad one refuses the config (the running one goes on).
     """
 
-    certificates: list[Certificate]
-    """The certificates, the default one first."""
+    certificates: list[Certificate] = []
+    """The certificates, the default one first. May be empty with ``acme``."""
+    acme: Acme | None = None
+    """Obtain and renew a certificate from an ACME directory (see Acme). It serves its names ahead
+    of ``certificates`` and is the default certificate once issued."""
     min_version: Literal["1.2", "1.3"] = "1.2"
     """Oldest TLS version accepted; an older client's handshake fails (protocol_version)."""
     ciphers: str = ""

@@ -7,8 +7,8 @@ that turns the config's strings (or bare numbers) into them.
 
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?\s*$")
 _SIZE_UNITS = {
     None: 1, "B": 1,
@@ -19,7 +19,7 @@ _SIZE_UNITS = {
 
 
 class Duration(float):
-    """Seconds, written in the config as "250ms", "5s", "2m", "1h" or a number of seconds."""
+    """Seconds, written in the config as "250ms", "5s", "2m", "1h", "30d" or a number of seconds."""
 
 
 class Size(int):

@@ -24,10 +24,18 @@ write to (``signal.set_wakeup_fd``) and on the workers' ready pipes.
 - SIGQUIT: graceful stop (workers drain); SIGTERM/SIGINT: fast stop;
   SIGUSR1: reopen logs (master and workers).
 
-Active health checks run in one more child, the checker, managed by
-``CheckerProcess`` (health/process.py): started with the first generation,
-respawned when it dies, switched to the new config when a reload is
+Work done once per gateway runs in helper children (master/helper.py):
+the health checker (health/process.py), started with the first generation,
+and the ACME manager (acme/process.py), started once the first generation
+serves (it needs the workers to answer the CA's HTTP-01 requests). Both are
+respawned when they die, switched to the new config when a reload is
 promoted, and stopped last (after the workers, on a graceful stop).
+
+Reload requests: the ACME manager (after it stored a new certificate) and
+the config watcher (master/watch.py, a thread, with ``[server] watch``) write
+a byte to the master's request pipe. A request is remembered and served as
+soon as no reload is in progress, so one that arrives during another reload
+is not lost, and several become one reload.
 """
 
 import os
@@ -40,7 +48,10 @@ from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
 from fastgate.config.load import LoadedConfig, parse_address
 from fastgate.config.schema import Listener
-from fastgate.health.process import CheckerProcess
+from fastgate.acme.process import AcmeManager
+from fastgate.health.process import HealthChecker
+from fastgate.master.helper import HelperProcess
+from fastgate.master.watch import ConfigWatcher
 from fastgate.master.children import describe_exit, kill
 from fastgate.master.notify import monotonic_usec, sd_notify
 from fastgate.master.sockets import ListenerSockets
@@ -54,6 +65,9 @@ _KILL_GRACE_S = 5.0
 _MAX_BACKOFF_S = 10.0
 _FAST_DEATH_S = 2.0
 _ADMIN_BACKLOG = 128
+RELOAD_FOR_CERTIFICATE = b"c"
+RELOAD_FOR_CHANGE = b"w"
+_RELOAD_REASONS = {RELOAD_FOR_CERTIFICATE[0]: "a new ACME certificate", RELOAD_FOR_CHANGE[0]: "changed files"}
 _SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
 
 
@@ -103,7 +117,14 @@ class Master:
         self.pid_file = ""
         self.metrics: InstanceMetrics | None = None
         self._wake_r = self._wake_w = -1
-        self.checker = CheckerProcess(self._forget_in_checker)
+        self._request_r, self._request_w = os.pipe()
+        """Reload requests from the ACME manager and the config watcher (one byte each: the reason)."""
+        os.set_blocking(self._request_r, False)
+        self.reload_wanted = ""
+        """Why a requested reload is to run as soon as none is in progress ("": none requested)."""
+        self.checker = HelperProcess(HealthChecker(), self._forget_in_checker)
+        self.acme = HelperProcess(AcmeManager(self._request_certificate_reload), self._forget_in_acme)
+        self.watcher = ConfigWatcher(self._request_change_reload)
 
     # -- life cycle ------------------------------------------------------------
     def run(self, loaded: LoadedConfig) -> int:
@@ -118,6 +139,7 @@ class Master:
         try:
             self.current = self._start_generation(loaded, 1)
             self.checker.start(loaded)
+            self.watcher.follow(loaded)
             log.info("fastgate %s started: %d workers, pid %d", _version(), self.current.workers, os.getpid())
             return self._loop()
         finally:
@@ -130,19 +152,27 @@ class Master:
                 announced = True
                 self.metrics.set_state(READY)
                 sd_notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
-            if self.stopping and not self.workers and self.checker.stop():
+                if self.acme.wanted is None:
+                    self.acme.start(self.current.loaded)
+            if self.stopping and not self.workers and all([self.checker.stop(), self.acme.stop()]):
                 return 0
             readable = self._wait()
             for fd in readable:
                 if fd == self._wake_r:
                     _drain_pipe(fd)
+                elif fd == self._request_r:
+                    self._reload_requested()
                 else:
                     self._ready_byte(fd)
             self._handle_signals()
+            if self.reload_wanted and self.pending is None and self.current is not None:
+                log.info("reloading for %s", self.reload_wanted)
+                self.reload_wanted = ""
+                self._reload()
             self._timers()
 
     def _wait(self) -> list[int]:
-        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        fds = [self._wake_r, self._request_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         timeout = 0.5
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
@@ -177,6 +207,7 @@ class Master:
                 errorlog.reopen()
                 self._signal_workers(signal.SIGUSR1, lambda w: True)
                 self.checker.signal(signal.SIGUSR1)
+                self.acme.signal(signal.SIGUSR1)
                 log.info("logs reopened")
 
     # -- workers -------------------------------------------------------------
@@ -216,13 +247,17 @@ class Master:
         os.close(ready_w)
         self.workers[pid] = _Worker(pid, index, generation.number, ready_r, time.monotonic(), seat)
 
-    def _forget_in_child(self) -> None:
-        """In a new worker: drop the master's signal handling and pipes."""
+    def _forget_in_child(self, keep_request_pipe: bool = False) -> None:
+        """In a new worker: drop the master's signal handling and pipes (an ACME manager keeps the
+        request pipe's writing end)."""
         signal.set_wakeup_fd(-1)
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        os.close(self._request_r)
+        if not keep_request_pipe:
+            os.close(self._request_w)
         for worker in self.workers.values():
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
@@ -232,6 +267,30 @@ class Master:
         self._forget_in_child()
         for listener in self.listeners.values():
             listener.close()
+
+    def _forget_in_acme(self) -> None:
+        """In a new ACME manager: what the checker drops, but not the way to ask for a reload."""
+        self._forget_in_child(keep_request_pipe=True)
+        for listener in self.listeners.values():
+            listener.close()
+
+    # -- reload requests -------------------------------------------------------
+    def _request_certificate_reload(self) -> None:
+        """In the ACME manager: a new certificate is stored."""
+        os.write(self._request_w, RELOAD_FOR_CERTIFICATE)
+
+    def _request_change_reload(self) -> None:
+        """In the watcher thread: a watched file changed."""
+        os.write(self._request_w, RELOAD_FOR_CHANGE)
+
+    def _reload_requested(self) -> None:
+        try:
+            requests = os.read(self._request_r, 512)
+        except BlockingIOError:
+            return
+        reasons = sorted({_RELOAD_REASONS.get(byte, "a request") for byte in requests})
+        if reasons and not self.stopping:
+            self.reload_wanted = " and ".join(reasons)
 
     def _ready_byte(self, fd: int) -> None:
         for worker in self.workers.values():
@@ -260,7 +319,7 @@ class Master:
                 return
             if pid == 0:
                 return
-            if self.checker.reaped(pid, status):
+            if self.checker.reaped(pid, status) or self.acme.reaped(pid, status):
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -293,6 +352,7 @@ class Master:
     def _timers(self) -> None:
         now = time.monotonic()
         self.checker.timers(now)
+        self.acme.timers(now)
         current = self.current
         if current is not None and not self.stopping:
             for index, slot in current.slots.items():
@@ -357,6 +417,8 @@ class Master:
         self._retire(old.number)
         self.metrics.reloaded("ok")
         self.checker.switch(self.current.loaded)
+        self.acme.switch(self.current.loaded)
+        self.watcher.follow(self.current.loaded)
         keep = set(_listener_keys(self.current.loaded))
         keep.add(_admin_key(self.current.loaded))
         for key in list(self.listeners):
@@ -382,6 +444,7 @@ class Master:
         self.stopping = True
         self.fast_stop = not graceful
         sd_notify("STOPPING=1")
+        self.watcher.stop()
         self.metrics.set_state(STOPPING)
         log.info("stopping (%s)", "graceful" if graceful else "fast")
         for listener in self.listeners.values():
@@ -396,11 +459,14 @@ class Master:
                 worker.stopping = True
                 worker.kill_at = kill_at
             self.checker.stop()
+            self.acme.stop()
 
     def _cleanup(self) -> None:
         for worker in self.workers.values():
             kill(worker.pid, signal.SIGKILL)
         self.checker.signal(signal.SIGKILL)
+        self.acme.signal(signal.SIGKILL)
+        self.watcher.stop()
         for listener in self.listeners.values():
             listener.close()
         try:

@@ -26,6 +26,7 @@ from fastgate.routing.route import route_name
 from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
+from fastgate.acme.challenge import CHALLENGE_ROUTE
 from fastgate.filters.https_redirect import REDIRECT_ROUTE
 from fastgate.tls.failures import REASONS as TLS_FAILURE_REASONS
 
@@ -78,6 +79,12 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_tracing_spans_dropped_total": (COUNTER, "Spans dropped (queue full, export failed or timed out)."),
     "fastgate_worker_restarts_total": (COUNTER, "Workers respawned after they exited unexpectedly."),
     "fastgate_reloads_total": (COUNTER, "Configuration reloads, by result."),
+    "fastgate_tls_certificate_expiry_timestamp_seconds": (
+        GAUGE, "When each certificate a TLS listener serves expires (Unix seconds), by listener and certificate."),
+    "fastgate_acme_certificates_issued_total": (COUNTER, "Certificates obtained from the ACME directory, by certificate."),
+    "fastgate_acme_failures_total": (COUNTER, "ACME orders that failed, by certificate."),
+    "fastgate_acme_retry_timestamp_seconds": (
+        GAUGE, "When the next order of a certificate whose last order failed is due (Unix seconds; 0: none failed)."),
 }
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -206,6 +213,8 @@ class WorkerMetrics:
             b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
         if any(spec.router is not None for spec in loaded.listeners):
             b.route_block(REDIRECT_ROUTE)  # the route of redirecting listeners has the next index
+        if loaded.acme:
+            b.route_block(CHALLENGE_ROUTE)  # then the ACME challenge route (config/listeners.py)
         self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
         self.group_bases: dict[object, int] = {}
         self.pool_bases: dict[object, int] = {}
