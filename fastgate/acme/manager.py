@@ -38,6 +38,7 @@ from fastgate.acme.settings import MAX_BACKOFF_S, ManagedCertificate
 from fastgate.acme.storage import CertificateStore
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.runtime.process_name import name_process
 
 PROCESS_NAME = b"fastgate-acme"
 _LONGEST_SLEEP_S = 3600.0
@@ -47,7 +48,7 @@ _LAST_ERROR_CHARS = 500
 def run_manager(certificates: tuple[ManagedCertificate, ...], request_reload: Callable[[], None],
                 user_agent: str) -> int:
     """The manager process's main: keep ``certificates`` issued until SIGTERM; returns the exit code."""
-    _name_process()
+    name_process(PROCESS_NAME)
     handled = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     stores = [CertificateStore(managed) for managed in certificates]
@@ -107,12 +108,3 @@ def renew(store: CertificateStore, request_reload: Callable[[], None], user_agen
     log.info("ACME: new certificate for %s, valid until %s; reloading to serve it", managed.name, until)
     request_reload()
     return True
-
-
-def _name_process() -> None:
-    """Show as fastgate-acme in ps, top and /proc/PID/comm (Linux; elsewhere a no-op)."""
-    try:
-        with open("/proc/self/comm", "wb") as f:
-            f.write(PROCESS_NAME)
-    except OSError:
-        pass

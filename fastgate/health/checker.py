@@ -38,6 +38,7 @@ from fastgate.health.settings import expected_statuses, probe_request
 from fastgate.health.state import HealthTable
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.runtime.process_name import name_process
 from fastgate.wire.h1 import HEAD_END, HeadError, parse_response_head
 
 PROCESS_NAME = b"fastgate-health"
@@ -87,7 +88,7 @@ def targets(loaded: LoadedConfig) -> list[Target]:
 
 def run_checker(loaded: LoadedConfig, master_pid: int) -> int:
     """The checker process's main: check until told to stop; returns the exit code."""
-    _name_process()
+    name_process(PROCESS_NAME)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -197,12 +198,3 @@ def _log_transition(table: HealthTable, target: Target, passed: bool, outcome: s
     else:
         log.warning("health: upstream %s server %s is down (checks failed in a row: %d, last: %s)",
                     target.upstream, target.address, state.failed, outcome)
-
-
-def _name_process() -> None:
-    """Show as fastgate-health in ps, top and /proc/PID/comm (Linux; elsewhere a no-op)."""
-    try:
-        with open("/proc/self/comm", "wb") as f:
-            f.write(PROCESS_NAME)
-    except OSError:
-        pass
