@@ -8,6 +8,7 @@ import msgspec
 
 from fastgate.admin.redact import redacted_config
 from fastgate.admin.status import status_document
+from fastgate.observe.certificates import certificate_expiry_series
 from fastgate.observe.collect import collect
 from fastgate.observe.prometheus import CONTENT_TYPE as PROMETHEUS, render
 from fastgate.observe.shm import READY, STARTING, MetricsRegion
@@ -18,8 +19,11 @@ _OPEN_PATHS = frozenset(("/healthz", "/readyz"))
 
 
 class AdminEndpoints:
-    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str) -> None:
+    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str,
+                 listeners: tuple = ()) -> None:
         self.config = config
+        self.listeners = listeners
+        """The compiled listeners (config/listeners.py): /metrics reads their certificates' expiry."""
         self.region = region
         self.metrics_on = metrics_on
         self.started = started
@@ -66,7 +70,9 @@ class AdminEndpoints:
     def _metrics(self) -> tuple:
         if not self.metrics_on:
             return _error(404, "metrics are off (admin.metrics = false)")
-        return 200, PROMETHEUS, render(collect(self.region).totals), ()
+        totals = collect(self.region).totals
+        totals.update(certificate_expiry_series(self.listeners))
+        return 200, PROMETHEUS, render(totals), ()
 
     def _status(self) -> tuple:
         document = status_document(collect(self.region), self.region.state, self.started, self.version)

@@ -48,6 +48,8 @@ class CertificateInfo:
     names: tuple[str, ...]
     """DNS names the certificate is valid for, lower case: its subjectAltName DNS entries (a
     "*.example.com" wildcard kept as it is), or, without any, its subject's common name."""
+    not_after_s: float = 0.0
+    """When the certificate expires (its notAfter), in Unix seconds."""
 
 
 def read_certificate(cert_path: str, key_path: str) -> CertificateInfo:
@@ -70,7 +72,7 @@ def read_certificate(cert_path: str, key_path: str) -> CertificateInfo:
         raise CertificateFileError(KEY, f"{key_path}: unsupported key type ({_first_line(exc)})") from None
     if _public(key.public_key()) != _public(leaf.public_key()):
         raise CertificateFileError(KEY, f"{key_path} is not the key of the certificate in {cert_path}")
-    return CertificateInfo(cert_path, key_path, certificate_names(leaf))
+    return CertificateInfo(cert_path, key_path, certificate_names(leaf), leaf.not_valid_after_utc.timestamp())
 
 
 def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
