@@ -1,9 +1,12 @@
-"""The ``fastgate`` command: run, test the config (-t), signal a running master (-s), version (-V)."""
+"""The ``fastgate`` command: run, test the config (-t), signal a running master (-s), version (-V),
+the config's JSON Schema (--print-schema)."""
 
 import argparse
 import os
 import signal
 import sys
+
+import msgspec
 
 from fastgate import __version__, native
 from fastgate.config.errors import ConfigError
@@ -20,11 +23,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", "--signal", choices=sorted(_SIGNALS), help="send a signal to the running master")
     parser.add_argument("-V", "--version", action="version", version=f"fastgate {__version__} ({native.summary()})")
     parser.add_argument("--workers", type=int, help="number of worker processes (overrides the config)")
+    parser.add_argument("--print-schema", action="store_true",
+                        help="write the config's JSON Schema (for editors: taplo, VS Code Even Better TOML) and exit")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.print_schema:
+        from fastgate.config.json_schema import config_schema
+
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(config_schema()), indent=2).decode() + "\n")
+        return 0
     if args.workers is not None and args.workers < 1:
         print("fastgate: --workers must be at least 1", file=sys.stderr)
         return 1

@@ -1,7 +1,10 @@
 """The certificate series of /metrics: what each TLS listener serves, and how its ACME orders go.
 
-Read at scrape time, not counted: the expiry of every certificate the
-answering worker's config serves (the placeholder of an ACME listener
+Read at scrape time, not counted (a gauge counted in the workers' seats is
+summed over them, and a date summed is no date): the expiry of every
+certificate the answering worker's config serves, one series per certificate
+by ``listener`` (its name or address), ``certificate`` (the file) and
+``name`` (its first DNS name) (the placeholder of an ACME listener
 included, which expires a day after it was made), and from each managed
 certificate's status file in the ACME storage (acme/storage.py) the
 certificates issued, the failed orders and, after a failure, when the next
@@ -23,8 +26,8 @@ def certificate_series(listeners: tuple[ListenerSpec, ...], managed: tuple[Manag
         if spec.tls is None:
             continue
         for info in spec.tls.certificates:
-            name = info.names[0] if info.names else info.cert_path
-            series[(EXPIRY, label(listener=spec.label, certificate=name), 0)] = info.not_after
+            labels = label(listener=spec.label, certificate=info.cert_path, name=info.names[0] if info.names else "")
+            series[(EXPIRY, labels, 0)] = info.not_after_s
     for certificate in managed:
         status = CertificateStore(certificate).status()
         labels = label(certificate=certificate.name)

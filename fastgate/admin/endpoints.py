@@ -23,7 +23,7 @@ class AdminEndpoints:
                  listeners: tuple = (), acme: tuple = ()) -> None:
         self.config = config
         self.listeners = listeners
-        """The compiled listeners (their certificates' expiry goes to /metrics)."""
+        """The compiled listeners (config/listeners.py): /metrics reads their certificates' expiry."""
         self.acme = acme
         """The managed ACME certificates (their order counts go to /metrics)."""
         self.region = region

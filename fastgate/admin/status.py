@@ -1,4 +1,8 @@
-"""The /status document: the instance's numbers, per route, upstream server and worker."""
+"""The /status document: the instance's numbers, per route, upstream server and worker.
+
+Everything is a total since the instance started (counters) or a value now (gauges); the status
+page draws its charts over time from the differences between two reads.
+"""
 
 import os
 import re
@@ -60,6 +64,7 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
     for name, parts in durations.items():
         route = routes.setdefault(name, _empty_route())
         route["latency_s"] = _percentiles(parts, LATENCY_BUCKETS_S)
+        route["latency_buckets"] = _bucket_counts(parts)
         for part, value in parts.items():
             overall[part] = overall.get(part, 0.0) + value
     upstreams: dict[str, list] = {}
@@ -73,6 +78,7 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
         "requests": sum(r["requests"] for r in routes.values()),
         "status": {c: sum(r["status"][c] for r in routes.values()) for c in STATUS_CLASSES},
         "latency_s": _percentiles(overall, LATENCY_BUCKETS_S),
+        "latency_bounds_s": LATENCY_BUCKETS_S,
         "routes": [{"route": name, **numbers} for name, numbers in sorted(routes.items())],
         "upstreams": [{"upstream": name, "servers": items} for name, items in upstreams.items()],
         "ratelimit": {"decisions": limits,
@@ -82,7 +88,14 @@ def status_document(snapshot: Snapshot, state: int, started: float, version: str
 
 
 def _empty_route() -> dict:
-    return {"requests": 0, "status": dict.fromkeys(STATUS_CLASSES, 0), "latency_s": _NO_LATENCY}
+    return {"requests": 0, "status": dict.fromkeys(STATUS_CLASSES, 0), "latency_s": _NO_LATENCY,
+            "latency_buckets": [0] * (len(LATENCY_BUCKETS_S) + 1)}
+
+
+def _bucket_counts(parts: dict[int, float]) -> list[int]:
+    """Requests per latency bucket (not cumulated), the last one past the last bound: a page that
+    reads the document twice gets the quantiles of the time between the two from the differences."""
+    return [int(parts.get(i, 0)) for i in range(len(LATENCY_BUCKETS_S) + 1)]
 
 
 def _empty_server() -> dict:

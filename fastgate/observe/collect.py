@@ -17,9 +17,11 @@ class Snapshot:
     def __init__(self, totals: dict, workers: list) -> None:
         self.totals = totals
         """{(family, labels, part): value} summed over exited and live workers. Counters and
-        histograms at zero are left out (a thousand routes make tens of thousands of them);
-        gauges are kept at zero, because 0 says something (a server is up, a breaker closed),
-        and so every configured server is listed even before it served anything."""
+        histograms at zero are left out (a thousand routes make tens of thousands of them),
+        but for the instance-wide ones without labels (a few: worker restarts, Redis round
+        trips...), which are kept so that rate() and alerts see their first increase; gauges
+        are kept at zero, because 0 says something (a server is up, a breaker closed), and so
+        every configured server is listed even before it served anything."""
         self.workers = workers
         """[(seat header fields as a dict, layout, values)] for each live worker."""
 
@@ -52,7 +54,7 @@ def collect(region: MetricsRegion) -> Snapshot:
     totals: dict = {}
     for layout, values in sums.values():
         for key, value in zip(layout, values):
-            if value or _IS_GAUGE[key[0]]:
+            if value or _IS_GAUGE[key[0]] or not key[1]:
                 totals[key] = totals.get(key, 0.0) + value
     return Snapshot(totals, workers)
 

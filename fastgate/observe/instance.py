@@ -13,8 +13,10 @@ class InstanceMetrics:
     def __init__(self, workers: int) -> None:
         self.region = MetricsRegion(max(_MIN_SEATS, 4 * workers))
         """Seats for two generations side by side during a reload, and room to grow."""
-        self.totals: dict = {}
-        """Counters of exited workers and of the master, as written to seat 0."""
+        self.totals: dict = {("fastgate_worker_restarts_total", "", 0): 0.0}
+        """Counters of exited workers and of the master, as written to seat 0; the restarts from 0,
+        so that a crash loop alert sees the first restarts."""
+        self.region.write_totals(self.totals)
 
     def seat_for(self, index: int, generation: int) -> int:
         """A seat for a worker about to be forked; 0 (no shared metrics) when all are taken."""

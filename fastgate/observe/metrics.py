@@ -60,6 +60,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_tls_handshakes_total": (COUNTER, "Completed TLS handshakes of clients, by listener and TLS version."),
     "fastgate_tls_sessions_resumed_total": (COUNTER, "TLS handshakes that resumed a session (ticket), by listener."),
     "fastgate_tls_handshake_failures_total": (COUNTER, "Failed TLS handshakes of clients, by listener and reason."),
+    "fastgate_tls_certificate_expiry_timestamp_seconds": (
+        GAUGE, "When a certificate a TLS listener serves expires (notAfter, Unix seconds), by listener, file and name."),
     "fastgate_ratelimit_redis_round_trips_total": (COUNTER, "Script calls sent to Redis (a pipeline counts once)."),
     "fastgate_ratelimit_redis_round_trip_seconds": (HISTOGRAM, "Time of answered Redis round trips."),
     "fastgate_ratelimit_redis_failures_total": (COUNTER, "Redis round trips that failed or passed their deadline."),
@@ -79,8 +81,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_tracing_spans_dropped_total": (COUNTER, "Spans dropped (queue full, export failed or timed out)."),
     "fastgate_worker_restarts_total": (COUNTER, "Workers respawned after they exited unexpectedly."),
     "fastgate_reloads_total": (COUNTER, "Configuration reloads, by result."),
-    "fastgate_tls_certificate_expiry_timestamp_seconds": (
-        GAUGE, "When each certificate a TLS listener serves expires (Unix seconds), by listener and certificate."),
     "fastgate_acme_certificates_issued_total": (COUNTER, "Certificates obtained from the ACME directory, by certificate."),
     "fastgate_acme_failures_total": (COUNTER, "ACME orders that failed, by certificate."),
     "fastgate_acme_retry_timestamp_seconds": (

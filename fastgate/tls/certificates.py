@@ -48,8 +48,8 @@ class CertificateInfo:
     names: tuple[str, ...]
     """DNS names the certificate is valid for, lower case: its subjectAltName DNS entries (a
     "*.example.com" wildcard kept as it is), or, without any, its subject's common name."""
-    not_after: float = 0.0
-    """When the certificate expires, Unix seconds."""
+    not_after_s: float = 0.0
+    """When the certificate expires (its notAfter), in Unix seconds."""
 
 
 def read_certificate(cert_path: str, key_path: str) -> CertificateInfo:

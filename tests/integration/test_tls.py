@@ -5,6 +5,7 @@ client certificates), health checks included.
 Certificates come from trustme CAs; clients are curl, httpx, ``openssl s_client`` and Python's ssl.
 """
 
+import datetime
 import json
 import shutil
 import signal
@@ -294,6 +295,39 @@ def test_reload_reads_a_changed_certificate(gateways, pki):
     after = {int(peer_certificate(gw.tls_port, context, "site.test")["serialNumber"], 16) for _ in range(8)}
     assert after == {x509.load_pem_x509_certificate((gw.dir / "site.pem").read_bytes()).serial_number}
     assert before not in after
+
+
+def _expiry_gauges(gw) -> dict[tuple[str, str], float]:
+    """(certificate file name, DNS name) -> the expiry gauge of the TLS listener "secure"."""
+    found = {}
+    for (name, labels), number in settled(gw).items():
+        if name == "fastgate_tls_certificate_expiry_timestamp_seconds":
+            labels = dict(labels)
+            assert labels["listener"] == "secure"
+            found[(Path(labels["certificate"]).name, labels["name"])] = number
+    return found
+
+
+def test_certificate_expiry_is_exported_and_follows_a_reload(gateways, pki):
+    soon = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=5)
+    pki.write_pair("short", pki.ca.issue_cert("short.test", not_after=soon))
+    gw = start_tls_gateway(gateways, pki, workers=2, files=("site", "short"), tls={"certificates": [
+        {"cert": "site.pem", "key": "site.key"}, {"cert": "short.pem", "key": "short.key"}]})
+    wait_until(lambda: len(gw.worker_pids()) == 2, "2 workers run")
+    site_expiry = x509.load_pem_x509_certificate((gw.dir / "site.pem").read_bytes()).not_valid_after_utc
+    # one series per certificate, not one per worker added up
+    assert _expiry_gauges(gw) == {("site.pem", "site.test"): site_expiry.timestamp(),
+                                  ("short.pem", "short.test"): soon.timestamp()}
+
+    later = soon + datetime.timedelta(days=60)
+    pki.write_pair("renewed-short", pki.ca.issue_cert("short.test", not_after=later))
+    for ext in ("pem", "key"):
+        shutil.copy(pki.path(f"renewed-short.{ext}"), gw.dir / f"short.{ext}.new")
+        (gw.dir / f"short.{ext}.new").replace(gw.dir / f"short.{ext}")
+    assert gw.cli("-s", "reload").returncode == 0
+    wait_until(lambda: "reloaded: generation 2" in gw.log_text(), "the new generation serves")
+    wait_until(lambda: _expiry_gauges(gw).get(("short.pem", "short.test")) == later.timestamp(),
+               "the renewed certificate's expiry is exported")
 
 
 def test_reload_with_a_missing_certificate_is_refused(gateways, pki):
