@@ -10,10 +10,11 @@ it sees the session (proxy/session.py), never the protocol.
 
 The phases, in the order a request meets them (DESIGN "The request path"):
 
-1. early (the gateway's own, not a filter's): the request id (the
-   client's X-Request-ID, else a new one unless the route says
-   ``request_id = false``) and the trace context; the gateway's own
-   answers (404, 413, 502...) carry them, so they exist before any route.
+1. ``early(session)``: before routing, by the gateway-wide filters only
+   (made in each worker from the config's sections, not a route's: the
+   request id, the trace context), so that the gateway's own answers (404,
+   413...) carry what they set. None goes on; an Answer replies at once
+   (no awaitable here). A route's filters never see this phase.
 2. route (the gateway's own): host, path, method, headers, query and
    cookies pick the route; none is 404.
 3. ``request(session)``: the access phase, in chain order (rate limits,
@@ -73,6 +74,10 @@ class Filter:
     """Header edits of every request sent upstream, known at load (compiled once)."""
     response_edits: HeaderEdits | None = None
     """Header edits of every upstream response sent to the client, known at load."""
+
+    def early(self, session):
+        """Before routing (gateway-wide filters): None (go on) or an Answer (reply now)."""
+        return None
 
     def request(self, session):
         """The access phase: None (go on), an Answer (reply now), or an awaitable of either."""

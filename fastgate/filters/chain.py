@@ -2,6 +2,8 @@
 
 from fastgate.config.schema import HeaderEdits
 from fastgate.filters.base import Filter
+from fastgate.filters.request_id import RequestIdFilter
+from fastgate.filters.tracing import TracingFilter
 
 
 def _overrides(filter_: Filter, hook: str) -> bool:
@@ -15,10 +17,12 @@ class FilterChain:
     request pays for a phase nobody filters.
     """
 
-    __slots__ = ("filters", "request", "upstream_request", "response", "log", "body_bytes")
+    __slots__ = ("filters", "early", "request", "upstream_request", "response", "log", "body_bytes")
 
     def __init__(self, filters: tuple[Filter, ...]) -> None:
         self.filters = filters
+        self.early = tuple(f for f in filters if _overrides(f, "early"))
+        """Only a gateway-wide chain runs its ``early`` hooks (a route's are not called)."""
         self.request = tuple(f for f in filters if _overrides(f, "request"))
         self.upstream_request = tuple(f for f in filters if _overrides(f, "upstream_request"))
         self.response = tuple(f for f in filters if _overrides(f, "response"))
@@ -47,5 +51,10 @@ def merge_edits(edits) -> HeaderEdits:
     return HeaderEdits(set=set_, add=add, remove=remove)
 
 
-NO_FILTERS = FilterChain(())
-"""The chain of a route without filters."""
+def gateway_filters(tracing) -> FilterChain:
+    """The gateway-wide filters of one worker (made in the worker, after fork: each has its own
+    request-id prefix): the request id, and the trace context when ``[tracing]`` is on."""
+    filters = [RequestIdFilter()]
+    if tracing.enabled:
+        filters.append(TracingFilter(tracing.sample_ratio))
+    return FilterChain(tuple(filters))

@@ -7,7 +7,9 @@ head into the event model (wire/h1.py RequestHead: method, authority, path,
 query, headers, how the body ends) and hands it to ``start``. From there the
 session runs DESIGN's phases in order:
 
-1. early: the request id and the trace context;
+1. early: the gateway-wide filters' ``early`` hooks (the request id, the
+   trace context; filters/chain.py gateway_filters), before routing, so
+   the gateway's own answers carry them;
 2. route (the framework's own): no route is 404; a body over the route's
    size is 413; Upgrade keeps only the protocols the route allows;
 3. access: the route's ``request`` filters in order (the contract is
@@ -178,14 +180,18 @@ class ProxySession:
         """The request head is parsed: early phase, route, access, then dispatch."""
         ctx = self.ctx
         self.head = head
-        if ctx.tracer is not None:
-            self.traceparent = ctx.tracer.start(head.traceparent)
+        for filter_ in ctx.early_filters:
+            answer = filter_.early(self)
+            if answer is not None:
+                self._reply(answer)
+                return
         route = ctx.router.match(head.host, head.path, head.method, head)
         self.route = route
-        self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
         if route is None:
             self._answer(404, *error_answer(404, "no route matches this request", self.request_id))
             return
+        if not route.request_id and not head.request_id:
+            self.request_id = b""  # the route sends no id of the gateway's
         if head.content_length > route.max_body_bytes:
             self.refuse(413, "request body too large")
             return
@@ -240,8 +246,9 @@ class ProxySession:
             self._answer(answer.status, *error_answer(answer.status, answer.error, request_id,
                                                       answer.fields + self.response_fields))
             return
+        route = self.route
         self._answer(answer.status, b"".join((
-            answer.fields, self.route.response_edits.extra, self.response_fields,
+            answer.fields, route.response_edits.extra if route is not None else b"", self.response_fields,
             b"\r\nX-Request-ID: " + request_id if request_id else b"",
         )), answer.body)
 

@@ -1,9 +1,8 @@
 """What every client connection of one worker shares: config, clock, ids, limits."""
 
 from fastgate.config.load import LoadedConfig
+from fastgate.filters.chain import gateway_filters
 from fastgate.observe.observer import RequestObserver
-from fastgate.observe.trace import Tracer
-from fastgate.proxy.request_id import RequestIds
 from fastgate.runtime.clock import Clock
 from fastgate.wire.target import PathRules
 
@@ -12,23 +11,21 @@ class WorkerContext:
     """Per-worker state read on the hot path, with limits pre-converted to plain numbers."""
 
     __slots__ = (
-        "router", "clock", "request_ids", "connections", "draining", "max_line_bytes",
+        "router", "clock", "early_filters", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "tracer", "path_rules",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "path_rules",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
         http = loaded.config.http
         self.router = loaded.router
         self.clock = clock
-        self.request_ids = RequestIds()
+        self.early_filters = gateway_filters(loaded.config.tracing).early
+        """The gateway-wide filters' ``early`` hooks (filters/chain.py): request id, trace context."""
         self.observer = observer
         """The log phase (observe/observer.py)."""
         self.metrics = observer.metrics
         """Counters the request path bumps as things happen (observe/metrics.py)."""
-        tracing = loaded.config.tracing
-        self.tracer = Tracer(tracing.sample_ratio) if tracing.enabled else None
-        """Makes each request's traceparent (observe/trace.py); None when tracing is off."""
         self.connections: set = set()
         """Open client connections, for drain and stop."""
         self.draining = False

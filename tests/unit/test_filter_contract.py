@@ -10,10 +10,12 @@ from fastgate.config.load import load_config
 from fastgate.config.schema import HeaderEdits
 from fastgate.filters.aggregate import AggregateFilter
 from fastgate.filters.base import Answer, Filter, HeaderChanges
-from fastgate.filters.chain import FilterChain
+from fastgate.filters.chain import FilterChain, gateway_filters
 from fastgate.filters.header_edits import HeaderEditsFilter
 from fastgate.filters.rate_limit import RateLimitFilter
+from fastgate.filters.request_id import RequestIdFilter
 from fastgate.filters.respond import RespondFilter
+from fastgate.filters.tracing import TracingFilter
 from fastgate.proxy.heads import client_response_head, upstream_request_head
 from fastgate.proxy.session import ProxySession
 from fastgate.wire.h1 import new_request_parser, parse_request_head, parse_response_head
@@ -86,7 +88,8 @@ class Edits(Filter):
 
 
 def test_a_chain_holds_only_the_filters_that_override_each_hook():
-    chain = FilterChain((Reads(), Edits(), HeaderEditsFilter(*[None] * 2)))
+    chain = FilterChain((Reads(), Edits(), HeaderEditsFilter(*[None] * 2), MadeId()))
+    assert [type(f) for f in chain.early] == [MadeId]
     assert [type(f) for f in chain.request] == [Reads]
     assert [type(f) for f in chain.upstream_request] == [Edits] == [type(f) for f in chain.response]
     assert chain.log == () and chain.body_bytes == 10
@@ -136,6 +139,11 @@ class Observer:
         self.done.append(status)
 
 
+class MadeId(Filter):
+    def early(self, session):
+        session.request_id = session.head.request_id or b"rid-1"
+
+
 def session_for(loaded, filters, loop=None):
     route = route_named(loaded, b"/hello")
     route.attach_filters(FilterChain(tuple(filters) + (
@@ -143,8 +151,7 @@ def session_for(loaded, filters, loop=None):
         HeaderEditsFilter(HeaderEdits(), HeaderEdits(set={"Cache-Control": "no-store"})))))
     observer = Observer()
     ctx = SimpleNamespace(
-        tracer=None, router=SimpleNamespace(match=lambda *a: route),
-        request_ids=SimpleNamespace(next=lambda: b"rid-1"),
+        router=SimpleNamespace(match=lambda *a: route), early_filters=(MadeId(),),
         observer=SimpleNamespace(done=observer.done_), clock=SimpleNamespace(loop=loop))
     downstream = Downstream()
     session = ProxySession(ctx, downstream, b"10.0.0.1", "10.0.0.1", b"\r\nX-Forwarded-Proto: https")
@@ -281,3 +288,29 @@ def test_upstream_request_and_response_edits_reach_the_heads(loaded):
     session._filter_response(response)
     sent = client_response_head(response, route, b"rid", False, False, False, session.response_fields)
     assert b"Server" not in sent and b"\r\nX-Status: 200\r\n" in sent
+
+
+def test_the_gateway_wide_filters_set_the_request_id_and_the_trace_context():
+    with_tracing = gateway_filters(SimpleNamespace(enabled=True, sample_ratio=1.0))
+    assert [type(f) for f in with_tracing.early] == [RequestIdFilter, TracingFilter]
+    assert [type(f) for f in gateway_filters(SimpleNamespace(enabled=False)).early] == [RequestIdFilter]
+    session = SimpleNamespace(head=SimpleNamespace(request_id=b"", traceparent=b""), request_id=b"", traceparent=b"")
+    for filter_ in with_tracing.early:
+        filter_.early(session)
+    assert len(session.request_id) == 24 and session.traceparent.startswith(b"\r\ntraceparent: 00-")
+    session.head.request_id = b"client-id"
+    with_tracing.early[0].early(session)
+    assert session.request_id == b"client-id"
+
+
+class Refuse(Filter):
+    def early(self, session):
+        return Answer.failure(403, "refused before routing")
+
+
+def test_an_early_answer_comes_before_routing(loaded):
+    session, downstream, observer = session_for(loaded, [])
+    session.ctx.early_filters = (MadeId(), Refuse())
+    start(session)
+    ((status, fields, body),) = downstream.answers
+    assert status == 403 and b"refused before routing" in body and session.route is None
