@@ -132,6 +132,10 @@ class RateLimitSettings(_Section):
     local_capacity: int = 65536
     """Keys the local store holds (32 bytes each, shared by all workers); when full,
     the key expiring soonest is dropped."""
+    ipv6_prefix_bits: int = 64
+    """An "ip" key counts an IPv6 client by its network of this many bits (a client rotating
+    addresses inside its /64 shares one budget); 128: each address apart. IPv4 clients count
+    by their address."""
     body_read_limit: Size = Size(64 * 1024)
     """Most body bytes read to find a body.* key; a body that does not parse within it shares
     one budget per limit with every other such body."""
@@ -161,6 +165,8 @@ def validate(settings: RateLimitSettings, routes: Sequence[tuple[str, Sequence[L
 def _validate_settings(settings: RateLimitSettings) -> None:
     if not 64 <= settings.local_capacity <= 1 << 24:
         raise FieldError("ratelimit.local_capacity", "must be between 64 and 16777216")
+    if not 16 <= settings.ipv6_prefix_bits <= 128:
+        raise FieldError("ratelimit.ipv6_prefix_bits", "must be between 16 and 128")
     if not 0 < settings.body_read_limit <= 16 * 1024 * 1024:
         raise FieldError("ratelimit.body_read_limit", "must be between 1 byte and 16MiB")
     breaker = settings.breaker

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
-from fastgate.ratelimit.keys import IP, HeaderLookup, read_sources
+from fastgate.ratelimit.keys import IP, HeaderLookup, IpGrouping, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
@@ -43,6 +43,8 @@ class RateLimiter:
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer, self.stats)
         self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
+        self.ip_grouping = IpGrouping(settings.ipv6_prefix_bits)
+        """What an "ip" key counts: IPv4 addresses, IPv6 networks (keys.py)."""
         self._redis: "RedisStore | None" = None
         self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
             self._local.check if settings.store == "local" else _not_attached)
@@ -94,7 +96,7 @@ class RouteLimits:
     """The limits of one route, compiled at config load."""
 
     __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "_limiter",
-                 "_sources", "_per_limit", "_ip_scope")
+                 "_sources", "_per_limit", "_ip_scope", "_group_ip")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -106,6 +108,7 @@ class RouteLimits:
         self.fallback = LimitSet(specs, True, limiter._writer)
         """The same limits at their fallback rates (local store while Redis fails)."""
         self._limiter = limiter
+        self._group_ip = limiter.ip_grouping.group
         self._sources = sources
         self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.scope.sources)) for spec in specs)
         only = specs[0].scope
@@ -116,12 +119,15 @@ class RouteLimits:
         self.admit_ip = limiter.table.gcra_admit(only.plain_prefix, specs[0].params) if plain else None
         """For the most common limit (local store, one GCRA limit keyed by the client IP, no headers on
         admitted responses), ``admit_ip(client_ip)``: True when the C check counted the request, then
-        nothing else is to be done; False: check it with ``keys`` and ``check_now``. None otherwise."""
+        nothing else is to be done; False: check it with ``keys`` and ``check_now``. None otherwise.
+        It sees the plain address, so it never counts an IPv6 client (whose key is its network)
+        unless ipv6_prefix_bits is 128."""
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:
         """The counter key of each limit for this request: b"" for a limit whose key source is absent
-        (that limit does not apply), None when no limit applies (do not call check).
+        (that limit does not apply), None when no limit applies (do not call check). An IPv6
+        ``client_ip`` counts as its network ([ratelimit] ipv6_prefix_bits).
 
         ``header_lookup`` gets lower-case header names; ``query`` is the raw query
         string (without "?"); ``body_prefix`` the body, or its first
@@ -129,6 +135,8 @@ class RouteLimits:
         needs_body is False). A prefix of body_read_limit bytes counts as cut
         off: its body fields are UNPARSEABLE (keys.py).
         """
+        if b":" in client_ip:
+            client_ip = self._group_ip(client_ip)
         scope = self._ip_scope
         if scope is not None:  # the most common limit, without the general machinery
             return [scope.name_of(client_ip) if scope.hashed else scope.plain_prefix + client_ip]

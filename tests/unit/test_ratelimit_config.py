@@ -51,6 +51,8 @@ def test_settings_errors():
     assert field_error(settings(redis={"url": "redis://x", "timeout": 0}), [])[0] == "ratelimit.redis.timeout"
     assert field_error(settings(redis={"url": "redis://x", "key_prefix": "a{b"}), [])[0] == "ratelimit.redis.key_prefix"
     assert field_error(settings(local_capacity=10), [])[0] == "ratelimit.local_capacity"
+    assert field_error(settings(ipv6_prefix_bits=129), [])[0] == "ratelimit.ipv6_prefix_bits"
+    assert field_error(settings(ipv6_prefix_bits=8), [])[0] == "ratelimit.ipv6_prefix_bits"
     assert field_error(settings(breaker={"open_time": "2s", "max_open_time": "1s"}), [])[0] == \
         "ratelimit.breaker.max_open_time"
 
