@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fastgate.ratelimit.breaker import SharedBreakerState
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
@@ -40,6 +41,8 @@ class RateLimiter:
         """The shared-memory table of the local store (and of the Redis store's local fallback)."""
         self.stats = RateLimitStats(table)
         """This process's counters."""
+        self.breaker_state = SharedBreakerState(settings.breaker)
+        """The Redis breaker's state, one for all the workers forked after this (breaker.py)."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer, self.stats)
         self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
@@ -78,7 +81,7 @@ class RateLimiter:
             # coredis costs ~30 MB of RSS per process: only a Redis store imports it.
             from fastgate.ratelimit.redis_store import RedisStore
 
-            self._redis = RedisStore(self.settings, loop, self._local, self._writer, self.stats)
+            self._redis = RedisStore(self.settings, self.breaker_state, loop, self._local, self._writer, self.stats)
             self._redis.start()
             self._check = self._redis.check
 

@@ -39,7 +39,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastgate.ratelimit.breaker import CLOSED, CircuitBreaker, describe
+from fastgate.ratelimit.breaker import CircuitBreaker, SharedBreakerState, describe
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
@@ -67,8 +67,9 @@ class _Group(ScriptCall):
 
 
 class RedisStore:
-    def __init__(self, settings: RateLimitSettings, loop: asyncio.AbstractEventLoop, local: LocalStore,
-                 writer: HeaderWriter, stats: RateLimitStats) -> None:
+    def __init__(self, settings: RateLimitSettings, breaker_state: SharedBreakerState,
+                 loop: asyncio.AbstractEventLoop, local: LocalStore, writer: HeaderWriter,
+                 stats: RateLimitStats) -> None:
         redis = settings.redis
         assert redis is not None
         self._loop = loop
@@ -80,7 +81,8 @@ class RedisStore:
         self._writer = writer
         self._stats = stats
         self._link = open_link(redis, settings.breaker, loop)
-        self.breaker = CircuitBreaker(settings.breaker, loop, self._probe, self._link.drop_connections, stats)
+        self.breaker = CircuitBreaker(settings.breaker, breaker_state, loop, self._probe,
+                                      self._link.drop_connections, stats)
         self._pending: list[Pending] = []
         self._pending_since = 0.0
         """Loop time of the first pending check: the next batch's deadline is counted from it."""
@@ -102,7 +104,7 @@ class RedisStore:
         await self._link.close()
 
     def check(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
-        if self.breaker.state != CLOSED:
+        if not self.breaker.closed():
             decision = self._fallback(route, keys)
             self._stats.count(decision)
             on_decision(decision)
@@ -144,7 +146,7 @@ class RedisStore:
     async def _decide(self, batch: list[Pending], deadline: float) -> list[Decision]:
         """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
         decisions: list[Decision | None] = [None] * len(batch)
-        if self.breaker.state == CLOSED:  # else it opened while this batch waited: the policy decides all
+        if self.breaker.closed():  # else it opened while this batch waited: the policy decides all
             if self._loop.time() < deadline:
                 await self._ask(batch, deadline, decisions)
             else:  # it waited for earlier batches, which count as failures
