@@ -46,8 +46,8 @@ class Limit(_Section):
     algorithm) share one budget. Default: the route name, or "route.key" when the route has several limits.
     Also the policy name in the RateLimit headers."""
     fallback_rate: str = ""
-    """Rate enforced by this machine's local store while Redis is unavailable (policy "local");
-    default: the same as rate. With N gateway machines, "rate / N" keeps the total unchanged."""
+    """Rate enforced by the gateways' local stores while Redis is unavailable (policy "local"),
+    divided among them by [ratelimit] instances; default: the same as rate."""
 
 
 class RedisSettings(_Section):
@@ -123,6 +123,14 @@ class RateLimitSettings(_Section):
     "allow" admits every request, "deny" answers 503."""
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     """Circuit breaker in front of Redis."""
+    instances: int | Literal["auto"] = 1
+    """Gateway machines sharing the Redis budgets. While Redis is unavailable each limit's
+    fallback_rate is divided among them, so that together they admit about fallback_rate:
+    1 (default) lets each machine admit the whole fallback_rate; "auto" learns the number
+    from the gateways registered in Redis (see registration_ttl) while it was up."""
+    registration_ttl: Duration = Duration(15.0)
+    """instances = "auto": a gateway counts while its last heartbeat in Redis is younger than
+    this; heartbeats go every third of it."""
     headers: Literal["draft", "legacy", "none"] = "draft"
     """"draft": RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers);
     "legacy": RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset; "none". Retry-After is
@@ -167,6 +175,12 @@ def _validate_settings(settings: RateLimitSettings) -> None:
         raise FieldError("ratelimit.local_capacity", "must be between 64 and 16777216")
     if not 16 <= settings.ipv6_prefix_bits <= 128:
         raise FieldError("ratelimit.ipv6_prefix_bits", "must be between 16 and 128")
+    if settings.instances != "auto" and not 1 <= settings.instances <= 10000:
+        raise FieldError("ratelimit.instances", 'must be "auto" or between 1 and 10000')
+    if settings.instances == "auto" and settings.store != "redis":
+        raise FieldError("ratelimit.instances", '"auto" learns the count through Redis: it needs store = "redis"')
+    if not 1 <= settings.registration_ttl <= 3600:
+        raise FieldError("ratelimit.registration_ttl", "must be between 1s and 1h")
     if not 0 < settings.body_read_limit <= 16 * 1024 * 1024:
         raise FieldError("ratelimit.body_read_limit", "must be between 1 byte and 16MiB")
     breaker = settings.breaker

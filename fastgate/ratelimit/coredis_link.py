@@ -73,6 +73,10 @@ class CoredisLink:
         client = self.client or await self.connected()
         await client.script_load(SCRIPT)
 
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        client = self.client or await self.connected()
+        return await client.eval(script, keys=keys, args=args)
+
     async def _run(self) -> None:
         delay = float(self._reconnect.open_time)
         while True:

@@ -21,6 +21,7 @@ from fastgate.ratelimit.breaker import SharedBreakerState
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.instances import SharedInstances
 from fastgate.ratelimit.keys import IP, HeaderLookup, IpGrouping, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 class RateLimiter:
     """All rate limits of one config. Create with ``create_shared`` in the master, before forking."""
 
-    def __init__(self, settings: RateLimitSettings, table: SharedTable) -> None:
+    def __init__(self, settings: RateLimitSettings, table: SharedTable, previous: "RateLimiter | None" = None) -> None:
         self.settings = settings
         self.table = table
         """The shared-memory table of the local store (and of the Redis store's local fallback)."""
@@ -43,6 +44,9 @@ class RateLimiter:
         """This process's counters."""
         self.breaker_state = SharedBreakerState(settings.breaker)
         """The Redis breaker's state, one for all the workers forked after this (breaker.py)."""
+        self.instances = SharedInstances(settings.instances, settings.key_prefix,
+                                         previous.instances if previous is not None else None)
+        """How many gateways divide the fallback rates (instances.py)."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer, self.stats)
         self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
@@ -64,7 +68,7 @@ class RateLimiter:
         """
         table = previous.table if previous is not None and previous.table.capacity == SharedTable.rounded(
             settings.local_capacity) else SharedTable(settings.local_capacity)
-        return cls(settings, table)
+        return cls(settings, table, previous)
 
     def compile_route(self, route_name: str, limits: list[Limit]) -> "RouteLimits | None":
         """The route's compiled limits, or None when it has none. Raises FieldError for bad limits
@@ -81,7 +85,8 @@ class RateLimiter:
             # coredis costs ~30 MB of RSS per process: only a Redis store imports it.
             from fastgate.ratelimit.redis_store import RedisStore
 
-            self._redis = RedisStore(self.settings, self.breaker_state, loop, self._local, self._writer, self.stats)
+            self._redis = RedisStore(self.settings, self.breaker_state, self.instances, loop, self._local,
+                                     self._writer, self.stats)
             self._redis.start()
             self._check = self._redis.check
 
@@ -99,7 +104,7 @@ class RouteLimits:
     """The limits of one route, compiled at config load."""
 
     __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "_limiter",
-                 "_sources", "_per_limit", "_ip_scope", "_group_ip")
+                 "_sources", "_per_limit", "_ip_scope", "_group_ip", "_specs", "_fallback_shares")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -109,7 +114,9 @@ class RouteLimits:
         self.body_read_limit = int(limiter.settings.body_read_limit)
         self.limits = LimitSet(specs, False, limiter._writer)
         self.fallback = LimitSet(specs, True, limiter._writer)
-        """The same limits at their fallback rates (local store while Redis fails)."""
+        """The same limits at their whole fallback rates (local store while Redis fails)."""
+        self._specs = specs
+        self._fallback_shares = {1: self.fallback}
         self._limiter = limiter
         self._group_ip = limiter.ip_grouping.group
         self._sources = sources
@@ -155,6 +162,13 @@ class RouteLimits:
                 keys.append(scope.key(parts))
                 applies = True
         return keys if applies else None
+
+    def fallback_share(self, instances: int) -> LimitSet:
+        """The limits at one of ``instances`` shares of their fallback rates (made once per count)."""
+        limits = self._fallback_shares.get(instances)
+        if limits is None:
+            limits = self._fallback_shares[instances] = LimitSet(self._specs, True, self._limiter._writer, instances)
+        return limits
 
     def check_now(self, keys: list[bytes]) -> Decision | None:
         """With the local store: check and count one request, and return the decision.

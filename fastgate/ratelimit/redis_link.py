@@ -63,6 +63,9 @@ class ScriptLink(Protocol):
 
     async def script_load(self) -> None: ...
 
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        """Run a small script (EVAL, not cached) and return its reply; raises on an error reply."""
+
 
 def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
     if settings.cluster_nodes or settings.sentinel_nodes:
@@ -98,6 +101,13 @@ class RespLink:
         (reply,) = await self._client.execute(_SCRIPT_LOAD, 1)
         if isinstance(reply, Exception):
             raise reply
+
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        command = encode([b"EVAL", script.encode(), b"%d" % len(keys), *keys, *args])
+        (reply,) = await self._client.execute(command, 1)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 def _encode_evalsha(call: ScriptCall) -> bytes:

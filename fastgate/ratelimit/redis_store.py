@@ -43,6 +43,7 @@ from fastgate.ratelimit.breaker import CircuitBreaker, SharedBreakerState, descr
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.instances import SharedInstances, register_forever
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.redis_link import ScriptCall, open_link
 from fastgate.ratelimit.stats import RateLimitStats
@@ -67,7 +68,7 @@ class _Group(ScriptCall):
 
 
 class RedisStore:
-    def __init__(self, settings: RateLimitSettings, breaker_state: SharedBreakerState,
+    def __init__(self, settings: RateLimitSettings, breaker_state: SharedBreakerState, instances: SharedInstances,
                  loop: asyncio.AbstractEventLoop, local: LocalStore, writer: HeaderWriter,
                  stats: RateLimitStats) -> None:
         redis = settings.redis
@@ -83,6 +84,8 @@ class RedisStore:
         self._link = open_link(redis, settings.breaker, loop)
         self.breaker = CircuitBreaker(settings.breaker, breaker_state, loop, self._probe,
                                       self._link.drop_connections, stats)
+        self._instances = instances
+        self._registration_ttl_s = float(settings.registration_ttl)
         self._pending: list[Pending] = []
         self._pending_since = 0.0
         """Loop time of the first pending check: the next batch's deadline is counted from it."""
@@ -92,6 +95,14 @@ class RedisStore:
 
     def start(self) -> None:
         self._link.start()
+        if self._instances.learned:
+            self._spawn(register_forever(self._instances, self._registration_ttl_s, self._timeout, self._link.eval,
+                                         self.breaker.closed))
+
+    def _spawn(self, work) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Decide what is pending by the failure policy, stop the round trips, close the client."""
@@ -127,9 +138,7 @@ class RedisStore:
             return
         batch, self._pending = self._pending, []
         self._in_flight += 1
-        task = self._loop.create_task(self._round_trip(batch, self._pending_since + self._timeout))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._round_trip(batch, self._pending_since + self._timeout))
 
     async def _round_trip(self, batch: list[Pending], deadline: float) -> None:
         decisions: list[Decision] | None = None
@@ -245,7 +254,7 @@ class RedisStore:
         """The failure policy's decision for one check."""
         if self._policy == "local":
             self._stats.fallback_local += 1
-            return self._local.decide(route.fallback, keys)
+            return self._local.decide(route.fallback_share(self._instances.count), keys)
         if self._policy == "allow":
             self._stats.fallback_allowed += 1
             return ALLOWED_WITHOUT_HEADERS
