@@ -26,7 +26,9 @@ hangs past ``PROBE_STALE_S``, is replaced by the next worker that looks.
 Results of round trips that were already in flight when the breaker opened
 do not move it. When a worker first sees the breaker open it drops its
 client's connections, so the probe and later checks do not queue behind
-requests stuck on a frozen connection. Transitions are logged once, by the
+requests stuck on a frozen connection; when it first sees it closed again it
+has its client learn the topology anew (a Redis Cluster may have failed over
+meanwhile: the probe that closed it ran in another worker). Transitions are logged once, by the
 worker that makes them, on the "fastgate" logger, and counted in its stats.
 
 Transitions take a cross-process lock, held for microseconds; a worker that
@@ -55,6 +57,9 @@ _CLOSED, _OPEN, _HALF_OPEN = range(3)
 _STATE, _FAILURES, _OPEN_US, _OPENED_AT_US, _REOPEN_AT_US, _PROBER, _PROBE_STARTED_US = range(7)
 _WORDS = 8
 
+PROBE_DEADLINE_MIN_S = 1.0
+"""A probe may take this long even when the check deadline is shorter: no request waits for it, and
+in a cluster it also learns the layout and loads the script on every primary."""
 LOCK_WAIT_S = 0.05
 """Longest wait for the transition lock (a healthy holder keeps it for microseconds)."""
 PROBE_STALE_S = 5.0
@@ -87,7 +92,8 @@ class CircuitBreaker:
     """One worker's handle on the gateway's breaker."""
 
     def __init__(self, settings: BreakerSettings, shared: SharedBreakerState, loop: asyncio.AbstractEventLoop,
-                 probe: Callable[[], Awaitable[None]], on_open: Callable[[], None], stats: RateLimitStats) -> None:
+                 probe: Callable[[], Awaitable[None]], on_open: Callable[[], None], on_close: Callable[[], None],
+                 stats: RateLimitStats) -> None:
         self._settings = settings
         self._base_open_us = int(float(settings.open_time) * 1_000_000)
         self._max_open_us = int(float(settings.max_open_time) * 1_000_000)
@@ -98,6 +104,9 @@ class CircuitBreaker:
         self._probe = probe
         """Raises if Redis does not work; bounded by its own deadline."""
         self._on_open = on_open
+        """Called when this worker first sees the breaker open."""
+        self._on_close = on_close
+        """Called when this worker first sees it closed again (another worker's probe may have closed it)."""
         self._stats = stats
         stats.breaker_state_of = lambda: shared.state
         self._seen_open = False
@@ -118,7 +127,7 @@ class CircuitBreaker:
         """Whether checks go to Redis now (the request path asks this before every check)."""
         if self._words[_STATE] == _CLOSED:
             if self._seen_open:
-                self._seen_open = False
+                self._saw_closed()
             return True
         if not self._seen_open:
             self._seen_open = True
@@ -179,6 +188,13 @@ class CircuitBreaker:
         self._words[_PROBER] = 0
         self._move(_OPEN)
 
+    def _saw_closed(self) -> None:
+        self._seen_open = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._on_close()
+
     def _wait_for_probe_time(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -190,7 +206,7 @@ class CircuitBreaker:
         self._timer = None
         words = self._words
         if words[_STATE] == _CLOSED:
-            self._seen_open = False
+            self._saw_closed()
             return
         if not self._lock.acquire(True, LOCK_WAIT_S):
             self._wait_for_probe_time()
@@ -235,6 +251,7 @@ class CircuitBreaker:
             self._move(_CLOSED)
             if locked:
                 self._lock.release()
+            self._seen_open = False  # the probe itself learned the topology
             log.warning("rate limit: Redis answers again; circuit breaker closed after %.1fs",
                         (_now_us() - words[_OPENED_AT_US]) / 1_000_000)
         finally:

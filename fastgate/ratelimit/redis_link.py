@@ -59,6 +59,9 @@ class ScriptLink(Protocol):
     def drop_connections(self) -> None:
         """Close every connection (calls waiting on them fail); new ones are made on demand."""
 
+    def refresh(self) -> None:
+        """Learn the topology again before the next call (a cluster may have moved slots)."""
+
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]: ...
 
     async def script_load(self) -> None: ...
@@ -93,6 +96,9 @@ class RespLink:
 
     def drop_connections(self) -> None:
         self._client.disconnect()
+
+    def refresh(self) -> None:
+        """One server: nothing to learn."""
 
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
         return await self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))

@@ -39,7 +39,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastgate.ratelimit.breaker import CircuitBreaker, SharedBreakerState, describe
+from fastgate.ratelimit.breaker import PROBE_DEADLINE_MIN_S, CircuitBreaker, SharedBreakerState, describe
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
@@ -83,7 +83,7 @@ class RedisStore:
         self._stats = stats
         self._link = open_link(redis, settings.breaker, loop)
         self.breaker = CircuitBreaker(settings.breaker, breaker_state, loop, self._probe,
-                                      self._link.drop_connections, stats)
+                                      self._link.drop_connections, self._link.refresh, stats)
         self._instances = instances
         self._registration_ttl_s = float(settings.registration_ttl)
         self._pending: list[Pending] = []
@@ -274,6 +274,6 @@ class RedisStore:
 
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""
-        async with asyncio.timeout(self._timeout):
+        async with asyncio.timeout(max(self._timeout, PROBE_DEADLINE_MIN_S)):
             await self._link.script_load()
         self._stats.script_loads += 1
