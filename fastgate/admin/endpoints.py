@@ -1,6 +1,7 @@
 """What each admin path answers. Every answer is (status, content type, body, extra headers)."""
 
 import hmac
+from collections.abc import Callable
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,8 +19,11 @@ _OPEN_PATHS = frozenset(("/healthz", "/readyz"))
 
 
 class AdminEndpoints:
-    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str) -> None:
+    def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str,
+                 more_metrics: Callable[[], bytes] = bytes) -> None:
         self.config = config
+        self.more_metrics = more_metrics
+        """Families kept outside the summed series (the rate limiter's hot keys), appended to /metrics."""
         self.region = region
         self.metrics_on = metrics_on
         self.started = started
@@ -66,7 +70,7 @@ class AdminEndpoints:
     def _metrics(self) -> tuple:
         if not self.metrics_on:
             return _error(404, "metrics are off (admin.metrics = false)")
-        return 200, PROMETHEUS, render(collect(self.region).totals), ()
+        return 200, PROMETHEUS, render(collect(self.region).totals) + self.more_metrics(), ()
 
     def _status(self) -> tuple:
         document = status_document(collect(self.region), self.region.state, self.started, self.version)

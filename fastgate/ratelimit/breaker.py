@@ -47,6 +47,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastgate.ratelimit.config import BreakerSettings
+from fastgate.ratelimit.shared_table import process_alive
 from fastgate.ratelimit.stats import RateLimitStats
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -216,7 +217,7 @@ class CircuitBreaker:
             state = words[_STATE]
             claim = (state == _OPEN and now >= words[_REOPEN_AT_US]) or (
                 state == _HALF_OPEN and (now - words[_PROBE_STARTED_US] > PROBE_STALE_S * 1_000_000
-                                         or not _alive(words[_PROBER])))
+                                         or not process_alive(words[_PROBER])))
             if claim:
                 words[_PROBER] = os.getpid()
                 words[_PROBE_STARTED_US] = now
@@ -256,19 +257,6 @@ class CircuitBreaker:
                         (_now_us() - words[_OPENED_AT_US]) / 1_000_000)
         finally:
             self._probe_task = None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (0: no process)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def describe(exc: BaseException) -> str:

@@ -110,6 +110,18 @@ class BreakerSettings(_Section):
     """Upper bound of that doubling."""
 
 
+class HotKeySettings(_Section):
+    """``[ratelimit.hot_keys]``: when a key counts as hot (Redis store), in /metrics and the log."""
+
+    share: float = 0.2
+    """A key is hot when it takes more than this share (0-1) of the calls this gateway's worker
+    sent to the key's Redis node in one window."""
+    window: Duration = Duration(10.0)
+    """How long calls are counted before keys are compared (and /metrics is updated)."""
+    min_calls: int = 100
+    """Calls a key needs in one window before it can count as hot (a quiet node is no concern)."""
+
+
 class RateLimitSettings(_Section):
     """The ``[ratelimit]`` table: where counters live and how answers look."""
 
@@ -131,6 +143,8 @@ class RateLimitSettings(_Section):
     registration_ttl: Duration = Duration(15.0)
     """instances = "auto": a gateway counts while its last heartbeat in Redis is younger than
     this; heartbeats go every third of it."""
+    hot_keys: HotKeySettings = msgspec.field(default_factory=HotKeySettings)
+    """Reporting of the keys that take much of a Redis node's calls."""
     headers: Literal["draft", "legacy", "none"] = "draft"
     """"draft": RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers);
     "legacy": RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset; "none". Retry-After is
@@ -179,6 +193,13 @@ def _validate_settings(settings: RateLimitSettings) -> None:
         raise FieldError("ratelimit.instances", 'must be "auto" or between 1 and 10000')
     if settings.instances == "auto" and settings.store != "redis":
         raise FieldError("ratelimit.instances", '"auto" learns the count through Redis: it needs store = "redis"')
+    hot = settings.hot_keys
+    if not 0 < hot.share <= 1:
+        raise FieldError("ratelimit.hot_keys.share", "must be greater than 0 and at most 1")
+    if not 1 <= hot.window <= 3600:
+        raise FieldError("ratelimit.hot_keys.window", "must be between 1s and 1h")
+    if hot.min_calls < 1:
+        raise FieldError("ratelimit.hot_keys.min_calls", "must be at least 1")
     if not 1 <= settings.registration_ttl <= 3600:
         raise FieldError("ratelimit.registration_ttl", "must be between 1s and 1h")
     if not 0 < settings.body_read_limit <= 16 * 1024 * 1024:

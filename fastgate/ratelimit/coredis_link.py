@@ -10,6 +10,7 @@ applied must not be sent twice.
 """
 
 import asyncio
+import binascii
 import logging
 from typing import Any
 
@@ -63,6 +64,17 @@ class CoredisLink:
     def refresh(self) -> None:
         if self.cluster and self.client is not None and self._refreshing is None:
             self._refreshing = self._loop.create_task(self._refresh_layout(self.client))
+
+    def node_of(self, key: bytes) -> str:
+        """A cluster: the primary serving the key's slot (CRC16-XMODEM of its hash tag, as Redis
+        computes it); Sentinel: the service."""
+        if not self.cluster:
+            return f"sentinel:{self._server.sentinel_service}"
+        start = key.find(b"{") + 1
+        tag = key[start : key.index(b"}", start)] if start else key
+        slot = binascii.crc_hqx(tag, 0) % 16384
+        client = self.client
+        return client.connection_pool.cluster_layout.node_for_slot(slot).name if client else f"slot {slot}"
 
     async def _refresh_layout(self, client: Any) -> None:
         try:

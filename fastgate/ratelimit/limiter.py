@@ -21,6 +21,7 @@ from fastgate.ratelimit.breaker import SharedBreakerState
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.hot_keys import HotKeyBoard
 from fastgate.ratelimit.instances import SharedInstances
 from fastgate.ratelimit.keys import IP, HeaderLookup, IpGrouping, read_sources
 from fastgate.ratelimit.limitset import LimitSet
@@ -47,6 +48,8 @@ class RateLimiter:
         self.instances = SharedInstances(settings.instances, settings.key_prefix,
                                          previous.instances if previous is not None else None)
         """How many gateways divide the fallback rates (instances.py)."""
+        self.hot_keys = HotKeyBoard(float(settings.hot_keys.window)) if settings.store == "redis" else None
+        """The workers' busiest Redis keys (hot_keys.py); None with the local store."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer, self.stats)
         self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
@@ -85,10 +88,14 @@ class RateLimiter:
             # coredis costs ~30 MB of RSS per process: only a Redis store imports it.
             from fastgate.ratelimit.redis_store import RedisStore
 
-            self._redis = RedisStore(self.settings, self.breaker_state, self.instances, loop, self._local,
-                                     self._writer, self.stats)
+            self._redis = RedisStore(self.settings, self.breaker_state, self.instances, self.hot_keys, loop,
+                                     self._local, self._writer, self.stats)
             self._redis.start()
             self._check = self._redis.check
+
+    def metrics_exposition(self) -> bytes:
+        """Families of the limiter that /metrics shows beside the summed series: the hot keys."""
+        return self.hot_keys.exposition() if self.hot_keys is not None else b""
 
     async def close(self) -> None:
         """At worker exit: pending Redis checks get the failure policy's decision; the client closes."""

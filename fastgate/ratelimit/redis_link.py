@@ -69,6 +69,9 @@ class ScriptLink(Protocol):
     async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
         """Run a small script (EVAL, not cached) and return its reply; raises on an error reply."""
 
+    def node_of(self, key: bytes) -> str:
+        """The node ("host:port") that holds ``key`` now."""
+
 
 def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
     if settings.cluster_nodes or settings.sentinel_nodes:
@@ -87,6 +90,7 @@ class RespLink:
         server = settings.server()
         address = ServerAddress(server.url, server.username, server.password, server.ssl_context())
         self._client = RespClient(address, server.timeout_s, loop)
+        self._node = address.unix_path or f"{address.host}:{address.port}"
 
     def start(self) -> None:
         """Nothing to start: the first call connects."""
@@ -99,6 +103,9 @@ class RespLink:
 
     def refresh(self) -> None:
         """One server: nothing to learn."""
+
+    def node_of(self, key: bytes) -> str:
+        return self._node
 
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
         return await self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))

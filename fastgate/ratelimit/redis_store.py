@@ -43,6 +43,7 @@ from fastgate.ratelimit.breaker import PROBE_DEADLINE_MIN_S, CircuitBreaker, Sha
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.hot_keys import HotKeyBoard, HotKeyCounter
 from fastgate.ratelimit.instances import SharedInstances, register_forever
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.redis_link import ScriptCall, open_link
@@ -69,7 +70,7 @@ class _Group(ScriptCall):
 
 class RedisStore:
     def __init__(self, settings: RateLimitSettings, breaker_state: SharedBreakerState, instances: SharedInstances,
-                 loop: asyncio.AbstractEventLoop, local: LocalStore, writer: HeaderWriter,
+                 hot_keys: HotKeyBoard, loop: asyncio.AbstractEventLoop, local: LocalStore, writer: HeaderWriter,
                  stats: RateLimitStats) -> None:
         redis = settings.redis
         assert redis is not None
@@ -85,6 +86,8 @@ class RedisStore:
         self.breaker = CircuitBreaker(settings.breaker, breaker_state, loop, self._probe,
                                       self._link.drop_connections, self._link.refresh, stats)
         self._instances = instances
+        hot = settings.hot_keys
+        self.hot_keys = HotKeyCounter(hot_keys, hot.share, hot.min_calls, self._link.node_of, loop)
         self._registration_ttl_s = float(settings.registration_ttl)
         self._pending: list[Pending] = []
         self._pending_since = 0.0
@@ -95,6 +98,7 @@ class RedisStore:
 
     def start(self) -> None:
         self._link.start()
+        self.hot_keys.start()
         if self._instances.learned:
             self._spawn(register_forever(self._instances, self._registration_ttl_s, self._timeout, self._link.eval,
                                          self.breaker.closed))
@@ -107,6 +111,7 @@ class RedisStore:
     async def close(self) -> None:
         """Decide what is pending by the failure policy, stop the round trips, close the client."""
         self.breaker.close()
+        self.hot_keys.close()
         pending, self._pending = self._pending, []
         self._deliver(pending, [self._fallback(route, keys) for route, keys, _ in pending])
         for task in list(self._tasks):
@@ -195,6 +200,7 @@ class RedisStore:
     def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
         groups: list[_Group] = []
         open_groups: dict[bytes, _Group] = {}
+        count_key = self.hot_keys.count
         for index, (route, keys, _) in enumerate(batch):
             limits = route.limits
             if b"" in keys:  # some limits do not apply to this request
@@ -204,9 +210,10 @@ class RedisStore:
             else:
                 applied = limits.every_limit
                 args = limits.script_args[applied]
+            first = keys[0]
+            count_key(first)  # the counters of one check share a slot: the first key stands for them
             tag = b""
             if cluster:
-                first = keys[0]
                 tag = first[first.index(b"{") + 1 : first.index(b"}")]
             group = open_groups.get(tag)
             if group is None or len(group.indices) >= self._max_batch:

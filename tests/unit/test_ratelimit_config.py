@@ -65,6 +65,9 @@ def test_settings_errors():
     assert field_error(settings(instances="auto"), []) == (
         "ratelimit.instances", '"auto" learns the count through Redis: it needs store = "redis"')
     assert field_error(settings(registration_ttl="0s"), [])[0] == "ratelimit.registration_ttl"
+    assert field_error(settings(hot_keys={"share": 1.5}), [])[0] == "ratelimit.hot_keys.share"
+    assert field_error(settings(hot_keys={"window": "100ms"}), [])[0] == "ratelimit.hot_keys.window"
+    assert field_error(settings(hot_keys={"min_calls": 0}), [])[0] == "ratelimit.hot_keys.min_calls"
     with pytest.raises(msgspec.ValidationError):
         settings(instances="all")
     assert field_error(settings(ipv6_prefix_bits=8), [])[0] == "ratelimit.ipv6_prefix_bits"
