@@ -117,11 +117,6 @@ def slot_of(redis_key: str) -> int:
     return binascii.crc_hqx(tag.encode(), 0) % 16384
 
 
-def slots_of(ranges: str) -> range:
-    low, _, high = ranges.partition("-")
-    return range(int(low), int(high or low) + 1)
-
-
 def start_gateway(gateways, cluster: RedisClusterServers):
     settings = {"store": "redis", "on_redis_failure": "local", "instances": 2,
                 "redis": {"cluster_nodes": cluster.addresses[:3], "timeout": f"{int(TIMEOUT_S * 1000)}ms"},
@@ -159,9 +154,8 @@ def admitted(answers: list[Answer]) -> Counter:
 
 def test_limits_through_a_failover_and_a_reshard(gateways):
     with RedisClusterServers(masters=3, replicas=1, node_timeout_ms=1000) as cluster:
-        primaries = cluster.primaries()
-        ranges = {node: [slots_of(r) for r in cluster._masters()[i][2]] for i, node in enumerate(primaries)}
-        doomed, source, target = primaries  # killed; resharded from; resharded to
+        ranges = cluster.slot_ranges()
+        doomed, source, target = ranges  # killed; resharded from; resharded to
         moved = range(ranges[source][0].start, ranges[source][0].start + 300)
 
         def owner(slot: int):

@@ -181,7 +181,7 @@ class RedisClusterServers:
                        f"cluster node {node.port} reports cluster_state:ok", timeout_s=timeout_s)
 
     def _masters(self) -> list[tuple[RedisServer, str, list[str]]]:
-        """The live primaries as a live node sees the cluster now: (server, node id, slot ranges)."""
+        """The live primaries as a live node sees the cluster now: (server, node id, slot ranges as text)."""
         by_port = {node.port: node for node in self.live()}
         found = []
         for line in self.live()[0].cli("cluster", "nodes").splitlines():
@@ -198,15 +198,17 @@ class RedisClusterServers:
     def owner_of(self, key: str) -> RedisServer:
         """The primary that serves ``key`` now (as a live node sees it)."""
         slot = int(self.live()[0].cli("cluster", "keyslot", key))
-        for node, _, ranges in self._masters():
-            for text in ranges:
-                low, _, high = text.partition("-")
-                if int(low) <= slot <= int(high or low):
-                    return node
+        for node, ranges in self.slot_ranges().items():
+            if any(slot in part for part in ranges):
+                return node
         raise AssertionError(f"no live primary serves slot {slot}")
 
     def primaries(self) -> list[RedisServer]:
         return [node for node, _, _ in self._masters()]
+
+    def slot_ranges(self) -> dict[RedisServer, list[range]]:
+        """The slots each live primary serves now."""
+        return {node: [_slot_range(text) for text in ranges] for node, _, ranges in self._masters()}
 
     def replica_of(self, primary: RedisServer) -> RedisServer:
         """A live replica of ``primary``."""
@@ -227,6 +229,12 @@ class RedisClusterServers:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _slot_range(text: str) -> range:
+    """"0-5460" or "42", as in CLUSTER NODES."""
+    low, _, high = text.partition("-")
+    return range(int(low), int(high or low) + 1)
 
 
 class RedisSentinel:
