@@ -31,7 +31,7 @@ from bench.peers.base import ProxySpec
 from bench.peers.fastgate import Fastgate
 from bench.peers.origin import start_origin
 from bench.procs import Proc, ProcError, free_port, make_workdir
-from bench.redis import start_redis
+from bench.redis import start_redis, start_redis_cluster
 from bench.run import scenario_features
 from bench.scenarios import SCENARIOS, Scenario
 
@@ -130,13 +130,19 @@ def main(argv: list[str]) -> int:
 
 
 def _count(scenario: Scenario, requests: int, origin_port: int, workdir: Path) -> None:
-    redis, redis_port = start_redis(workdir / "redis", None) if scenario.limit == "redis" else (None, 0)
+    redis, redis_ports = [], [0]
+    if scenario.limit == "redis":
+        server, port = start_redis(workdir / "redis", None)
+        redis, redis_ports = [server], [port]
+    elif scenario.limit == "redis-cluster":
+        redis, redis_ports = start_redis_cluster(workdir / "redis", None)
     try:
         peers = [Fastgate()] + ([scenario.baseline.peer] if scenario.baseline else [])
-        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_port, workdir) for peer in peers}
+        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_ports[0], workdir)
+                  for peer in peers}
     finally:
-        if redis is not None:
-            redis.stop()
+        for server in redis:
+            server.stop()
     for name, count in counts.items():
         print(f"{scenario.name:12} {name:20} {count:10,.0f} instructions per request")
     if scenario.baseline:

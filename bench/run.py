@@ -18,7 +18,7 @@ from bench.loglines import LogLines
 from bench.peers.fastgate import SUPPORTED
 from bench.probe import ProbeError, probe
 from bench.procs import Pinning, ProcError, free_port
-from bench.redis import script_calls, start_redis
+from bench.redis import script_calls, start_redis, start_redis_cluster
 from bench.scenarios import Scenario
 from bench.tls import self_signed
 from bench.wrk import WrkResult, run_wrk
@@ -74,7 +74,7 @@ def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
     }
 
 
-LOCAL_STAND_INS = {"rate_limit_redis": "rate_limit"}
+LOCAL_STAND_INS = {"rate_limit_redis": "rate_limit", "rate_limit_redis_cluster": "rate_limit"}
 """What nginx and HAProxy run for a scenario feature only fastgate has."""
 
 
@@ -111,12 +111,18 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
 
     results: dict[str, dict] = {}
     with ExitStack() as stack:
-        redis_port = 0
+        redis_ports: list[int] = []
         if scenario.baseline and any(p.name == "fastgate" for p in proxies):
             proxies = [*proxies, scenario.baseline.peer]
         if scenario.limit == "redis":
-            redis, redis_port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
+            redis, port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
             stack.callback(redis.stop)
+            redis_ports = [port]
+        elif scenario.limit == "redis-cluster":
+            nodes, redis_ports = start_redis_cluster(workdir / f"{scenario.name}-redis", pin.load if pin else None)
+            for node in nodes:
+                stack.callback(node.stop)
+        redis_port = redis_ports[0] if redis_ports else 0
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:
             try:
@@ -133,16 +139,16 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
             log.settled()  # the probe's and the warm-up's lines are not counted
         for _ in range(settings.reps):
             for name, (server, url) in list(running.items()):
-                calls = script_calls(redis_port) if redis_port and name == "fastgate" else 0
+                calls = script_calls(redis_ports) if redis_ports and name == "fastgate" else 0
                 try:
                     run = _measure(server, wrk(url, settings.duration_s))
                 except (ProcError, RuntimeError) as exc:
                     failures.append(f"{scenario.name}/{name}: {exc}")
                     del running[name]
                     continue
-                if redis_port and name == "fastgate":
+                if redis_ports and name == "fastgate":
                     run["redis_round_trips_per_request"] = round(
-                        (script_calls(redis_port) - calls) / max(run["requests"], 1), 4)
+                        (script_calls(redis_ports) - calls) / max(run["requests"], 1), 4)
                 results[name]["runs"].append(run)
         for name, log in logs.items():
             results[name]["access_log"] = {"lines": log.settled(),

@@ -37,7 +37,7 @@ class Scenario:
     """The proxies run the gateway route features (see peers.base.GATEWAY_FEATURES)."""
     features: frozenset[str] = frozenset()
     """Gateway features every proxy runs with besides those of ``gateway``; the baseline runs
-    without them. nginx and HAProxy run a local rate limit for "rate_limit_redis"."""
+    without them. nginx and HAProxy run a local rate limit for "rate_limit_redis" and "rate_limit_redis_cluster"."""
     baseline: Baseline | None = None
     tls: bool = False
     """Clients speak HTTPS to the proxy (one self-signed certificate, bench/tls.py); the origin stays plain."""
@@ -53,7 +53,9 @@ class Scenario:
     @property
     def limit(self) -> str:
         """Where fastgate keeps the scenario's rate limit: "local", "redis" (a redis-server
-        the harness starts), or "" for none."""
+        the harness starts), "redis-cluster" (a 3-node Redis Cluster it starts), or "" for none."""
+        if "rate_limit_redis_cluster" in self.features:
+            return "redis-cluster"
         return "redis" if "rate_limit_redis" in self.features else "local" if "rate_limit" in self.features else ""
 
 
@@ -69,6 +71,8 @@ SCENARIOS = {s.name: s for s in (
              features=frozenset({"rate_limit"}), baseline=UNLIMITED),
     Scenario("limit-redis", "12 B body, a per-IP rate limit in Redis", "/small",
              features=frozenset({"rate_limit_redis"}), baseline=UNLIMITED),
+    Scenario("limit-redis-cluster", "12 B body, a per-IP rate limit in a 3-node Redis Cluster", "/small",
+             features=frozenset({"rate_limit_redis_cluster"}), baseline=UNLIMITED),
     Scenario("observe", "12 B body, metrics and a JSON access log to a file", "/small",
              features=frozenset({"json_access_log"}), baseline=BARE),
 )}

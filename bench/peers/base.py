@@ -13,6 +13,7 @@ GATEWAY_FEATURES = {
     "forwarded_headers": "set X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host upstream",
     "rate_limit": "a local per-client-IP rate limit with a rate that never triggers",
     "rate_limit_redis": "the same limit kept in Redis (fastgate only)",
+    "rate_limit_redis_cluster": "the same limit kept in a 3-node Redis Cluster (fastgate only)",
     "json_access_log": "one JSON line per request written to a file (HAProxy: to stdout)",
     "metrics": "count requests and upstream events in shared memory (fastgate only)",
     "tracing": "W3C Trace Context: continue or start a trace, send the upstream a traceparent (fastgate only)",
@@ -37,7 +38,8 @@ class ProxySpec:
     HAProxy's maxconn, which both preallocate for that many: a cap sized to the
     open-file limit would inflate their memory figures."""
     redis_port: int = 0
-    """The redis-server for the rate_limit_redis feature, or 0."""
+    """The redis-server for the rate_limit_redis feature (a node of the cluster for
+    rate_limit_redis_cluster), or 0."""
     tls: tuple[Path, Path] | None = None
     """(certificate, key) PEM files when clients speak HTTPS to the proxy, else None."""
 

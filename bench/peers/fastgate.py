@@ -12,7 +12,7 @@ from bench.peers.base import Proxy, ProxySpec
 SUPPORTED = frozenset({"request_id", "forwarded_headers", "rate_limit", "json_access_log"})
 """Gateway features fastgate has; the gateway scenario asks every proxy for exactly these."""
 
-OWN = frozenset({"rate_limit_redis"})
+OWN = frozenset({"rate_limit_redis", "rate_limit_redis_cluster"})
 """Features only fastgate has; only a scenario that names one asks for it."""
 
 DEFAULTS = frozenset({"forwarded_headers", "metrics"})
@@ -29,12 +29,15 @@ def gateway_settings(features: frozenset[str], redis_port: int = 0,
     """
     route: dict = {"request_id": "request_id" in features}
     tables: dict = {}
-    if features & {"rate_limit", "rate_limit_redis"}:
+    if features & {"rate_limit", "rate_limit_redis", "rate_limit_redis_cluster"}:
         # A per-IP limit that never triggers; no RateLimit headers on admitted answers, like nginx's limit_req.
         route["limits"] = [{"key": ["ip"], "rate": "1000000/s"}]
         tables["ratelimit"] = {"headers_on_allowed": False}
     if "rate_limit_redis" in features:
         tables["ratelimit"].update(store="redis", redis={"url": f"redis://127.0.0.1:{redis_port}", "timeout": "100ms"})
+    if "rate_limit_redis_cluster" in features:  # one node given: the others are discovered
+        tables["ratelimit"].update(store="redis", redis={"cluster_nodes": [f"127.0.0.1:{redis_port}"],
+                                                         "timeout": "100ms"})
     if "json_access_log" in features and access_log:
         tables["access_log"] = {"path": str(access_log), "format": "json"}
     return route, tables

@@ -1,6 +1,7 @@
 """What each admin path answers. Every answer is (status, content type, body, extra headers)."""
 
 import hmac
+from collections.abc import Callable
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,12 +21,14 @@ _OPEN_PATHS = frozenset(("/healthz", "/readyz"))
 
 class AdminEndpoints:
     def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str,
-                 listeners: tuple = (), acme: tuple = ()) -> None:
+                 listeners: tuple = (), acme: tuple = (), more_metrics: Callable[[], bytes] = bytes) -> None:
         self.config = config
         self.listeners = listeners
         """The compiled listeners (config/listeners.py): /metrics reads their certificates' expiry."""
         self.acme = acme
         """The managed ACME certificates (their order counts go to /metrics)."""
+        self.more_metrics = more_metrics
+        """Families kept outside the summed series (the rate limiter's hot keys), appended to /metrics."""
         self.region = region
         self.metrics_on = metrics_on
         self.started = started
@@ -74,7 +77,7 @@ class AdminEndpoints:
             return _error(404, "metrics are off (admin.metrics = false)")
         totals = collect(self.region).totals
         totals.update(certificate_series(self.listeners, self.acme))
-        return 200, PROMETHEUS, render(totals), ()
+        return 200, PROMETHEUS, render(totals) + self.more_metrics(), ()
 
     def _status(self) -> tuple:
         document = status_document(collect(self.region), self.region.state, self.started, self.version)

@@ -83,7 +83,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets
     """TLS handshakes in flight (transport/tls.py), cancelled when the worker stops."""
     servers = [await serve_listener(loop, ctx, spec, sock, handshakes) for spec, sock in sockets]
     admin = AdminListener(AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__,
-                                         loaded.listeners, loaded.acme))
+                                         loaded.listeners, loaded.acme, loaded.limiter.metrics_exposition))
     await admin.serve(loop, admin_sockets)
     clock.start()
     stopped = loop.create_future()

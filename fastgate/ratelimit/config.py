@@ -46,8 +46,8 @@ class Limit(_Section):
     algorithm) share one budget. Default: the route name, or "route.key" when the route has several limits.
     Also the policy name in the RateLimit headers."""
     fallback_rate: str = ""
-    """Rate enforced by this machine's local store while Redis is unavailable (policy "local");
-    default: the same as rate. With N gateway machines, "rate / N" keeps the total unchanged."""
+    """Rate enforced by the gateways' local stores while Redis is unavailable (policy "local"),
+    divided among them by [ratelimit] instances; default: the same as rate."""
 
 
 class RedisSettings(_Section):
@@ -110,6 +110,18 @@ class BreakerSettings(_Section):
     """Upper bound of that doubling."""
 
 
+class HotKeySettings(_Section):
+    """``[ratelimit.hot_keys]``: when a key counts as hot (Redis store), in /metrics and the log."""
+
+    share: float = 0.2
+    """A key is hot when it takes more than this share (0-1) of the calls this gateway's worker
+    sent to the key's Redis node in one window."""
+    window: Duration = Duration(10.0)
+    """How long calls are counted before keys are compared (and /metrics is updated)."""
+    min_calls: int = 100
+    """Calls a key needs in one window before it can count as hot (a quiet node is no concern)."""
+
+
 class RateLimitSettings(_Section):
     """The ``[ratelimit]`` table: where counters live and how answers look."""
 
@@ -123,6 +135,16 @@ class RateLimitSettings(_Section):
     "allow" admits every request, "deny" answers 503."""
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     """Circuit breaker in front of Redis."""
+    instances: int | Literal["auto"] = 1
+    """Gateway machines sharing the Redis budgets. While Redis is unavailable each limit's
+    fallback_rate is divided among them, so that together they admit about fallback_rate:
+    1 (default) lets each machine admit the whole fallback_rate; "auto" learns the number
+    from the gateways registered in Redis (see registration_ttl) while it was up."""
+    registration_ttl: Duration = Duration(15.0)
+    """instances = "auto": a gateway counts while its last heartbeat in Redis is younger than
+    this; heartbeats go every third of it."""
+    hot_keys: HotKeySettings = msgspec.field(default_factory=HotKeySettings)
+    """Reporting of the keys that take much of a Redis node's calls."""
     headers: Literal["draft", "legacy", "none"] = "draft"
     """"draft": RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers);
     "legacy": RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset; "none". Retry-After is
@@ -132,6 +154,10 @@ class RateLimitSettings(_Section):
     local_capacity: int = 65536
     """Keys the local store holds (32 bytes each, shared by all workers); when full,
     the key expiring soonest is dropped."""
+    ipv6_prefix_bits: int = 64
+    """An "ip" key counts an IPv6 client by its network of this many bits (a client rotating
+    addresses inside its /64 shares one budget); 128: each address apart. IPv4 clients count
+    by their address."""
     body_read_limit: Size = Size(64 * 1024)
     """Most body bytes read to find a body.* key; a body that does not parse within it shares
     one budget per limit with every other such body."""
@@ -161,6 +187,21 @@ def validate(settings: RateLimitSettings, routes: Sequence[tuple[str, Sequence[L
 def _validate_settings(settings: RateLimitSettings) -> None:
     if not 64 <= settings.local_capacity <= 1 << 24:
         raise FieldError("ratelimit.local_capacity", "must be between 64 and 16777216")
+    if not 16 <= settings.ipv6_prefix_bits <= 128:
+        raise FieldError("ratelimit.ipv6_prefix_bits", "must be between 16 and 128")
+    if settings.instances != "auto" and not 1 <= settings.instances <= 10000:
+        raise FieldError("ratelimit.instances", 'must be "auto" or between 1 and 10000')
+    if settings.instances == "auto" and settings.store != "redis":
+        raise FieldError("ratelimit.instances", '"auto" learns the count through Redis: it needs store = "redis"')
+    hot = settings.hot_keys
+    if not 0 < hot.share <= 1:
+        raise FieldError("ratelimit.hot_keys.share", "must be greater than 0 and at most 1")
+    if not 1 <= hot.window <= 3600:
+        raise FieldError("ratelimit.hot_keys.window", "must be between 1s and 1h")
+    if hot.min_calls < 1:
+        raise FieldError("ratelimit.hot_keys.min_calls", "must be at least 1")
+    if not 1 <= settings.registration_ttl <= 3600:
+        raise FieldError("ratelimit.registration_ttl", "must be between 1s and 1h")
     if not 0 < settings.body_read_limit <= 16 * 1024 * 1024:
         raise FieldError("ratelimit.body_read_limit", "must be between 1 byte and 16MiB")
     breaker = settings.breaker

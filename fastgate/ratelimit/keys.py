@@ -2,7 +2,9 @@
 
 A source is written in the config as:
 
-- ``ip``: the client address as the gateway determined it (after trusted proxies);
+- ``ip``: the client address as the gateway determined it (after trusted proxies); an IPv6
+  address counts as its network of ``ipv6_prefix_bits`` (``IpGrouping``), since one client
+  usually holds a whole /64 and can rotate addresses inside it;
 - ``header:Name``: a request header (first occurrence, surrounding blanks removed);
 - ``query:name``: a query parameter (first occurrence, percent- and plus-decoded);
 - ``body.path``: a field of the request body. ``application/x-www-form-urlencoded``
@@ -21,6 +23,7 @@ requests share one budget per limit rather than escaping it.
 from collections.abc import Callable
 from functools import lru_cache
 from hashlib import blake2b
+from ipaddress import IPv6Address, IPv6Network
 from typing import NamedTuple
 
 import msgspec
@@ -67,6 +70,48 @@ def parse_source(text: str) -> Source:
             raise ValueError(f"{text!r}: empty field name in the path")
         return Source("body", b"", path)
     raise ValueError(f'{text!r} is not a key source: use "ip", "header:Name", "query:name" or "body.field"')
+
+
+class IpGrouping:
+    """The key value of a client address: IPv4 as it is, IPv6 as its network of ``prefix_bits``.
+
+    ``group(b"2001:db8:1:2:aaaa::1")`` with 64 bits is ``b"2001:db8:1:2::/64"``, so every address of
+    that /64 shares one budget. An IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) counts as the
+    IPv4 address, and 128 bits keeps each address apart. A network always contains "/", so it can
+    never equal a plain address (the local store's C check, which sees the plain address, never
+    finds such a key and leaves IPv6 clients to the Python path). Results are remembered, at most
+    ``NETWORKS_KEPT`` of them.
+    """
+
+    NETWORKS_KEPT = 4096
+
+    __slots__ = ("prefix_bits", "_mask", "_seen")
+
+    def __init__(self, prefix_bits: int) -> None:
+        self.prefix_bits = prefix_bits
+        self._mask = ((1 << prefix_bits) - 1) << (128 - prefix_bits)
+        self._seen: dict[bytes, bytes] = {}
+
+    def group(self, ip: bytes) -> bytes:
+        if b":" not in ip:
+            return ip
+        value = self._seen.get(ip)
+        if value is None:
+            if len(self._seen) >= self.NETWORKS_KEPT:
+                self._seen.clear()
+            value = self._seen[ip] = self._network(ip)
+        return value
+
+    def _network(self, ip: bytes) -> bytes:
+        try:
+            address = IPv6Address(ip.decode("ascii"))
+        except ValueError:  # not an address (a scope id, say): the text as it is
+            return ip
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped).encode()
+        if self.prefix_bits == 128:
+            return ip
+        return IPv6Network((int(address) & self._mask, self.prefix_bits)).compressed.encode()
 
 
 HeaderLookup = Callable[[bytes], bytes | None]

@@ -17,10 +17,13 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fastgate.ratelimit.breaker import SharedBreakerState
 from fastgate.ratelimit.config import Limit, RateLimitSettings
 from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
-from fastgate.ratelimit.keys import IP, HeaderLookup, read_sources
+from fastgate.ratelimit.hot_keys import HotKeyBoard
+from fastgate.ratelimit.instances import SharedInstances
+from fastgate.ratelimit.keys import IP, HeaderLookup, IpGrouping, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
@@ -34,15 +37,24 @@ if TYPE_CHECKING:
 class RateLimiter:
     """All rate limits of one config. Create with ``create_shared`` in the master, before forking."""
 
-    def __init__(self, settings: RateLimitSettings, table: SharedTable) -> None:
+    def __init__(self, settings: RateLimitSettings, table: SharedTable, previous: "RateLimiter | None" = None) -> None:
         self.settings = settings
         self.table = table
         """The shared-memory table of the local store (and of the Redis store's local fallback)."""
         self.stats = RateLimitStats(table)
         """This process's counters."""
+        self.breaker_state = SharedBreakerState(settings.breaker)
+        """The Redis breaker's state, one for all the workers forked after this (breaker.py)."""
+        self.instances = SharedInstances(settings.instances, settings.key_prefix,
+                                         previous.instances if previous is not None else None)
+        """How many gateways divide the fallback rates (instances.py)."""
+        self.hot_keys = HotKeyBoard(float(settings.hot_keys.window)) if settings.store == "redis" else None
+        """The workers' busiest Redis keys (hot_keys.py); None with the local store."""
         self._writer = HeaderWriter(settings.headers, settings.headers_on_allowed)
         self._local = LocalStore(table, self._writer, self.stats)
         self._registry = ScopeRegistry(settings.key_prefix, hashed_keys=settings.store == "redis")
+        self.ip_grouping = IpGrouping(settings.ipv6_prefix_bits)
+        """What an "ip" key counts: IPv4 addresses, IPv6 networks (keys.py)."""
         self._redis: "RedisStore | None" = None
         self._check: Callable[[RouteLimits, list[bytes], OnDecision], None] = (
             self._local.check if settings.store == "local" else _not_attached)
@@ -59,7 +71,7 @@ class RateLimiter:
         """
         table = previous.table if previous is not None and previous.table.capacity == SharedTable.rounded(
             settings.local_capacity) else SharedTable(settings.local_capacity)
-        return cls(settings, table)
+        return cls(settings, table, previous)
 
     def compile_route(self, route_name: str, limits: list[Limit]) -> "RouteLimits | None":
         """The route's compiled limits, or None when it has none. Raises FieldError for bad limits
@@ -76,9 +88,14 @@ class RateLimiter:
             # coredis costs ~30 MB of RSS per process: only a Redis store imports it.
             from fastgate.ratelimit.redis_store import RedisStore
 
-            self._redis = RedisStore(self.settings, loop, self._local, self._writer, self.stats)
+            self._redis = RedisStore(self.settings, self.breaker_state, self.instances, self.hot_keys, loop,
+                                     self._local, self._writer, self.stats)
             self._redis.start()
             self._check = self._redis.check
+
+    def metrics_exposition(self) -> bytes:
+        """Families of the limiter that /metrics shows beside the summed series: the hot keys."""
+        return self.hot_keys.exposition() if self.hot_keys is not None else b""
 
     async def close(self) -> None:
         """At worker exit: pending Redis checks get the failure policy's decision; the client closes."""
@@ -94,7 +111,7 @@ class RouteLimits:
     """The limits of one route, compiled at config load."""
 
     __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "_limiter",
-                 "_sources", "_per_limit", "_ip_scope")
+                 "_sources", "_per_limit", "_ip_scope", "_group_ip", "_specs", "_fallback_shares")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -104,8 +121,11 @@ class RouteLimits:
         self.body_read_limit = int(limiter.settings.body_read_limit)
         self.limits = LimitSet(specs, False, limiter._writer)
         self.fallback = LimitSet(specs, True, limiter._writer)
-        """The same limits at their fallback rates (local store while Redis fails)."""
+        """The same limits at their whole fallback rates (local store while Redis fails)."""
+        self._specs = specs
+        self._fallback_shares = {1: self.fallback}
         self._limiter = limiter
+        self._group_ip = limiter.ip_grouping.group
         self._sources = sources
         self._per_limit = tuple((spec.scope, tuple(sources.index(s) for s in spec.scope.sources)) for spec in specs)
         only = specs[0].scope
@@ -116,12 +136,15 @@ class RouteLimits:
         self.admit_ip = limiter.table.gcra_admit(only.plain_prefix, specs[0].params) if plain else None
         """For the most common limit (local store, one GCRA limit keyed by the client IP, no headers on
         admitted responses), ``admit_ip(client_ip)``: True when the C check counted the request, then
-        nothing else is to be done; False: check it with ``keys`` and ``check_now``. None otherwise."""
+        nothing else is to be done; False: check it with ``keys`` and ``check_now``. None otherwise.
+        It sees the plain address, so it never counts an IPv6 client (whose key is its network)
+        unless ipv6_prefix_bits is 128."""
 
     def keys(self, client_ip: bytes, header_lookup: HeaderLookup, query: bytes, body_prefix: bytes | None,
              content_type: bytes | None) -> list[bytes] | None:
         """The counter key of each limit for this request: b"" for a limit whose key source is absent
-        (that limit does not apply), None when no limit applies (do not call check).
+        (that limit does not apply), None when no limit applies (do not call check). An IPv6
+        ``client_ip`` counts as its network ([ratelimit] ipv6_prefix_bits).
 
         ``header_lookup`` gets lower-case header names; ``query`` is the raw query
         string (without "?"); ``body_prefix`` the body, or its first
@@ -129,6 +152,8 @@ class RouteLimits:
         needs_body is False). A prefix of body_read_limit bytes counts as cut
         off: its body fields are UNPARSEABLE (keys.py).
         """
+        if b":" in client_ip:
+            client_ip = self._group_ip(client_ip)
         scope = self._ip_scope
         if scope is not None:  # the most common limit, without the general machinery
             return [scope.name_of(client_ip) if scope.hashed else scope.plain_prefix + client_ip]
@@ -144,6 +169,13 @@ class RouteLimits:
                 keys.append(scope.key(parts))
                 applies = True
         return keys if applies else None
+
+    def fallback_share(self, instances: int) -> LimitSet:
+        """The limits at one of ``instances`` shares of their fallback rates (made once per count)."""
+        limits = self._fallback_shares.get(instances)
+        if limits is None:
+            limits = self._fallback_shares[instances] = LimitSet(self._specs, True, self._limiter._writer, instances)
+        return limits
 
     def check_now(self, keys: list[bytes]) -> Decision | None:
         """With the local store: check and count one request, and return the decision.

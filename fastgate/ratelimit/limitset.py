@@ -7,15 +7,16 @@ from fastgate.ratelimit.scopes import LimitSpec
 
 
 class LimitSet:
-    """The route's limits at their configured rates, or (``fallback``) at their fallback rates.
+    """The route's limits at their configured rates, or (``fallback``) at their fallback rates,
+    divided among ``instances`` gateways.
 
     Index i of every tuple is the route's i-th limit, as in the list ``RouteLimits.keys`` returns.
     """
 
     __slots__ = ("algorithms", "params", "headers", "every_limit", "script_args", "_script_args")
 
-    def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter) -> None:
-        params = [spec.fallback if fallback else spec.params for spec in specs]
+    def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter, instances: int = 1) -> None:
+        params = [spec.fallback_share(instances) if fallback else spec.params for spec in specs]
         self.algorithms = tuple(ALGORITHMS[spec.scope.algorithm] for spec in specs)
         """Each limit's algorithm (algorithms.py), for the local store."""
         self.params = tuple(params)

@@ -15,6 +15,14 @@ class Rate(NamedTuple):
     period_s: int
     """Length of the period in whole seconds."""
 
+    def share(self, parts: int) -> "Rate":
+        """One of ``parts`` equal shares of this rate: the count divided (rounded down) when it is at
+        least ``parts``, else one request per a period stretched to match (rounded up): the shares
+        together never admit more than this rate."""
+        if self.count >= parts:
+            return Rate(self.count // parts, self.period_s)
+        return Rate(1, -(-self.period_s * parts // self.count))
+
 
 def parse_rate(text: str) -> Rate:
     """Parse "N/[M]unit" (e.g. "100/s", "5/10m", "1000/1h", "20/d"); ValueError says what is wrong."""

@@ -59,9 +59,18 @@ class ScriptLink(Protocol):
     def drop_connections(self) -> None:
         """Close every connection (calls waiting on them fail); new ones are made on demand."""
 
+    def refresh(self) -> None:
+        """Learn the topology again before the next call (a cluster may have moved slots)."""
+
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]: ...
 
     async def script_load(self) -> None: ...
+
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        """Run a small script (EVAL, not cached) and return its reply; raises on an error reply."""
+
+    def node_of(self, key: bytes) -> str:
+        """The node ("host:port") that holds ``key`` now."""
 
 
 def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
@@ -81,6 +90,7 @@ class RespLink:
         server = settings.server()
         address = ServerAddress(server.url, server.username, server.password, server.ssl_context())
         self._client = RespClient(address, server.timeout_s, loop)
+        self._node = address.unix_path or f"{address.host}:{address.port}"
 
     def start(self) -> None:
         """Nothing to start: the first call connects."""
@@ -91,6 +101,12 @@ class RespLink:
     def drop_connections(self) -> None:
         self._client.disconnect()
 
+    def refresh(self) -> None:
+        """One server: nothing to learn."""
+
+    def node_of(self, key: bytes) -> str:
+        return self._node
+
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
         return await self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))
 
@@ -98,6 +114,13 @@ class RespLink:
         (reply,) = await self._client.execute(_SCRIPT_LOAD, 1)
         if isinstance(reply, Exception):
             raise reply
+
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        command = encode([b"EVAL", script.encode(), b"%d" % len(keys), *keys, *args])
+        (reply,) = await self._client.execute(command, 1)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 def _encode_evalsha(call: ScriptCall) -> bytes:

@@ -39,10 +39,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastgate.ratelimit.breaker import CLOSED, CircuitBreaker, describe
+from fastgate.ratelimit.breaker import PROBE_DEADLINE_MIN_S, CircuitBreaker, SharedBreakerState, describe
 from fastgate.ratelimit.config import RateLimitSettings
 from fastgate.ratelimit.decision import ALLOWED_WITHOUT_HEADERS, Decision, OnDecision, unavailable
 from fastgate.ratelimit.headers import HeaderWriter
+from fastgate.ratelimit.hot_keys import HotKeyBoard, HotKeyCounter
+from fastgate.ratelimit.instances import SharedInstances, register_forever
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.redis_link import ScriptCall, open_link
 from fastgate.ratelimit.stats import RateLimitStats
@@ -67,8 +69,9 @@ class _Group(ScriptCall):
 
 
 class RedisStore:
-    def __init__(self, settings: RateLimitSettings, loop: asyncio.AbstractEventLoop, local: LocalStore,
-                 writer: HeaderWriter, stats: RateLimitStats) -> None:
+    def __init__(self, settings: RateLimitSettings, breaker_state: SharedBreakerState, instances: SharedInstances,
+                 hot_keys: HotKeyBoard, loop: asyncio.AbstractEventLoop, local: LocalStore, writer: HeaderWriter,
+                 stats: RateLimitStats) -> None:
         redis = settings.redis
         assert redis is not None
         self._loop = loop
@@ -80,7 +83,12 @@ class RedisStore:
         self._writer = writer
         self._stats = stats
         self._link = open_link(redis, settings.breaker, loop)
-        self.breaker = CircuitBreaker(settings.breaker, loop, self._probe, self._link.drop_connections, stats)
+        self.breaker = CircuitBreaker(settings.breaker, breaker_state, loop, self._probe,
+                                      self._link.drop_connections, self._link.refresh, stats)
+        self._instances = instances
+        hot = settings.hot_keys
+        self.hot_keys = HotKeyCounter(hot_keys, hot.share, hot.min_calls, self._link.node_of, loop)
+        self._registration_ttl_s = float(settings.registration_ttl)
         self._pending: list[Pending] = []
         self._pending_since = 0.0
         """Loop time of the first pending check: the next batch's deadline is counted from it."""
@@ -90,10 +98,20 @@ class RedisStore:
 
     def start(self) -> None:
         self._link.start()
+        self.hot_keys.start()
+        if self._instances.learned:
+            self._spawn(register_forever(self._instances, self._registration_ttl_s, self._timeout, self._link.eval,
+                                         self.breaker.closed))
+
+    def _spawn(self, work) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Decide what is pending by the failure policy, stop the round trips, close the client."""
         self.breaker.close()
+        self.hot_keys.close()
         pending, self._pending = self._pending, []
         self._deliver(pending, [self._fallback(route, keys) for route, keys, _ in pending])
         for task in list(self._tasks):
@@ -102,7 +120,7 @@ class RedisStore:
         await self._link.close()
 
     def check(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
-        if self.breaker.state != CLOSED:
+        if not self.breaker.closed():
             decision = self._fallback(route, keys)
             self._stats.count(decision)
             on_decision(decision)
@@ -125,9 +143,7 @@ class RedisStore:
             return
         batch, self._pending = self._pending, []
         self._in_flight += 1
-        task = self._loop.create_task(self._round_trip(batch, self._pending_since + self._timeout))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._round_trip(batch, self._pending_since + self._timeout))
 
     async def _round_trip(self, batch: list[Pending], deadline: float) -> None:
         decisions: list[Decision] | None = None
@@ -144,7 +160,7 @@ class RedisStore:
     async def _decide(self, batch: list[Pending], deadline: float) -> list[Decision]:
         """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
         decisions: list[Decision | None] = [None] * len(batch)
-        if self.breaker.state == CLOSED:  # else it opened while this batch waited: the policy decides all
+        if self.breaker.closed():  # else it opened while this batch waited: the policy decides all
             if self._loop.time() < deadline:
                 await self._ask(batch, deadline, decisions)
             else:  # it waited for earlier batches, which count as failures
@@ -184,6 +200,7 @@ class RedisStore:
     def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
         groups: list[_Group] = []
         open_groups: dict[bytes, _Group] = {}
+        count_key = self.hot_keys.count
         for index, (route, keys, _) in enumerate(batch):
             limits = route.limits
             if b"" in keys:  # some limits do not apply to this request
@@ -193,9 +210,10 @@ class RedisStore:
             else:
                 applied = limits.every_limit
                 args = limits.script_args[applied]
+            first = keys[0]
+            count_key(first)  # the counters of one check share a slot: the first key stands for them
             tag = b""
             if cluster:
-                first = keys[0]
                 tag = first[first.index(b"{") + 1 : first.index(b"}")]
             group = open_groups.get(tag)
             if group is None or len(group.indices) >= self._max_batch:
@@ -243,7 +261,7 @@ class RedisStore:
         """The failure policy's decision for one check."""
         if self._policy == "local":
             self._stats.fallback_local += 1
-            return self._local.decide(route.fallback, keys)
+            return self._local.decide(route.fallback_share(self._instances.count), keys)
         if self._policy == "allow":
             self._stats.fallback_allowed += 1
             return ALLOWED_WITHOUT_HEADERS
@@ -263,6 +281,6 @@ class RedisStore:
 
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""
-        async with asyncio.timeout(self._timeout):
+        async with asyncio.timeout(max(self._timeout, PROBE_DEADLINE_MIN_S)):
             await self._link.script_load()
         self._stats.script_loads += 1

@@ -111,6 +111,13 @@ class LimitSpec:
     fallback: LimitParams
     """At fallback_rate, for the local store while Redis is unavailable."""
 
+    def fallback_share(self, instances: int) -> LimitParams:
+        """The fallback of one of ``instances`` gateways: fallback_rate (and burst) divided among them."""
+        if instances == 1:
+            return self.fallback
+        scope = self.scope
+        return _params(scope.fallback_rate.share(instances), scope.burst // instances)
+
 
 class ScopeRegistry:
     """All scopes of one config, and which scopes are checked together (for key placement)."""

@@ -133,7 +133,7 @@ class SharedTable:
             return False
         try:
             holder = self.words[_OWNER]
-            if holder and _alive(holder):
+            if holder and process_alive(holder):
                 return False
             if not holder and self._lock.acquire(True, LOCK_WAIT_S):
                 return True
@@ -227,7 +227,7 @@ class SharedTable:
         self.words[record : record + len(state)] = array("q", state)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

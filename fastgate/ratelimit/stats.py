@@ -1,6 +1,7 @@
 """Counters of one worker's rate limiter, as plain attributes (the metrics exporter reads them)."""
 
 from bisect import bisect_left
+from collections.abc import Callable
 
 from fastgate.ratelimit.decision import Decision
 from fastgate.ratelimit.shared_table import SharedTable
@@ -37,9 +38,10 @@ class RateLimitStats:
         """Checks whose deadline passed before Redis answered."""
         self.script_loads = 0
         """Times the script was (re)loaded after NOSCRIPT or by a breaker probe."""
-        self.breaker_state = "closed"
-        """"closed" (Redis in use), "open" (failure policy applies) or "half_open" (a probe is running)."""
+        self.breaker_state_of: Callable[[], str] = lambda: "closed"
+        """Reads the gateway's shared breaker state (set by the Redis store's breaker)."""
         self.breaker_transitions = 0
+        """Breaker state changes this worker made."""
 
     def count(self, decision: Decision) -> None:
         self.checks += 1
@@ -57,6 +59,12 @@ class RateLimitStats:
         """One answered round trip to Redis, which took ``seconds``."""
         self.redis_round_trip_seconds += seconds
         self.redis_round_trip_buckets[bisect_left(ROUND_TRIP_BUCKETS_S, seconds)] += 1
+
+    @property
+    def breaker_state(self) -> str:
+        """"closed" (Redis in use), "open" (failure policy applies) or "half_open" (a probe is running),
+        as every worker of the gateway sees it."""
+        return self.breaker_state_of()
 
     @property
     def fallbacks(self) -> int:

@@ -55,9 +55,11 @@ def _stop_group(process: subprocess.Popen | None) -> None:
 class RedisServer:
     """One redis-server process. ``password`` protects the default user; ``cluster`` enables cluster mode."""
 
-    def __init__(self, password: str | None = None, cluster: bool = False, tls: bool = False) -> None:
+    def __init__(self, password: str | None = None, cluster: bool = False, tls: bool = False,
+                 cluster_node_timeout_ms: int = 2000) -> None:
         self.password = password
         self.cluster = cluster
+        self.cluster_node_timeout_ms = cluster_node_timeout_ms
         self.tls = tls
         self.port = free_port()
         self.bus_port = free_port() if cluster else 0
@@ -93,7 +95,7 @@ class RedisServer:
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
                      "--cluster-config-file", str(Path(self._dir) / "nodes.conf"),
-                     "--cluster-node-timeout", "2000"]
+                     "--cluster-node-timeout", str(self.cluster_node_timeout_ms)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         try:
@@ -143,10 +145,14 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """Three redis-server processes joined into one cluster (no replicas), all slots covered."""
+    """redis-server processes joined into one cluster, all slots covered: ``masters`` primaries, each
+    with ``replicas`` replicas (``--cluster-replicas``). A primary that stops answering for
+    ``node_timeout_ms`` is failed over to its replica by the others."""
 
-    def __init__(self, size: int = 3) -> None:
-        self.nodes = [RedisServer(cluster=True) for _ in range(size)]
+    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
+        self.replicas = replicas
+        self.nodes = [RedisServer(cluster=True, cluster_node_timeout_ms=node_timeout_ms)
+                      for _ in range(masters * (1 + replicas))]
 
     @property
     def addresses(self) -> list[str]:
@@ -157,15 +163,62 @@ class RedisClusterServers:
             for node in self.nodes:
                 node.start()
             subprocess.run([REDIS_CLI, "--cluster", "create", *self.addresses,
-                            "--cluster-replicas", "0", "--cluster-yes"],
+                            "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                            capture_output=True, text=True, timeout=30, check=True)
-            for node in self.nodes:
-                wait_until(lambda: "cluster_state:ok" in node.cli("cluster", "info"),
-                           f"cluster node {node.port} reports cluster_state:ok", timeout_s=15.0)
+            self.wait_ok()
         except BaseException:
             self.close()
             raise
         return self
+
+    def live(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process is not None and node.process.poll() is None]
+
+    def wait_ok(self, timeout_s: float = 15.0) -> None:
+        """Until every live node reports cluster_state:ok (all slots served)."""
+        for node in self.live():
+            wait_until(lambda: "cluster_state:ok" in node.cli("cluster", "info"),
+                       f"cluster node {node.port} reports cluster_state:ok", timeout_s=timeout_s)
+
+    def _masters(self) -> list[tuple[RedisServer, str, list[str]]]:
+        """The live primaries as a live node sees the cluster now: (server, node id, slot ranges as text)."""
+        by_port = {node.port: node for node in self.live()}
+        found = []
+        for line in self.live()[0].cli("cluster", "nodes").splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            flags = fields[2].split(",")
+            if "master" in flags and "fail" not in flags and port in by_port:
+                found.append((by_port[port], fields[0], [f for f in fields[8:] if not f.startswith("[")]))
+        return found
+
+    def node_id(self, node: RedisServer) -> str:
+        return node.cli("cluster", "myid").strip()
+
+    def owner_of(self, key: str) -> RedisServer:
+        """The primary that serves ``key`` now (as a live node sees it)."""
+        slot = int(self.live()[0].cli("cluster", "keyslot", key))
+        for node, ranges in self.slot_ranges().items():
+            if any(slot in part for part in ranges):
+                return node
+        raise AssertionError(f"no live primary serves slot {slot}")
+
+    def primaries(self) -> list[RedisServer]:
+        return [node for node, _, _ in self._masters()]
+
+    def slot_ranges(self) -> dict[RedisServer, list[range]]:
+        """The slots each live primary serves now."""
+        return {node: [_slot_range(text) for text in ranges] for node, _, ranges in self._masters()}
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """A live replica of ``primary``."""
+        primary_id = self.node_id(primary)
+        for line in primary.cli("cluster", "nodes").splitlines():
+            fields = line.split()
+            if fields[3] == primary_id and "slave" in fields[2].split(","):
+                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                return next(node for node in self.live() if node.port == port)
+        raise AssertionError(f"primary {primary.port} has no replica")
 
     def close(self) -> None:
         for node in self.nodes:
@@ -177,6 +230,11 @@ class RedisClusterServers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def _slot_range(text: str) -> range:
+    """"0-5460" or "42", as in CLUSTER NODES."""
+    low, _, high = text.partition("-")
+    return range(int(low), int(high or low) + 1)
 
 
 class RedisSentinel:

@@ -27,6 +27,15 @@ def test_rates(text, rate):
     assert parse_rate(text) == rate
 
 
+@pytest.mark.parametrize("rate, parts, share", [
+    (Rate(10, 60), 2, Rate(5, 60)), (Rate(10, 60), 3, Rate(3, 60)), (Rate(5, 600), 10, Rate(1, 1200)),
+    (Rate(3, 7), 2, Rate(1, 7)), (Rate(2, 7), 3, Rate(1, 11)), (Rate(7, 60), 1, Rate(7, 60)),
+])
+def test_a_rate_divided_among_gateways_never_adds_up_to_more(rate, parts, share):
+    assert rate.share(parts) == share
+    assert share.count * parts / share.period_s <= rate.count / rate.period_s
+
+
 @pytest.mark.parametrize("text", ["", "5", "5/", "5/10", "5/ms", "0/s", "5/0m", "-1/s", "5/10x", "1/367d"])
 def test_bad_rates(text):
     with pytest.raises(ValueError):
@@ -51,6 +60,17 @@ def test_settings_errors():
     assert field_error(settings(redis={"url": "redis://x", "timeout": 0}), [])[0] == "ratelimit.redis.timeout"
     assert field_error(settings(redis={"url": "redis://x", "key_prefix": "a{b"}), [])[0] == "ratelimit.redis.key_prefix"
     assert field_error(settings(local_capacity=10), [])[0] == "ratelimit.local_capacity"
+    assert field_error(settings(ipv6_prefix_bits=129), [])[0] == "ratelimit.ipv6_prefix_bits"
+    assert field_error(settings(instances=0), [])[0] == "ratelimit.instances"
+    assert field_error(settings(instances="auto"), []) == (
+        "ratelimit.instances", '"auto" learns the count through Redis: it needs store = "redis"')
+    assert field_error(settings(registration_ttl="0s"), [])[0] == "ratelimit.registration_ttl"
+    assert field_error(settings(hot_keys={"share": 1.5}), [])[0] == "ratelimit.hot_keys.share"
+    assert field_error(settings(hot_keys={"window": "100ms"}), [])[0] == "ratelimit.hot_keys.window"
+    assert field_error(settings(hot_keys={"min_calls": 0}), [])[0] == "ratelimit.hot_keys.min_calls"
+    with pytest.raises(msgspec.ValidationError):
+        settings(instances="all")
+    assert field_error(settings(ipv6_prefix_bits=8), [])[0] == "ratelimit.ipv6_prefix_bits"
     assert field_error(settings(breaker={"open_time": "2s", "max_open_time": "1s"}), [])[0] == \
         "ratelimit.breaker.max_open_time"
 

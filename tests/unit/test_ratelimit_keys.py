@@ -3,10 +3,11 @@
 import pytest
 
 from fastgate.ratelimit import UNPARSEABLE, Limit, RateLimiter, RateLimitSettings, RedisSettings, body_field
-from fastgate.ratelimit.keys import digest, joined, parse_source, query_value
+from fastgate.ratelimit.keys import IpGrouping, digest, joined, parse_source, query_value
 
 JSON = b"application/json"
 FORM = b"application/x-www-form-urlencoded; charset=utf-8"
+NO_HEADERS = {}.get
 
 
 def headers(**values):
@@ -123,3 +124,40 @@ def test_local_store_keys_are_plain_and_tell_scopes_and_combinations_apart():
     assert keys == [b"fg:rl:combo.header:X-API-Key+query:tenant:g:%s:%s" % (tag, joined([b"k1", b"t1"])),
                     b"fg:rl:combo.ip:g:%s:198.51.100.1" % tag]
     assert joined([b"k1", b"t1"]) != joined([b"k1t", b"1"])  # parts are length-prefixed
+
+
+@pytest.mark.parametrize("bits, ip, value", [
+    (64, b"192.0.2.7", b"192.0.2.7"),
+    (64, b"2001:db8:1:2:aaaa:bbbb:cccc:dddd", b"2001:db8:1:2::/64"),
+    (64, b"2001:db8:1:2::1", b"2001:db8:1:2::/64"),
+    (64, b"::1", b"::/64"),
+    (56, b"2001:db8:1:2ff::9", b"2001:db8:1:200::/56"),
+    (48, b"2001:DB8:1:2::9", b"2001:db8:1::/48"),
+    (128, b"2001:db8:1:2::1", b"2001:db8:1:2::1"),
+    (64, b"::ffff:192.0.2.7", b"192.0.2.7"),  # IPv4-mapped: the IPv4 client it is
+    (64, b"fe80::1%eth0", b"fe80::/64"),
+    (64, b"zz::1", b"zz::1"),  # not an address: kept as it is
+])
+def test_ipv6_clients_count_by_their_network(bits, ip, value):
+    assert IpGrouping(bits).group(ip) == value
+
+
+def test_ip_keys_of_one_ipv6_network_share_a_budget():
+    limiter = RateLimiter.create_shared(RateLimitSettings(local_capacity=64, headers_on_allowed=False))
+    route = limiter.compile_route("v6", [Limit(key=["ip"], rate="2/m")])
+    both = [limiter.compile_route("v6-both", [Limit(key=["ip", "header:X-Device"], rate="2/m")])]
+    statuses = [route.check_now(route.keys(b"2001:db8:7:7::%x" % n, NO_HEADERS, b"", None, None)).status
+                for n in range(1, 4)]
+    assert statuses == [200, 200, 429]  # three addresses, one /64, one budget of 2
+    assert route.check_now(route.keys(b"2001:db8:7:8::1", NO_HEADERS, b"", None, None)).status == 200
+    assert route.admit_ip is not None and not route.admit_ip(b"2001:db8:7:7::9")  # never counted by plain address
+    device = headers(x_device="d1")
+    assert both[0].keys(b"2001:db8:7:7::1", device, b"", None, None) == \
+        both[0].keys(b"2001:db8:7:7::2", device, b"", None, None)
+
+
+def test_ipv6_grouping_can_be_turned_off():
+    limiter = RateLimiter.create_shared(RateLimitSettings(local_capacity=64, ipv6_prefix_bits=128))
+    route = limiter.compile_route("v6-apart", [Limit(key=["ip"], rate="1/m")])
+    assert route.keys(b"2001:db8::1", NO_HEADERS, b"", None, None) != route.keys(b"2001:db8::2", NO_HEADERS, b"",
+                                                                                 None, None)
