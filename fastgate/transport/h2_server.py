@@ -453,6 +453,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
     __slots__ = (
         "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
         "writing_paused", "deadline", "going_away", "goaway_sent", "lingering", "discarding", "guard", "verdict",
+        "last_stream_id",
         "held_bytes", "paused_streams",
     )
 
@@ -480,6 +481,8 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         """The frame-level defences (wire/h2_guard.py FrameGuard)."""
         self.verdict = ""
         """Abuse found while h2's events are handled: the connection ends once they are (a reason)."""
+        self.last_stream_id = 0
+        """The highest stream id whose request was looked at (h2 may have parsed more of a read)."""
         self.held_bytes = 0
         """Response bytes waiting in the streams' queues (h2_flow.py)."""
         self.paused_streams: set = set()
@@ -559,11 +562,11 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
             self.drain()
 
     def _abuse(self, reason: str) -> None:
-        """GOAWAY ENHANCE_YOUR_CALM (last stream id: the highest one h2 saw), then as any connection error."""
+        """GOAWAY ENHANCE_YOUR_CALM (with the last stream looked at), then as any connection error."""
         log.info("HTTP/2 client %s: %s, connection closed (ENHANCE_YOUR_CALM)", self.client_text, reason)
         self.ctx.metrics.count_h2_abuse(reason)
         try:
-            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
         except ProtocolError:
             pass  # h2 already closed its side; the transport goes anyway
         self._connection_error()
@@ -629,10 +632,10 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
 
     def _new_stream(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
+        self.last_stream_id = stream_id
         if self.goaway_sent:
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        self.guard.opened()
         if len(self.streams) + len(self.discarding) >= self.ctx.http2.max_concurrent_streams:
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             self.verdict = self.guard.reset(self.ctx.clock.now) or ""
@@ -768,7 +771,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
     def _final_goaway(self) -> None:
         self.goaway_sent = True
         self.send()
-        self._write_goaway(self.h2.highest_inbound_stream_id)
+        self._write_goaway(self.last_stream_id)
         if not self.streams:
             self.transport.close()
         elif not self.writing_paused:

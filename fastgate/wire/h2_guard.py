@@ -17,9 +17,9 @@ end the connection (GOAWAY ENHANCE_YOUR_CALM), or None:
   larger list, an HPACK bomb, is h2's to find: its decoder stops at the same size, HEADER_LIST.)
 - FLOOD: overhead frames, which carry no request forward (SETTINGS, PING, PRIORITY,
   WINDOW_UPDATE, RST_STREAM, DATA with no payload and no END_STREAM, unknown types), spend an
-  ``Allowance``; each stream the client opens (``opened``) and every ``REFUND_BYTES`` of response
-  the gateway sends it (``sent``) give one back, since a client rightly answers data with window
-  updates. WINDOW_UPDATEs of tiny increments bring tiny responses, so they are not paid back.
+  ``Allowance``; each HEADERS frame (a request, or its trailers) and every ``REFUND_BYTES`` of
+  response the gateway sends (``sent``) give one back, since a request may rightly bring a PRIORITY
+  or a reset, and data window updates. WINDOW_UPDATEs of tiny increments bring tiny responses, so they are not paid back.
 
 The connection also spends the resets allowance (``reset``) when the client resets a stream still
 in progress, or opens one past the concurrency limit: RAPID_RESET (CVE-2023-44487).
@@ -141,15 +141,13 @@ class FrameGuard:
                 self.verdict = HEADER_BLOCK
                 return -1
             self.block_bytes = -1 if flags & _END_HEADERS else block
+            if kind == _HEADERS:
+                self.overhead.give(1.0)  # a request (or its trailers) may bring a PRIORITY, a reset, ...
         elif _OVERHEAD[kind] or (kind == _DATA and not length and not flags & _END_STREAM):
             if not self.overhead.spend(now):
                 self.verdict = FLOOD
                 return -1
         return length
-
-    def opened(self) -> None:
-        """The client opened a stream: it may send one more overhead frame (a PRIORITY, a reset, ...)."""
-        self.overhead.give(1.0)
 
     def sent(self, data_bytes: int) -> None:
         """Response DATA went to the client: it may send window updates for it."""

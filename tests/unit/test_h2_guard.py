@@ -65,7 +65,7 @@ def test_overhead_frames_spend_an_allowance_that_requests_and_responses_refill()
 
     g = guard(overhead=10)
     assert feed(g, pings) is None
-    g.opened()
+    g.scan(headers(1, b"x"), 0.0)
     g.sent(REFUND_BYTES)
     assert g.scan(RstStreamFrame(1).serialize() + DataFrame(1, b"").serialize(), 0.0) is None
     assert g.scan(PingFrame(0).serialize(), 0.0) == FLOOD
