@@ -52,10 +52,9 @@ HPACK bomb does in h2's decoder; a reset stream's session lets go of its
 upstream at once. While the client does not read, nothing more is read from it.
 Each such end, and every connection error h2 finds, is counted by reason.
 
-Graceful stop: ``drain`` sends GOAWAY with the largest stream id and a PING,
-then, once the PING is answered, GOAWAY with the last stream id served;
-streams up to it finish, later ones are refused, and the connection closes
-when its streams are done.
+Graceful stop: ``drain`` sends GOAWAY with the largest stream id and a PING;
+once the PING is answered and no stream is left in flight, GOAWAY with the
+last stream id served, and the connection closes.
 """
 
 import asyncio
@@ -453,7 +452,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
     __slots__ = (
         "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
         "writing_paused", "deadline", "going_away", "goaway_sent", "lingering", "discarding", "guard", "verdict",
-        "last_stream_id",
+        "last_stream_id", "drain_acked",
         "held_bytes", "paused_streams",
     )
 
@@ -470,6 +469,8 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         self.deadline = 0.0
         self.going_away = False
         """A graceful stop began: GOAWAY with the largest stream id went out, the final one follows."""
+        self.drain_acked = False
+        """The client answered the graceful stop's PING (or did not within _DRAIN_ACK_WAIT_S)."""
         self.goaway_sent = False
         """No new stream is served: the final GOAWAY went out (or came in)."""
         self.discarding: dict[int, int] = {}
@@ -560,6 +561,8 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         self.send()
         if self.ctx.draining and not self.going_away:  # came in while the worker drains: served, then GOAWAY
             self.drain()
+        elif self.drain_acked and not self.streams and not self.goaway_sent:
+            self._final_goaway()
 
     def _abuse(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM (with the last stream looked at), then as any connection error."""
@@ -579,6 +582,12 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
             stream.connection_gone()
         self.streams.clear()
         self.paused_streams.clear()
+        self._close_after_goaway()
+
+    def _close_after_goaway(self) -> None:
+        """Half-close and linger, reading and dropping what the client still sends for a moment:
+        closing at once would answer it with a TCP reset, which can destroy the GOAWAY and the last
+        responses before the client read them."""
         transport = self.transport
         if transport.can_write_eof():
             transport.write_eof()
@@ -618,7 +627,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
                     self.verdict = self.guard.reset(self.ctx.clock.now) or ""
         elif isinstance(event, PingAckReceived):
             if self.going_away and event.ping_data == _DRAIN_PING:
-                self._final_goaway()
+                self._drain_acked()
         elif isinstance(event, ConnectionTerminated):
             self.goaway_sent = True  # no new streams either way
             if not streams:
@@ -659,8 +668,10 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
             self.transport.close()
         elif self.writing_paused:
             self.transport.abort()
-        elif self.going_away and not self.goaway_sent:
-            self._final_goaway()
+        elif self.going_away and not self.drain_acked:
+            self._drain_acked()
+            if not self.streams:
+                self._final_goaway()
         elif not self.streams:
             self.goaway_sent = True
             self.h2.close_connection()
@@ -671,7 +682,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
 
     def _idle_deadline(self) -> None:
         now = self.ctx.clock.now
-        if self.going_away and not self.goaway_sent:
+        if self.going_away and not self.drain_acked:
             self.deadline = now + _DRAIN_ACK_WAIT_S
         else:
             self.deadline = now + self.ctx.keepalive_timeout_s if not self.streams else 0.0
@@ -731,6 +742,8 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         if not self.streams:
             if self.goaway_sent:
                 self.transport.close()
+            elif self.drain_acked:
+                self._final_goaway()
             elif not self.writing_paused and not self.going_away:
                 self._idle_deadline()
 
@@ -754,10 +767,12 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
 
     # -- graceful stop ----------------------------------------------------------------
     def drain(self) -> None:
-        """Graceful stop, in two steps (RFC 9113 6.8): GOAWAY with the largest stream id and a PING;
-        once the PING is answered (streams the client sent before it saw the GOAWAY have arrived), or
-        after _DRAIN_ACK_WAIT_S, the final GOAWAY with the last stream id served. Streams up to it
-        finish; the connection closes when they are done; later ones are refused (REFUSED_STREAM)."""
+        """Graceful stop, in two steps (RFC 9113 6.8): GOAWAY with the largest stream id and a PING.
+        Once the PING is answered (the streams the client opened before it saw the GOAWAY have
+        arrived), or after _DRAIN_ACK_WAIT_S, and once no stream is left in flight, the final GOAWAY
+        with the last stream id served, and the connection closes. Waiting for the streams to end
+        serves those a client had queued behind its PING ACK (nghttp2 sends the ACK first); a client
+        that keeps opening streams is cut by the worker's drain_timeout."""
         if self.going_away or self.goaway_sent or self.closed:
             return
         self.going_away = True
@@ -768,14 +783,19 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         if not self.writing_paused:
             self.deadline = self.ctx.clock.now + _DRAIN_ACK_WAIT_S
 
+    def _drain_acked(self) -> None:
+        """The client saw the first GOAWAY: the final one follows once no stream is in flight (judged
+        after the whole read, as the client may have sent requests right behind its ACK)."""
+        self.drain_acked = True
+        if not self.writing_paused:
+            self.deadline = 0.0
+
     def _final_goaway(self) -> None:
+        """The last GOAWAY of a graceful stop (no stream left in flight), then close."""
         self.goaway_sent = True
         self.send()
         self._write_goaway(self.last_stream_id)
-        if not self.streams:
-            self.transport.close()
-        elif not self.writing_paused:
-            self.deadline = 0.0
+        self._close_after_goaway()
 
     def _write_goaway(self, last_stream_id: int) -> None:
         """GOAWAY NO_ERROR, written past h2 (which would refuse to send anything more after its own)."""

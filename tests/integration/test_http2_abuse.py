@@ -4,6 +4,7 @@ last stream id, the connection closed), what the upstream received (bounded), an
 (/metrics by reason, the same worker still serving everyone else)."""
 
 import hashlib
+import signal
 import socket
 
 import pytest
@@ -348,3 +349,38 @@ def test_no_http2_connection_is_left_open(gw):
     found = settled(gw)
     assert value(found, "fastgate_connections_active", protocol="h2") == 0
     assert value(found, "fastgate_connections_accepted_total", protocol="h2") >= 20
+
+
+# -- graceful stop, and the end of a response ----------------------------------------------
+
+def test_graceful_stop_goaway_names_the_last_stream_served(gateways, upstream):
+    config = {"upstreams": [upstream.config()], "routes": [{"name": "echo", "path_prefix": "/echo", "upstream": "up"}]}
+    gw = H2cGateway(gateways.base_dir / "drain", config)
+    gateways.started.append(gw)
+    gw.start()
+    with RawH2(gw.port) as client:
+        client.answer_pings = False
+        client.send(client.request(1, "/echo/in-flight?delay=1"))
+        upstream.wait_request("/echo/in-flight")
+        gw.signal(signal.SIGQUIT)
+        client.read(lambda c: any(isinstance(f, PingFrame) for f in c.frames))
+        first = client.goaway()
+        assert first.last_stream_id == (1 << 31) - 1 and first.error_code == 0
+        # a request the client had queued before it saw the GOAWAY, then the PING's answer
+        ping = next(f for f in client.frames if isinstance(f, PingFrame))
+        client.send(client.request(3, "/echo/queued") + PingFrame(0, ping.opaque_data, flags=["ACK"]).serialize())
+        client.read()  # to the end of the connection
+        assert client.statuses == {1: 200, 3: 200} and client.ended >= {1, 3}
+        final = client.goaways()[-1]
+        assert final.last_stream_id == 3 and final.error_code == 0
+        assert client.frames.index(first) < min(i for i, f in enumerate(client.frames) if isinstance(f, DataFrame))
+    assert gw.wait_exit(20) == 0
+
+
+def test_the_last_data_frame_carries_end_stream(gw):
+    with RawH2(gw.port) as client:
+        client.send(client.request(1, "/echo/end?bytes=5000"))
+        client.read(lambda c: 1 in c.ended)
+    data = [f for f in client.frames if isinstance(f, DataFrame) and f.stream_id == 1]
+    assert sum(len(f.data) for f in data) == 5000
+    assert all(f.data for f in data) and "END_STREAM" in data[-1].flags  # no empty DATA just for the end

@@ -8,7 +8,7 @@ import socket
 import time
 
 from hpack import Decoder, Encoder
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED, REFUSED_STREAM = 0xB, 0x1, 0x3, 0x5, 0x7
@@ -39,6 +39,8 @@ class RawH2:
         self.data: dict[int, int] = {}
         """Stream id -> DATA payload bytes received."""
         self.ended: set[int] = set()
+        self.answer_pings = True
+        """Acknowledge the server's PINGs as they come."""
         self.sock.sendall(PREFACE + SettingsFrame(0, settings or {}).serialize())
 
     def close(self) -> None:
@@ -93,6 +95,8 @@ class RawH2:
             self.frames.append(frame)
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
                 self.sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+            elif isinstance(frame, PingFrame) and "ACK" not in frame.flags and self.answer_pings:
+                self.sock.sendall(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
             elif isinstance(frame, HeadersFrame):
                 fields = dict(self.decoder.decode(frame.data, raw=True))
                 if b":status" in fields and int(fields[b":status"]) >= 200:
@@ -103,8 +107,11 @@ class RawH2:
                 self.ended.add(frame.stream_id)
 
     def goaway(self) -> GoAwayFrame | None:
-        found = [f for f in self.frames if isinstance(f, GoAwayFrame)]
+        found = self.goaways()
         return found[-1] if found else None
+
+    def goaways(self) -> list[GoAwayFrame]:
+        return [f for f in self.frames if isinstance(f, GoAwayFrame)]
 
     def resets(self) -> dict[int, int]:
         """Stream id -> error code of the RST_STREAM frames received."""
