@@ -158,6 +158,7 @@ def _check_fields(config: Config) -> None:
             raise FieldError(f"http.{name}", "must be greater than zero")
     if http.max_request_line_size > http.max_header_size:
         raise FieldError("http.max_request_line_size", "cannot exceed http.max_header_size")
+    _check_http2(config)
     if not config.listeners:
         raise FieldError("listeners", "at least one listener is needed")
     seen: set[tuple[str, int]] = set()
@@ -232,6 +233,32 @@ def _check_fields(config: Config) -> None:
     validate_limits(config.ratelimit, [(route_name(route, i), route.limits) for i, route in enumerate(config.routes)])
     if config.events is not None:
         _check_events(config.events)
+
+
+_MAX_WINDOW = (1 << 31) - 1
+"""The largest HTTP/2 flow-control window (RFC 9113 6.9.1)."""
+_HTTP2_RANGES = (
+    ("max_concurrent_streams", 1, 65535, "between 1 and 65535"),
+    ("max_frame_size", 1 << 14, (1 << 24) - 1, "between 16KiB and 16MiB-1 (16384 and 16777215 bytes)"),
+    ("header_table_size", 0, 1 << 16, "at most 64KiB"),
+    ("initial_window_size", 1, _MAX_WINDOW, "between 1 byte and 2GiB-1"),
+    ("connection_window_size", 65535, _MAX_WINDOW, "between 65535 bytes and 2GiB-1"),
+    ("response_buffer_size", 1, 1 << 30, "between 1 byte and 1GiB"),
+    ("max_resets", 1, 1 << 20, "between 1 and 1048576"),
+    ("max_overhead_frames", 1, 1 << 20, "between 1 and 1048576"),
+)
+
+
+def _check_http2(config: Config) -> None:
+    http2 = config.http2
+    for name, low, high, reason in _HTTP2_RANGES:
+        if not low <= getattr(http2, name) <= high:
+            raise FieldError(f"http2.{name}", f"must be {reason}")
+    if http2.max_header_list_size is not None and not 1 <= http2.max_header_list_size <= 1 << 24:
+        raise FieldError("http2.max_header_list_size", "must be between 1 byte and 16MiB")
+    for name in ("reset_window", "overhead_window"):
+        if getattr(http2, name) <= 0:
+            raise FieldError(f"http2.{name}", "must be greater than zero")
 
 
 def _check_listener_tls(listener, where: str) -> None:

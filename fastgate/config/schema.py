@@ -71,6 +71,60 @@ class Http(_Section):
     them differently, so a route could be bypassed); "keep" routes and forwards them encoded."""
 
 
+class Http2(_Section):
+    """The ``[http2]`` table: limits and abuse defences of HTTP/2 client connections (on every
+    listener that serves HTTP/2). The sizes are announced to clients in SETTINGS and enforced.
+
+    A client that abuses the protocol is told GOAWAY ENHANCE_YOUR_CALM and its connection is closed
+    (its streams in flight are cut), counted in ``fastgate_http2_abuse_total`` by reason. Two
+    allowances are kept per connection, each refilled steadily (its max over its window):
+    streams the client resets while they are still in progress (rapid reset, CVE-2023-44487),
+    and frames that carry no request forward (overhead frames: floods).
+    """
+
+    max_concurrent_streams: int = 128
+    """Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). A stream opened
+    beyond it is refused (RST_STREAM REFUSED_STREAM: the client may send it again); each refusal
+    counts as a reset against max_resets."""
+    max_frame_size: Size = Size(16384)
+    """Largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE), 16KiB to 16MiB-1; a larger
+    frame is a connection error (FRAME_SIZE_ERROR). Response frames follow the client's own setting."""
+    max_header_list_size: Size | None = None
+    """Largest request header list (SETTINGS_MAX_HEADER_LIST_SIZE), counted as HPACK does: names,
+    values and 32 bytes per field, decoded; default: [http].max_header_size. A header block whose
+    frames (HEADERS and CONTINUATION) pass it before their end is cut unread, and one that decodes
+    into more (an HPACK bomb): GOAWAY ENHANCE_YOUR_CALM. A list within it whose head exceeds
+    [http].max_header_size still gets 431."""
+    header_table_size: Size = Size(4096)
+    """HPACK dynamic table the client may use to compress its requests (SETTINGS_HEADER_TABLE_SIZE);
+    a header block that asks for a larger table is a connection error (COMPRESSION_ERROR)."""
+    initial_window_size: Size = Size(65535)
+    """Request body bytes a client may send on one stream before the gateway takes them
+    (SETTINGS_INITIAL_WINDOW_SIZE); at most 2GiB-1."""
+    connection_window_size: Size = Size(1024 * 1024)
+    """... and over all its streams together (the connection's window); at least 64KiB-1, at most 2GiB-1."""
+    response_buffer_size: Size = Size(1024 * 1024)
+    """Response bytes held for one connection whose client does not take them (its windows closed, or
+    its socket full), over all its streams. Past it, the upstreams of the streams that add more are
+    paused until the client reads (back-pressure); a single stream is paused past 256KiB anyway."""
+    max_resets: int = 256
+    """Streams a client may reset (RST_STREAM) while their response is not complete, or open beyond
+    max_concurrent_streams, within reset_window; one more: GOAWAY ENHANCE_YOUR_CALM (reason
+    "rapid_reset"). The default lets a client cancel all of its streams twice at once."""
+    reset_window: Duration = Duration(10.0)
+    """The span max_resets is counted over (the allowance refills at max_resets per reset_window)."""
+    max_overhead_frames: int = 1000
+    """Frames that carry no request forward a client may send within overhead_window: SETTINGS, PING,
+    PRIORITY, WINDOW_UPDATE, RST_STREAM, DATA without payload nor END_STREAM, frames of unknown type.
+    Each request the client opens and every 4KiB of response sent to it add one frame to the allowance
+    (window updates follow the data). One more: GOAWAY ENHANCE_YOUR_CALM (reason "flood"). While the
+    client does not read what the gateway sends (PING and SETTINGS acknowledgements among it), nothing
+    more is read from it."""
+    overhead_window: Duration = Duration(10.0)
+    """The span max_overhead_frames is counted over (the allowance refills at max_overhead_frames per
+    overhead_window)."""
+
+
 class Certificate(_Section):
     """One certificate of a TLS listener: PEM files, relative to the config file's directory."""
 
@@ -532,6 +586,7 @@ class Config(_Section):
 
     server: Server = msgspec.field(default_factory=Server)
     http: Http = msgspec.field(default_factory=Http)
+    http2: Http2 = msgspec.field(default_factory=Http2)
     listeners: list[Listener] = []
     upstreams: list[Upstream] = []
     routes: list[Route] = []

@@ -29,6 +29,7 @@ from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 from fastgate.acme.challenge import CHALLENGE_ROUTE
 from fastgate.filters.https_redirect import REDIRECT_ROUTE
 from fastgate.tls.failures import REASONS as TLS_FAILURE_REASONS
+from fastgate.wire.h2_guard import REASONS as HTTP2_ABUSE_REASONS
 
 if TYPE_CHECKING:  # a type name only: observe/ does not depend on the config loader
     from fastgate.config.load import LoadedConfig
@@ -57,6 +58,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_upstream_health_down": (GAUGE, "Workers that see the server down by active health checks."),
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
+    "fastgate_http2_abuse_total": (
+        COUNTER, "HTTP/2 client connections ended for abuse (GOAWAY ENHANCE_YOUR_CALM) or a protocol error, by reason."),
     "fastgate_tls_handshakes_total": (COUNTER, "Completed TLS handshakes of clients, by listener and TLS version."),
     "fastgate_tls_sessions_resumed_total": (COUNTER, "TLS handshakes that resumed a session (ticket), by listener."),
     "fastgate_tls_handshake_failures_total": (COUNTER, "Failed TLS handshakes of clients, by listener and reason."),
@@ -144,6 +147,7 @@ TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 """The versions a listener may negotiate (min_version is 1.2 or 1.3)."""
 _TLS_REASON_INDEX = {reason: i for i, reason in enumerate(TLS_FAILURE_REASONS)}
 _TLS_VERSION_INDEX = {version: i for i, version in enumerate(TLS_VERSIONS)}
+_HTTP2_ABUSE_INDEX = {reason: i for i, reason in enumerate(HTTP2_ABUSE_REASONS)}
 _TLS_HANDSHAKES = len(TLS_FAILURE_REASONS)
 _TLS_RESUMED = _TLS_HANDSHAKES + len(TLS_VERSIONS)
 """Offsets in one TLS listener's block: its failures by reason, then handshakes by version, then resumed."""
@@ -205,7 +209,8 @@ class WorkerMetrics:
 
     __slots__ = ("request_done", "layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
                  "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
-                 "spans_exported", "pools", "limiter", "sinks", "spans", "tls_bases")
+                 "spans_exported", "pools", "limiter", "sinks", "spans", "tls_bases", "h2_accepted", "h2_active",
+                 "h2_open", "h2_abuse")
 
     def __init__(self, loaded: "LoadedConfig", sinks: tuple = (), spans=None) -> None:
         b = _LayoutBuilder()
@@ -230,6 +235,13 @@ class WorkerMetrics:
                 self.pools.append(pool)
         self.accepted = b.add("fastgate_connections_accepted_total", label(protocol="http1"))
         self.active = b.add("fastgate_connections_active", label(protocol="http1"))
+        self.h2_accepted = b.add("fastgate_connections_accepted_total", label(protocol="h2"))
+        self.h2_active = b.add("fastgate_connections_active", label(protocol="h2"))
+        self.h2_open = 0
+        """Open HTTP/2 connections (the others of ``publish``'s count are HTTP/1.1)."""
+        self.h2_abuse = len(b.layout)
+        for reason in HTTP2_ABUSE_REASONS:
+            b.add("fastgate_http2_abuse_total", label(reason=reason))
         self.tls_bases: dict[int, int] = {}
         """A TLS listener's index -> where its block starts (failures, handshakes, resumed)."""
         for spec in loaded.listeners:
@@ -300,7 +312,20 @@ class WorkerMetrics:
             v[duration + _SUM_PART] += upstream_s
 
     def count_accepted(self) -> None:
+        """An HTTP/1.1 client connection."""
         self.values[self.accepted] += 1
+
+    def count_h2_opened(self) -> None:
+        """An HTTP/2 client connection began (it is among the open connections ``publish`` is given)."""
+        self.values[self.h2_accepted] += 1
+        self.h2_open += 1
+
+    def count_h2_closed(self) -> None:
+        self.h2_open -= 1
+
+    def count_h2_abuse(self, reason: str) -> None:
+        """An HTTP/2 connection ended for ``reason``, one of wire/h2_guard.py's REASONS."""
+        self.values[self.h2_abuse + _HTTP2_ABUSE_INDEX[reason]] += 1
 
     def count_tls_handshake(self, listener: int, version: str, resumed: bool) -> None:
         """A client's completed handshake on TLS listener ``listener`` (its index in the config)."""
@@ -336,7 +361,9 @@ class WorkerMetrics:
     def _refresh_gauges(self, open_connections: int) -> None:
         """Gauges, and the counters other parts keep as attributes."""
         v = self.values
-        v[self.active] = open_connections
+        h2_open = min(self.h2_open, open_connections)  # publish(0) at the end: all are gone
+        v[self.active] = open_connections - h2_open
+        v[self.h2_active] = h2_open
         for group, base in self.group_bases.items():
             v[base + _HISTOGRAM_PARTS + 1] = 1.0 if group.tripped else 0.0
             v[base + _HISTOGRAM_PARTS + 2] = len(group.limit.waiting)
@@ -369,6 +396,15 @@ class _NoMetrics:
         pass
 
     def count_accepted(self) -> None:
+        pass
+
+    def count_h2_opened(self) -> None:
+        pass
+
+    def count_h2_closed(self) -> None:
+        pass
+
+    def count_h2_abuse(self, reason: str) -> None:
         pass
 
     def count_tls_handshake(self, listener: int, version: str, resumed: bool) -> None:

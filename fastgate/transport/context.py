@@ -4,6 +4,7 @@ from fastgate.config.load import LoadedConfig
 from fastgate.filters.chain import gateway_filters
 from fastgate.observe.observer import RequestObserver
 from fastgate.runtime.clock import Clock
+from fastgate.transport.h2_settings import H2Limits
 from fastgate.wire.target import PathRules
 
 
@@ -13,7 +14,7 @@ class WorkerContext:
     __slots__ = (
         "router", "clock", "early_filters", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
-        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "path_rules",
+        "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "path_rules", "http2",
     )
 
     def __init__(self, loaded: LoadedConfig, clock: Clock, observer: RequestObserver) -> None:
@@ -41,6 +42,8 @@ class WorkerContext:
         self.send_timeout_s = float(http.send_timeout)
         self.path_rules = PathRules(http.merge_slashes, http.encoded_slashes == "keep")
         """How request paths are normalised before routing (wire/target.py)."""
+        self.http2 = H2Limits(loaded.config.http2, http)
+        """The ``[http2]`` limits of HTTP/2 client connections (transport/h2_settings.py)."""
 
 
 def _nothing() -> None:

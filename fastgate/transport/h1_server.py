@@ -99,7 +99,9 @@ class ClientConnection(asyncio.Protocol):
         """Set when a chunked response goes to an HTTP/1.0 client without its coding."""
 
     # -- asyncio callbacks -------------------------------------------------
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.Transport, counted: bool = False) -> None:
+        """``counted``: the connection is counted as accepted by whoever learns its protocol (a listener
+        that also serves h2c counts it once its first bytes tell)."""
         self.transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)
         peer = transport.get_extra_info("peername")
@@ -108,7 +110,8 @@ class ClientConnection(asyncio.Protocol):
         self.session = ProxySession(ctx, self, client_text.encode(), client_text, self.proto_header)
         ctx.connections.add(self)
         ctx.clock.watched.add(self)
-        ctx.metrics.count_accepted()
+        if not counted:
+            ctx.metrics.count_accepted()
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -36,28 +36,37 @@ The response. A head (corked until its first DATA or its end, so a failed
 exchange can still be retried or answered) becomes HEADERS: the status, then
 client_response_head's lines without connection-specific fields, names in
 lower case. A chunked upstream body is de-chunked. DATA goes out within the
-stream's and the connection's windows and the peer's max frame size; what
-does not fit waits per stream, and past ``_STREAM_HIGH_BYTES`` the session
-pauses its upstream until WINDOW_UPDATEs drain it below ``_STREAM_LOW_BYTES``.
-When the response ended and the client is still sending, the stream is
-reset with NO_ERROR (RFC 9113 8.1).
+windows (h2_flow.py, which also pauses the upstreams of a client that does not
+read); the body's last bytes by its content-length carry END_STREAM. When the
+response ended and the client is still sending, the stream is reset with
+NO_ERROR (RFC 9113 8.1).
 
-Graceful stop: ``drain`` sends GOAWAY with the last stream id; the connection
-closes when its streams in flight are done.
+Limits and defences (``[http2]``, transport/h2_settings.py): the SETTINGS
+announce the concurrency, frame, header-list, HPACK-table and window sizes,
+and h2 enforces them from the first byte; a stream past the concurrency
+limit is refused (REFUSED_STREAM). Every read passes the FrameGuard
+(wire/h2_guard.py) before h2 sees it: a header block growing past the header
+list limit, too many overhead frames, or too many streams reset while in
+progress (rapid reset) end the connection with GOAWAY ENHANCE_YOUR_CALM, as an
+HPACK bomb does in h2's decoder; a reset stream's session lets go of its
+upstream at once. While the client does not read, nothing more is read from it.
+Each such end, and every connection error h2 finds, is counted by reason.
+
+Graceful stop: ``drain`` sends GOAWAY with the largest stream id and a PING;
+once the PING is answered and no stream is left in flight, GOAWAY with the
+last stream id served, and the connection closes.
 """
 
 import asyncio
 from collections import deque
 
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
-    ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived, StreamEnded, StreamReset,
-    WindowUpdated,
+    ConnectionTerminated, DataReceived, PingAckReceived, RemoteSettingsChanged, RequestReceived, StreamEnded,
+    StreamReset, WindowUpdated,
 )
-from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes, Settings
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from hyperframe.frame import GoAwayFrame
 
 from fastgate.observe.errorlog import log
@@ -65,32 +74,30 @@ from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
+from fastgate.transport.h2_flow import (
+    WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, WAIT_WINDOW as _WINDOW, ResponseFlow,
+)
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
+from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR, RAPID_RESET
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The client connection preface: an h2c connection with prior knowledge opens with it."""
-MAX_CONCURRENT_STREAMS = 128
-"""SETTINGS_MAX_CONCURRENT_STREAMS announced to clients."""
-_CONNECTION_WINDOW = 1 << 20
-"""The connection's receive window: what all streams' unacknowledged DATA may add up to."""
-_STREAM_HIGH_BYTES = 256 * 1024
-"""Response bytes waiting in a stream (its window closed, or the socket full) past which its upstream pauses."""
-_STREAM_LOW_BYTES = 64 * 1024
-"""... and below which it resumes."""
-
 _LINGER_S = 1.0
 """After a connection error's GOAWAY, how long what the client still sends is read and dropped."""
-_WRITE_BATCH_BYTES = 64 * 1024
 _DISCARD_BYTES = 64 * 1024
 """After a complete response, how much more of the request body is read and dropped before the stream
 is reset (RST_STREAM NO_ERROR): h2 answers DATA that arrives after our reset with a reset of its own
 (STREAM_CLOSED), which clients such as curl report as an error even after a whole response."""
-"""DATA handed to the transport at a time, so a full socket (pause_writing) stops the sending loop."""
+_LAST_STREAM_ID = (1 << 31) - 1
+"""The last stream id of a graceful stop's first GOAWAY: no new streams, but those on the way are served."""
+_DRAIN_PING = b"fg-drain"
+"""The PING sent after that GOAWAY: its ACK tells that the client saw it (a round trip later)."""
+_DRAIN_ACK_WAIT_S = 1.0
+"""How long the final GOAWAY (with the real last stream id) waits for that ACK."""
 
 _PENDING, _BUFFER, _BODY, _DONE = range(4)
-_NOTHING, _BODY_BYTES, _WINDOW = range(3)
 
 class H2Stream:
     """One request stream: the downstream surface its ProxySession is served through."""
@@ -100,7 +107,7 @@ class H2Stream:
         # the request's body
         "mode", "content_length", "received", "chunked", "ended", "held", "body_buffer", "paused", "unacked",
         # the response
-        "corked", "head_sent", "dechunk", "out", "out_bytes", "end_queued", "finished", "done",
+        "corked", "head_sent", "dechunk", "out", "out_bytes", "out_left", "end_queued", "finished", "done",
         "upstream_paused", "sent_continue", "deadline", "waiting",
     )
 
@@ -131,6 +138,9 @@ class H2Stream:
         self.out: deque = deque()
         """Response DATA waiting for window."""
         self.out_bytes = 0
+        self.out_left = -1
+        """Response body bytes still to come, by its content-length (-1: unknown): at 0 the last DATA can
+        carry END_STREAM before the session ends the response."""
         self.end_queued = False
         """The response ended: END_STREAM goes with the last queued byte."""
         self.finished = False
@@ -305,11 +315,15 @@ class H2Stream:
                                    session.response_fields)
         session.bytes_out += len(raw)
         self.corked = response_headers(head.status, raw[head.line_end:])
+        self.out_left = head.content_length
 
     def send_data(self, data: bytes) -> None:
         dechunk = self.dechunk
         if dechunk is None:
             self._queue(data)
+            if self.out_left > 0:
+                self.out_left -= len(data)
+                self.end_queued = self.out_left == 0
         else:
             payload: list[bytes] = []
             try:
@@ -325,11 +339,8 @@ class H2Stream:
         if not data:
             return
         self.out.append(data)
-        self.out_bytes += len(data)
         self.session.bytes_out += len(data)
-        if self.out_bytes > _STREAM_HIGH_BYTES and not self.upstream_paused:
-            self.upstream_paused = True
-            self.session.pause_upstream()
+        self.conn.queued(self, len(data))
 
     def end_response(self) -> None:
         self.end_queued = True
@@ -349,7 +360,9 @@ class H2Stream:
         self.corked = None
         self.dechunk = None
         self.out.clear()
+        self.conn.held_bytes -= self.out_bytes
         self.out_bytes = 0
+        self.out_left = -1
         self.end_queued = False
 
     def read_body(self, limit: int) -> None:
@@ -433,12 +446,14 @@ class H2Stream:
         self.conn.stream_over(self)
 
 
-class H2ServerConnection(asyncio.Protocol):
-    """A client's HTTP/2 connection: h2's state, the streams, the windows, the timeouts."""
+class H2ServerConnection(ResponseFlow, asyncio.Protocol):
+    """A client's HTTP/2 connection: h2's state, the streams, the windows, the timeouts, the defences."""
 
     __slots__ = (
         "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
-        "writing_paused", "deadline", "goaway_sent", "lingering", "discarding",
+        "writing_paused", "deadline", "going_away", "goaway_sent", "lingering", "discarding", "guard", "verdict",
+        "last_stream_id", "drain_acked",
+        "held_bytes", "paused_streams",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -452,34 +467,40 @@ class H2ServerConnection(asyncio.Protocol):
         self.client_text = ""
         self.writing_paused = False
         self.deadline = 0.0
+        self.going_away = False
+        """A graceful stop began: GOAWAY with the largest stream id went out, the final one follows."""
+        self.drain_acked = False
+        """The client answered the graceful stop's PING (or did not within _DRAIN_ACK_WAIT_S)."""
         self.goaway_sent = False
+        """No new stream is served: the final GOAWAY went out (or came in)."""
         self.discarding: dict[int, int] = {}
         """Streams answered while the client still sends: stream id -> body bytes still dropped before a reset."""
         self.lingering = False
         """A connection error's GOAWAY went out: what the client still sends is read and dropped for a
         moment (closing at once would answer it with a reset, which can destroy the GOAWAY)."""
+        self.guard = None
+        """The frame-level defences (wire/h2_guard.py FrameGuard)."""
+        self.verdict = ""
+        """Abuse found while h2's events are handled: the connection ends once they are (a reason)."""
+        self.last_stream_id = 0
+        """The highest stream id whose request was looked at (h2 may have parsed more of a read)."""
+        self.held_bytes = 0
+        """Response bytes waiting in the streams' queues (h2_flow.py)."""
+        self.paused_streams: set = set()
+        """Streams whose upstream is paused because their client does not take their response."""
 
     # -- asyncio callbacks ----------------------------------------------------------
-    def connection_made(self, transport: asyncio.Transport, counted: bool = False) -> None:
-        """``counted``: the connection was already counted as accepted (it was sniffed as HTTP/1.1 first)."""
+    def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_text = peer[0] if peer else "unix"
         self.client_ip = self.client_text.encode()
         ctx = self.ctx
-        conn = H2Connection(H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True))
-        conn.local_settings = Settings(client=False, initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-            SettingCodes.MAX_HEADER_LIST_SIZE: ctx.max_head_bytes,
-            SettingCodes.ENABLE_PUSH: 0,
-        })
-        conn.initiate_connection()
-        conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
-        self.h2 = conn
+        self.h2 = ctx.http2.server_connection()
+        self.guard = ctx.http2.frame_guard(ctx.clock.now)
         ctx.connections.add(self)
         ctx.clock.watched.add(self)
-        if not counted:
-            ctx.metrics.count_accepted()
+        ctx.metrics.count_h2_opened()
         self.deadline = ctx.clock.now + ctx.keepalive_timeout_s
         self.send()
 
@@ -487,57 +508,92 @@ class H2ServerConnection(asyncio.Protocol):
         self.closed = True
         streams = list(self.streams.values())
         self.streams.clear()
+        self.paused_streams.clear()
         for stream in streams:
             try:
                 stream.connection_gone()
             except Exception:
                 log.exception("internal error ending an HTTP/2 stream of %s", self.client_text)
         ctx = self.ctx
+        ctx.metrics.count_h2_closed()
         ctx.connections.discard(self)
         ctx.clock.watched.discard(self)
         if ctx.draining and not ctx.connections:
             ctx.on_drained()
 
     def pause_writing(self) -> None:
+        """The client does not take what is sent: nothing more is read from it either, so that what it
+        sends cannot make more to send (PING and SETTINGS acknowledgements, resets)."""
         self.writing_paused = True
         self.deadline = self.ctx.clock.now + self.ctx.send_timeout_s
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if not self.closed:
+            self.transport.resume_reading()
         self._idle_deadline()
         self.flush_all()
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        reason = self.guard.scan(data, self.ctx.clock.now)
+        if reason is not None:
+            self._abuse(reason)
+            return
         try:
             events = self.h2.receive_data(data)
-        except ProtocolError:
+        except ProtocolError as exc:
+            self.ctx.metrics.count_h2_abuse(HEADER_LIST if isinstance(exc, DenialOfServiceError) else PROTOCOL_ERROR)
             self._connection_error()
             return
         try:
             for event in events:
                 self._event(event)
+                if self.verdict:
+                    self._abuse(self.verdict)
+                    return
         except Exception:
             log.exception("internal error serving HTTP/2 client %s", self.client_text)
             self.transport.abort()
             return
         self.send()
-        if self.ctx.draining and not self.goaway_sent:  # came in while the worker drains: served, then GOAWAY
+        if self.ctx.draining and not self.going_away:  # came in while the worker drains: served, then GOAWAY
             self.drain()
+        elif self.drain_acked and not self.streams and not self.goaway_sent:
+            self._final_goaway()
+
+    def _abuse(self, reason: str) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM (with the last stream looked at), then as any connection error."""
+        log.info("HTTP/2 client %s: %s, connection closed (ENHANCE_YOUR_CALM)", self.client_text, reason)
+        self.ctx.metrics.count_h2_abuse(reason)
+        try:
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+        except ProtocolError:
+            pass  # h2 already closed its side; the transport goes anyway
+        self._connection_error()
 
     def _connection_error(self) -> None:
-        """h2 found a connection error and queued its GOAWAY: send it, cut the streams, linger, close."""
+        """A connection error with its GOAWAY queued in h2: send it, cut the streams, linger, close."""
         self.goaway_sent = True
         self.send()
         for stream in list(self.streams.values()):
             stream.connection_gone()
         self.streams.clear()
+        self.paused_streams.clear()
+        self._close_after_goaway()
+
+    def _close_after_goaway(self) -> None:
+        """Half-close and linger, reading and dropping what the client still sends for a moment:
+        closing at once would answer it with a TCP reset, which can destroy the GOAWAY and the last
+        responses before the client read them."""
         transport = self.transport
         if transport.can_write_eof():
             transport.write_eof()
             self.lingering = True
             self.deadline = self.ctx.clock.now + _LINGER_S
+            transport.resume_reading()
         else:
             transport.close()
 
@@ -565,7 +621,13 @@ class H2ServerConnection(asyncio.Protocol):
             self.discarding.pop(event.stream_id, None)
             stream = streams.get(event.stream_id)
             if stream is not None:
+                in_progress = not stream.finished
                 stream.reset_by_client()
+                if in_progress:
+                    self.verdict = self.guard.reset(self.ctx.clock.now) or ""
+        elif isinstance(event, PingAckReceived):
+            if self.going_away and event.ping_data == _DRAIN_PING:
+                self._drain_acked()
         elif isinstance(event, ConnectionTerminated):
             self.goaway_sent = True  # no new streams either way
             if not streams:
@@ -579,8 +641,13 @@ class H2ServerConnection(asyncio.Protocol):
 
     def _new_stream(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
+        self.last_stream_id = stream_id
         if self.goaway_sent:
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        if len(self.streams) + len(self.discarding) >= self.ctx.http2.max_concurrent_streams:
+            self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.verdict = self.guard.reset(self.ctx.clock.now) or ""
             return
         end_stream = event.stream_ended is not None
         try:
@@ -590,15 +657,21 @@ class H2ServerConnection(asyncio.Protocol):
             return
         stream = H2Stream(self, stream_id)
         self.streams[stream_id] = stream
-        self.deadline = 0.0 if not self.writing_paused else self.deadline
+        if not self.writing_paused and not self.going_away:
+            self.deadline = 0.0
         self._stream_call(stream, stream.start, raw, end_stream)
 
     def on_deadline(self) -> None:
-        """Idle (no stream) for the keep-alive timeout, or a client that does not read: close."""
+        """Idle (no stream) for the keep-alive timeout, a client that does not read, the end of a
+        connection error's lingering, or a graceful stop whose PING went unanswered."""
         if self.lingering:
             self.transport.close()
         elif self.writing_paused:
             self.transport.abort()
+        elif self.going_away and not self.drain_acked:
+            self._drain_acked()
+            if not self.streams:
+                self._final_goaway()
         elif not self.streams:
             self.goaway_sent = True
             self.h2.close_connection()
@@ -608,7 +681,11 @@ class H2ServerConnection(asyncio.Protocol):
             self.deadline = 0.0
 
     def _idle_deadline(self) -> None:
-        self.deadline = self.ctx.clock.now + self.ctx.keepalive_timeout_s if not self.streams else 0.0
+        now = self.ctx.clock.now
+        if self.going_away and not self.drain_acked:
+            self.deadline = now + _DRAIN_ACK_WAIT_S
+        else:
+            self.deadline = now + self.ctx.keepalive_timeout_s if not self.streams else 0.0
 
     # -- what the streams call -----------------------------------------------------
     def send(self) -> None:
@@ -650,6 +727,7 @@ class H2ServerConnection(asyncio.Protocol):
             stream._unwatch(stream.waiting)
         if self.streams.pop(stream.stream_id, None) is None:
             return
+        self.paused_streams.discard(stream)
         if self.closed:
             return
         flow = stream.unacked + sum(item[1] for item in stream.held)
@@ -664,7 +742,9 @@ class H2ServerConnection(asyncio.Protocol):
         if not self.streams:
             if self.goaway_sent:
                 self.transport.close()
-            elif not self.writing_paused:
+            elif self.drain_acked:
+                self._final_goaway()
+            elif not self.writing_paused and not self.going_away:
                 self._idle_deadline()
 
     def _discard(self, stream_id: int, length: int, ended: bool) -> None:
@@ -685,91 +765,41 @@ class H2ServerConnection(asyncio.Protocol):
         else:
             self.discarding[stream_id] = left
 
-    def flush_all(self) -> None:
-        for stream in list(self.streams.values()):
-            if self.writing_paused or self.closed:
-                return
-            if stream.out or stream.corked is not None or stream.end_queued:
-                self._flush(stream)
-        self.send()
-
-    def flush_stream(self, stream: H2Stream) -> None:
-        if not self.closed:
-            self._flush(stream)
-            self.send()
-
-    def _flush(self, stream: H2Stream) -> None:
-        """Send what the stream has, within the windows; END_STREAM with its last byte."""
-        if stream.finished or self.writing_paused:
-            return
-        conn = self.h2
-        stream_id = stream.stream_id
-        out = stream.out
-        progress = False
-        try:
-            if stream.corked is not None:
-                if not out and not stream.end_queued:
-                    return
-                headers = stream.corked
-                stream.corked = None
-                end = stream.end_queued and not out
-                conn.send_headers(stream_id, headers, end_stream=end)
-                stream.head_sent = True
-                if end:
-                    stream.finished = True
-            written = 0
-            while out:
-                if written >= _WRITE_BATCH_BYTES:  # hand it to the socket: a full one pauses us
-                    written = 0
-                    self.send()
-                    if self.writing_paused:
-                        break
-                room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-                if room <= 0:
-                    break
-                chunk = out[0]
-                if len(chunk) <= room:
-                    out.popleft()
-                else:
-                    out[0] = chunk[room:]
-                    chunk = chunk[:room]
-                stream.out_bytes -= len(chunk)
-                written += len(chunk)
-                progress = True
-                end = stream.end_queued and not out
-                conn.send_data(stream_id, chunk, end_stream=end)
-                if end:
-                    stream.finished = True
-            if not out and stream.end_queued and not stream.finished and stream.head_sent:
-                conn.end_stream(stream_id)
-                stream.finished = True
-        except ProtocolError:
-            log.warning("HTTP/2 stream %d of %s cut: its response was refused", stream_id, self.client_text)
-            stream.abort()
-            return
-        if out and not self.writing_paused:  # the stream's window is closed: the client has send_timeout to open it
-            if stream.waiting != _WINDOW or progress:
-                if stream.waiting == _BODY_BYTES:
-                    stream._unwatch(_BODY_BYTES)
-                stream._watch(_WINDOW, self.ctx.send_timeout_s)
-        elif stream.waiting == _WINDOW:
-            stream._unwatch(_WINDOW)
-        if stream.upstream_paused and stream.out_bytes <= _STREAM_LOW_BYTES and not self.writing_paused:
-            stream.upstream_paused = False
-            stream.session.resume_upstream()
-        if stream.finished and stream.done:
-            self.send()
-            self.stream_over(stream)
-
+    # -- graceful stop ----------------------------------------------------------------
     def drain(self) -> None:
-        """Graceful stop: GOAWAY with the last stream id; the connection closes when its streams are done."""
-        if self.goaway_sent or self.closed:
+        """Graceful stop, in two steps (RFC 9113 6.8): GOAWAY with the largest stream id and a PING.
+        Once the PING is answered (the streams the client opened before it saw the GOAWAY have
+        arrived), or after _DRAIN_ACK_WAIT_S, and once no stream is left in flight, the final GOAWAY
+        with the last stream id served, and the connection closes. Waiting for the streams to end
+        serves those a client had queued behind its PING ACK (nghttp2 sends the ACK first); a client
+        that keeps opening streams is cut by the worker's drain_timeout."""
+        if self.going_away or self.goaway_sent or self.closed:
             return
+        self.going_away = True
+        self.send()
+        self._write_goaway(_LAST_STREAM_ID)
+        self.h2.ping(_DRAIN_PING)
+        self.send()
+        if not self.writing_paused:
+            self.deadline = self.ctx.clock.now + _DRAIN_ACK_WAIT_S
+
+    def _drain_acked(self) -> None:
+        """The client saw the first GOAWAY: the final one follows once no stream is in flight (judged
+        after the whole read, as the client may have sent requests right behind its ACK)."""
+        self.drain_acked = True
+        if not self.writing_paused:
+            self.deadline = 0.0
+
+    def _final_goaway(self) -> None:
+        """The last GOAWAY of a graceful stop (no stream left in flight), then close."""
         self.goaway_sent = True
         self.send()
+        self._write_goaway(self.last_stream_id)
+        self._close_after_goaway()
+
+    def _write_goaway(self, last_stream_id: int) -> None:
+        """GOAWAY NO_ERROR, written past h2 (which would refuse to send anything more after its own)."""
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.last_stream_id = last_stream_id
         frame.error_code = 0
         self.transport.write(frame.serialize())
-        if not self.streams:
-            self.transport.close()

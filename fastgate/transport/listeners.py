@@ -7,7 +7,8 @@ a ``ProtocolChooser`` takes the connection first and hands it over with
 H2ServerConnection, anything else or none: HTTP/1.1); on a plain listener by
 the first bytes: the HTTP/2 connection preface picks h2c (prior knowledge),
 anything else HTTP/1.1. Until those bytes come the connection is served as
-HTTP/1.1 (its idle timeout, drain and counting are ClientConnection's).
+HTTP/1.1 (its idle timeout and drain are ClientConnection's); it is counted as
+accepted by the protocol its first bytes choose (HTTP/1.1 if it sends none).
 """
 
 import asyncio
@@ -58,7 +59,7 @@ class ListenerContext:
 class ProtocolChooser(asyncio.Protocol):
     """A listener's connection until its protocol is known: ALPN on TLS, the first bytes on plain TCP."""
 
-    __slots__ = ("ctx", "proto_header", "transport", "h1", "buffer")
+    __slots__ = ("ctx", "proto_header", "transport", "h1", "buffer", "chosen")
 
     def __init__(self, ctx, proto_header: bytes) -> None:
         self.ctx = ctx
@@ -68,6 +69,8 @@ class ProtocolChooser(asyncio.Protocol):
         """The HTTP/1.1 connection serving a plain connection until its first bytes are seen."""
         self.buffer = b""
         """First bytes that could still be the start of the HTTP/2 preface."""
+        self.chosen = False
+        """The protocol is known (and the connection counted as accepted)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -81,13 +84,15 @@ class ProtocolChooser(asyncio.Protocol):
             chosen.connection_made(transport)
             return
         self.h1 = ClientConnection(self.ctx, self.proto_header)
-        self.h1.connection_made(transport)
+        self.h1.connection_made(transport, counted=True)
 
     def data_received(self, data: bytes) -> None:
         data = self.buffer + data if self.buffer else data
         size = min(len(data), len(PREFACE))
         if data[:size] != PREFACE[:size]:
             self.buffer = b""
+            self.chosen = True
+            self.ctx.metrics.count_accepted()
             self.transport.set_protocol(self.h1)
             self.h1.data_received(data)
             return
@@ -98,9 +103,10 @@ class ProtocolChooser(asyncio.Protocol):
         ctx = self.ctx
         ctx.connections.discard(h1)
         ctx.clock.watched.discard(h1)
+        self.chosen = True
         h2 = H2ServerConnection(ctx, self.proto_header)
         self.transport.set_protocol(h2)
-        h2.connection_made(self.transport, counted=True)
+        h2.connection_made(self.transport)
         h2.data_received(data)
 
     def eof_received(self) -> bool:
@@ -108,6 +114,8 @@ class ProtocolChooser(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.h1 is not None:
+            if not self.chosen:  # closed before its first bytes
+                self.ctx.metrics.count_accepted()
             self.h1.connection_lost(exc)
 
     def pause_writing(self) -> None:

@@ -7,6 +7,7 @@ import pytest
 from fastgate.config.errors import ConfigError
 from fastgate.config.load import load_config
 from fastgate.config.units import parse_duration, parse_size
+from fastgate.transport.h2_settings import H2Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = '[[listeners]]\naddress = "127.0.0.1:8080"\n[[upstreams]]\nname = "u"\nservers = ["127.0.0.1:9000"]\n'
@@ -51,6 +52,16 @@ def test_shipped_config_loads():
     (BASE + 'breaker_error_ratio = 1.5\n', "upstreams[0].breaker_error_ratio", "between 0 and 1"),
     (BASE + 'breaker_error_ratio = 0.5\nbreaker_min_requests = 0\n', "upstreams[0].breaker_error_ratio",
      "breaker_min_requests >= 1"),
+    ('[http2]\nmax_frame_size = "8KiB"\n[[listeners]]\naddress = "127.0.0.1:1"\n', "http2.max_frame_size",
+     "between 16KiB and 16MiB-1"),
+    ('[http2]\nmax_concurrent_streams = 0\n[[listeners]]\naddress = "127.0.0.1:1"\n',
+     "http2.max_concurrent_streams", "between 1 and 65535"),
+    ('[http2]\nconnection_window_size = "16KiB"\n[[listeners]]\naddress = "127.0.0.1:1"\n',
+     "http2.connection_window_size", "between 65535 bytes and 2GiB-1"),
+    ('[http2]\nreset_window = "0s"\n[[listeners]]\naddress = "127.0.0.1:1"\n', "http2.reset_window",
+     "greater than zero"),
+    ('[http2]\nmax_header_list_size = 0\n[[listeners]]\naddress = "127.0.0.1:1"\n',
+     "http2.max_header_list_size", "between 1 byte and 16MiB"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
     with pytest.raises(ConfigError) as info:
@@ -92,3 +103,10 @@ def test_a_route_without_timeouts_of_its_own_shares_its_upstreams(tmp_path):
     t = b.timeouts
     assert (t.connect_s, t.try_s, t.total_s, t.idle_s) == (2.0, 3.0, 9.0, 60.0)
     assert b.retry.retries == 4 and b.retry.group is group
+
+
+def test_http2_limits_default_to_the_http_ones(tmp_path):
+    loaded = load(tmp_path, '[http]\nmax_header_size = "20KiB"\n[[listeners]]\naddress = "127.0.0.1:1"\n')
+    limits = H2Limits(loaded.config.http2, loaded.config.http)
+    assert limits.max_header_list_bytes == 20 * 1024
+    assert (limits.max_concurrent_streams, limits.max_frame_bytes, limits.connection_window_bytes) == (128, 16384, 1 << 20)
