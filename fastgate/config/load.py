@@ -27,7 +27,7 @@ from fastgate.ratelimit import validate as validate_limits
 from fastgate.routing.route import Route, route_name
 from fastgate.routing.router import Router
 from fastgate.tls.certificates import TlsSettingError
-from fastgate.tls.client import UpstreamTls
+from fastgate.tls.client import ALPN_H1, ALPN_H2, UpstreamTls
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
 
@@ -98,7 +98,8 @@ def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], ba
         try:
             upstreams[upstream.name].tls = UpstreamTls(
                 upstream.tls_verify, resolve(base_dir, upstream.tls_ca_file), upstream.tls_server_name,
-                resolve(base_dir, upstream.tls_client_cert), resolve(base_dir, upstream.tls_client_key))
+                resolve(base_dir, upstream.tls_client_cert), resolve(base_dir, upstream.tls_client_key),
+                alpn=ALPN_H2 if upstream.protocol == "h2" else ALPN_H1)
         except TlsSettingError as exc:
             raise FieldError(f"upstreams[{i}].{exc.field}", exc.reason) from None
 
@@ -199,6 +200,8 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.retry_on_status[{j}]", "only 5xx statuses can be retried")
         if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
             raise FieldError(where, "pool sizes cannot be negative")
+        if not 1 <= upstream.max_streams_per_connection <= _MAX_STREAMS:
+            raise FieldError(f"{where}.max_streams_per_connection", f"must be between 1 and {_MAX_STREAMS}")
         if upstream.health is not None:
             health_settings.validate(upstream.health, f"{where}.health")
         _check_upstream_tls(upstream, where)
@@ -232,6 +235,8 @@ def _check_listener_tls(listener, where: str) -> None:
         raise FieldError(f"{where}.tls.handshake_timeout", "must be greater than zero and at most 5m")
 
 
+_MAX_STREAMS = 2**31 - 1
+"""HTTP/2 stream ids are 31 bits."""
 _TLS_UPSTREAM_FIELDS = ("tls_ca_file", "tls_server_name", "tls_client_cert", "tls_client_key")
 
 

@@ -167,6 +167,14 @@ class Upstream(_Section):
     """The name routes refer to."""
     servers: list[str | UpstreamServer]
     """Servers as "host:port", or tables with address, weight, backup, drain."""
+    protocol: Literal["h1", "h2"] = "h1"
+    """What the servers speak: "h1" is HTTP/1.1 on pooled keep-alive connections; "h2" is HTTP/2,
+    many requests at once on each connection (in cleartext h2c with prior knowledge; with tls = true
+    the servers must select "h2" by ALPN, else the connect fails with 502). gRPC needs "h2"."""
+    max_streams_per_connection: int = 100
+    """With protocol = "h2": most requests in flight at once on one connection (the server's own
+    SETTINGS_MAX_CONCURRENT_STREAMS lowers it). A request goes on a connection with room before a
+    new connection is made; max_connections bounds the connections."""
     balance: Literal[
         "round_robin", "weighted_round_robin", "least_connections", "p2c_ewma", "consistent_hash", "random"
     ] = "round_robin"
@@ -235,11 +243,12 @@ class Upstream(_Section):
     50ms of it is left. Past it the answer is 504. The body after the head is bounded by
     read_timeout only. 0 means no limit. A route may set its own."""
     max_idle_connections: int = 64
-    """Idle keep-alive connections kept per server in each worker."""
+    """Idle keep-alive connections kept per server in each worker (HTTP/1.1)."""
     idle_timeout: Duration = Duration(60.0)
     """An idle pooled connection older than this is closed."""
     max_requests_per_connection: int = 1000
-    """A connection is closed after this many requests (0: no limit)."""
+    """A connection is closed after this many requests (0: no limit); an HTTP/2 connection takes no
+    new request after them and closes once its last one is done."""
     health: HealthCheck | None = None
     """Active health checks of the servers; none without this table (see HealthCheck)."""
     tls: bool = False

@@ -29,7 +29,7 @@ session runs DESIGN's phases in order:
 
 The downstream surface (what an adapter offers the session):
 ``write_answer(status, fields, body, close)``, ``send_response_head(head)``,
-``send_data(data)``, ``send_informational(head)``, ``switch_protocols(head)``,
+``send_data(data)``, ``send_trailers(fields)``, ``send_informational(head)``, ``switch_protocols(head)``,
 ``end_response()``, ``response_done()``, ``response_sent()``,
 ``forget_response()``, ``read_body(limit)``, ``stream_body(first)``,
 ``pause_reading()``, ``resume_reading()``, ``close()``, ``abort()`` and the
@@ -48,7 +48,7 @@ from fastgate.proxy.errors import error_answer
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.proxy.limit_phase import LimitPhase
 from fastgate.upstream.retry import NO_DEADLINE
-from fastgate.wire.chunked import BodyTooLarge, FramingError
+from fastgate.wire.chunked import BodyTooLarge, FramingError, forwardable_trailers
 from fastgate.wire.h1 import allowed_upgrade
 
 _PENDING_HIGH_BYTES = 256 * 1024
@@ -494,6 +494,11 @@ class ProxySession(LimitPhase):
 
     def on_response_data(self, data: bytes) -> None:
         self.downstream.send_data(data)
+
+    def on_response_trailers(self, fields: list) -> None:
+        """A chunked response's trailer fields ((name, value) bytes, names in lower case), after its
+        last data and in place of its last chunk; on_response_end follows."""
+        self.downstream.send_trailers(forwardable_trailers(fields))
 
     def on_response_end(self, reusable: bool) -> None:
         self._end_retry()

@@ -65,7 +65,7 @@ from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
-from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
+from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
 
@@ -100,7 +100,7 @@ class H2Stream:
         # the request's body
         "mode", "content_length", "received", "chunked", "ended", "held", "body_buffer", "paused", "unacked",
         # the response
-        "corked", "head_sent", "dechunk", "out", "out_bytes", "end_queued", "finished", "done",
+        "corked", "head_sent", "dechunk", "out", "out_bytes", "end_queued", "trailers", "finished", "done",
         "upstream_paused", "sent_continue", "deadline", "waiting",
     )
 
@@ -132,7 +132,9 @@ class H2Stream:
         """Response DATA waiting for window."""
         self.out_bytes = 0
         self.end_queued = False
-        """The response ended: END_STREAM goes with the last queued byte."""
+        """The response ended: END_STREAM goes with the last queued byte (or with the trailers)."""
+        self.trailers: list | None = None
+        """The response's trailer fields, sent as HEADERS with END_STREAM after the last DATA."""
         self.finished = False
         """END_STREAM was sent, or the stream was reset: nothing more goes out."""
         self.done = False
@@ -300,7 +302,7 @@ class H2Stream:
     def send_response_head(self, head) -> None:
         session = self.session
         dechunk = head.chunked
-        self.dechunk = ChunkedFramer() if dechunk else None
+        self.dechunk = ChunkedFramer(keep_trailers=True) if dechunk else None
         raw = client_response_head(head, session.route, session.request_id, False, False, dechunk,
                                    session.limit_headers)
         session.bytes_out += len(raw)
@@ -319,7 +321,15 @@ class H2Stream:
                 return
             for piece in payload:
                 self._queue(piece)
+            if dechunk.trailers:  # an HTTP/1.1 upstream's chunked trailers
+                self.send_trailers(forwardable_trailers(dechunk.trailers))
         self.conn.flush_stream(self)
+
+    def send_trailers(self, fields: list) -> None:
+        """The response's trailer fields: HEADERS with END_STREAM once its DATA is out."""
+        if fields:
+            self.trailers = fields
+            self.session.bytes_out += sum(len(name) + len(value) + 4 for name, value in fields)
 
     def _queue(self, data) -> None:
         if not data:
@@ -348,6 +358,7 @@ class H2Stream:
         """Drop a response that never reached the client (its exchange failed)."""
         self.corked = None
         self.dechunk = None
+        self.trailers = None
         self.out.clear()
         self.out_bytes = 0
         self.end_queued = False
@@ -712,7 +723,7 @@ class H2ServerConnection(asyncio.Protocol):
                     return
                 headers = stream.corked
                 stream.corked = None
-                end = stream.end_queued and not out
+                end = stream.end_queued and not out and not stream.trailers
                 conn.send_headers(stream_id, headers, end_stream=end)
                 stream.head_sent = True
                 if end:
@@ -736,12 +747,15 @@ class H2ServerConnection(asyncio.Protocol):
                 stream.out_bytes -= len(chunk)
                 written += len(chunk)
                 progress = True
-                end = stream.end_queued and not out
+                end = stream.end_queued and not out and not stream.trailers
                 conn.send_data(stream_id, chunk, end_stream=end)
                 if end:
                     stream.finished = True
             if not out and stream.end_queued and not stream.finished and stream.head_sent:
-                conn.end_stream(stream_id)
+                if stream.trailers:
+                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
+                else:
+                    conn.end_stream(stream_id)
                 stream.finished = True
         except ProtocolError:
             log.warning("HTTP/2 stream %d of %s cut: its response was refused", stream_id, self.client_text)
