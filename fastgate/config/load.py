@@ -281,6 +281,8 @@ def _check_observability(config: Config) -> None:
         raise FieldError("tracing.export_timeout", "must be greater than zero")
 
 
+_GRPC_METHOD = re.compile(r"^/[A-Za-z0-9_.]+/(?:[A-Za-z0-9_]+|\*)$")
+"""A gRPC method path, or a service's with "*" for its methods."""
 _ROUTE_UPSTREAM_FIELDS = ("connect_timeout", "try_timeout", "total_timeout", "idle_timeout", "retries")
 """Route fields that override the upstream's, for forwarded requests only."""
 
@@ -320,6 +322,12 @@ def _check_route(route, where: str, upstream_names: set[str]) -> None:
     for j, method in enumerate(route.methods):
         if not _TOKEN.match(method) or method != method.upper():
             raise FieldError(f"{where}.methods[{j}]", f"{method!r} is not an upper-case method name")
+    for j, method in enumerate(route.grpc_retry_methods):
+        if route.upstream is None:
+            raise FieldError(f"{where}.grpc_retry_methods", "only a route with an upstream can set it")
+        if not _GRPC_METHOD.match(method):
+            raise FieldError(f"{where}.grpc_retry_methods[{j}]",
+                             f"{method!r} is not \"/package.Service/Method\" or \"/package.Service/*\"")
     for key in ("match_headers", "match_query", "match_cookies"):
         for j, matcher in enumerate(getattr(route, key)):
             _check_matcher(matcher, f"{where}.{key}[{j}]", key)

@@ -408,6 +408,13 @@ class Route(_Section):
     retries: int | None = None
     """Further attempts after the first, the attempt cap (see Upstream.retries); default: the
     upstream's retries."""
+    grpc_retry_methods: list[str] = []
+    """gRPC methods that may be sent again, like an idempotent HTTP request: "/package.Service/Method",
+    or "/package.Service/*" for all of a service's. Their request is read whole (up to
+    request_buffer_size) before it goes upstream, so mark only unary and server-streaming methods
+    (a client-streaming or bidirectional call would wait for its client to finish sending). They go
+    to another server when an attempt fails as an HTTP request's would, and when the server answers
+    UNAVAILABLE (grpc-status 14) without a message (trailers-only). Other gRPC calls stream."""
     limits: list[Limit] = []
     """Rate limits checked (all together) before the request is answered or forwarded;
     see fastgate/ratelimit/config.py and the README."""

@@ -15,7 +15,7 @@ forwarded (DESIGN's access-filter phase). It reads the session's request
 """
 
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
-from fastgate.proxy.errors import error_answer
+from fastgate.proxy.errors import gateway_error
 from fastgate.wire.h1 import header_value
 
 
@@ -71,6 +71,6 @@ class LimitPhase:
             return
         status = decision.status
         self.limit_outcome = LIMIT_LIMITED if status == 429 else LIMIT_UNAVAILABLE
-        self._answer(status, *error_answer(
-            status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
+        self._answer(status, *gateway_error(
+            self.head, status, "rate limit exceeded" if status == 429 else "rate limiter unavailable",
             self.request_id, decision.headers))

@@ -67,6 +67,7 @@ from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
 from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
+from fastgate.wire.grpc import is_grpc
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -162,6 +163,7 @@ class H2Stream:
             session.refuse(exc.status, exc.reason)
             return
         head.http2 = True
+        head.grpc = is_grpc(raw)
         self.content_length = head.content_length
         self.chunked = head.chunked
         self.mode = _PENDING if head.has_body else _DONE

@@ -51,6 +51,8 @@ def test_shipped_config_loads():
     (BASE + 'breaker_error_ratio = 1.5\n', "upstreams[0].breaker_error_ratio", "between 0 and 1"),
     (BASE + 'breaker_error_ratio = 0.5\nbreaker_min_requests = 0\n', "upstreams[0].breaker_error_ratio",
      "breaker_min_requests >= 1"),
+    (BASE + '[[routes]]\nupstream = "u"\ngrpc_retry_methods = ["pkg.Svc/Do"]\n', "routes[0].grpc_retry_methods[0]",
+     "is not \"/package.Service/Method\""),
     (BASE + 'protocol = "h3"\n', "upstreams[0].protocol", "Invalid enum value 'h3'"),
     (BASE + 'protocol = "h2"\nmax_streams_per_connection = 0\n', "upstreams[0].max_streams_per_connection",
      "between 1 and"),
