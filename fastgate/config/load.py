@@ -204,6 +204,8 @@ def _check_fields(config: Config) -> None:
             raise FieldError(f"{where}.max_streams_per_connection", f"must be between 1 and {_MAX_STREAMS}")
         if upstream.health is not None:
             health_settings.validate(upstream.health, f"{where}.health")
+            if upstream.health.grpc_service is not None and upstream.protocol != "h2":
+                raise FieldError(f"{where}.health.grpc_service", 'gRPC health checks need protocol = "h2"')
         _check_upstream_tls(upstream, where)
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)

@@ -158,6 +158,11 @@ class HealthCheck(_Section):
     """Failed checks in a row that take a server out of service."""
     host: str = ""
     """Host header of the checks; empty sends the server's own address ("10.0.0.5:9000")."""
+    grpc_service: str | None = None
+    """With protocol = "h2": check by the gRPC health protocol, grpc.health.v1.Health/Check for this
+    service ("" asks about the whole server), instead of GET path; a check passes when the answer
+    says SERVING (path and expect are then not used). An "h2" upstream without it is checked with
+    an HTTP/2 GET path."""
 
 
 class Upstream(_Section):

@@ -20,6 +20,7 @@ from tests.support.gateway import Gateway
 from tests.support.grpc_service import EchoServer, Protos
 from tests.support.h2_upstream import H2Upstream
 from tests.support.ports import refused_port
+from tests.support.wait import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +285,25 @@ def test_unavailable_is_relayed_for_other_methods(gateways, protos):
             expect_status(lambda: echo_stub.Unary(protos.pb.Msg(), timeout=10), grpc.StatusCode.UNAVAILABLE,
                           "down is unavailable")  # the server's own status, relayed
         assert down.calls == {"Unary": 1}
+
+
+# -- health checks ----------------------------------------------------------------------------
+
+def test_grpc_health_checks_take_a_not_serving_server_out(gateways, protos):
+    with EchoServer(protos, "ill") as ill, EchoServer(protos, "well") as well:
+        ill.health = protos.health_pb.HealthCheckResponse.NOT_SERVING
+        gw = start(gateways, grpc_upstream(ill, well, retries=0, health={
+            "grpc_service": "", "interval": "300ms", "timeout": "250ms", "rise": 1, "fall": 1}))
+        wait_until(lambda: ill.health_checks >= 2 and well.health_checks >= 2, "both are checked by "
+                   "grpc.health.v1.Health/Check")
+        channel, echo_stub = stub(protos, gw)
+        with channel:
+            def served_by() -> set:
+                return {echo_stub.Unary(protos.pb.Msg(seq=i), timeout=10).server for i in range(4)}
+
+            # the worker follows the checker's verdict on its clock tick
+            wait_until(lambda: served_by() == {"well"}, "calls avoid the server that is not serving")
+            calls = ill.calls.get("Unary", 0)
+            assert served_by() == {"well"} and ill.calls.get("Unary", 0) == calls
+        assert "health: upstream grpc server %s is down (checks failed in a row: 1, last: serving status 2)" \
+            % ill.address in gw.log_text()

@@ -18,6 +18,7 @@ import trustme
 from tests.support.gateway import Gateway
 from tests.support.h2_upstream import H2Upstream
 from tests.support.upstream import pattern_sha256
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
@@ -231,3 +232,22 @@ def test_response_trailers_reach_http1_and_h2_clients(gateways, h2_upstream):
     result = curl("--http2-prior-knowledge", "-v", "-o", "/dev/null", gw.url("/t?bytes=200000&trailers=1"))
     assert result.returncode == 0, result.stderr
     assert f"x-checksum: {expected}" in result.stderr.decode()
+
+
+def test_health_checks_of_an_h2_upstream_speak_http2(gateways):
+    with H2Upstream(always="status=503") as ill, H2Upstream() as well:
+        config = {"name": "pair", "protocol": "h2", "servers": [ill.address, well.address], "retries": 0,
+                  "health": {"path": "/healthz", "interval": "300ms", "timeout": "250ms", "rise": 1, "fall": 1}}
+        gw = start(gateways, config)
+        ill.wait_for(lambda s: sum(r.path == "/healthz" for r in s.requests) >= 2, "no HTTP/2 health checks")
+        wait_until(lambda: "is down (checks failed in a row: 1, last: status 503)" in gw.log_text(), "ill is down")
+
+        def work_reaching_ill() -> int:
+            return sum(r.path.startswith("/w") for r in ill.read(lambda s: list(s.requests)))
+
+        # the worker follows the checker's verdict on its clock tick: then no request reaches ill
+        wait_until(lambda: [httpx.get(gw.url("/w"), timeout=20).status_code for _ in range(4)] == [200] * 4,
+                   "requests avoid the server that is down")
+        before = work_reaching_ill()
+        assert [httpx.get(gw.url(f"/w{i}"), timeout=20).status_code for i in range(6)] == [200] * 6
+        assert work_reaching_ill() == before

@@ -53,6 +53,7 @@ def test_shipped_config_loads():
      "breaker_min_requests >= 1"),
     (BASE + '[[routes]]\nupstream = "u"\ngrpc_retry_methods = ["pkg.Svc/Do"]\n', "routes[0].grpc_retry_methods[0]",
      "is not \"/package.Service/Method\""),
+    (BASE + '[upstreams.health]\ngrpc_service = ""\n', "upstreams[0].health.grpc_service", "need protocol = \"h2\""),
     (BASE + 'protocol = "h3"\n', "upstreams[0].protocol", "Invalid enum value 'h3'"),
     (BASE + 'protocol = "h2"\nmax_streams_per_connection = 0\n', "upstreams[0].max_streams_per_connection",
      "between 1 and"),

@@ -48,3 +48,20 @@ def test_gateway_errors_elsewhere_are_json():
         fields, body, sent = gateway_error(request, 429, "rate limit exceeded", b"r")
         assert sent == 429 and body.startswith(b'{"error":"rate limit exceeded","status":429')
         assert b"Content-Type: application/json" in fields
+
+
+def test_health_check_messages_match_protobuf(tmp_path):
+    from tests.support.grpc_service import Protos
+
+    from fastgate.health.h2_probe import ProbeFailed, health_check_request, serving_status
+
+    protos = Protos(tmp_path)
+    for service in ("", "fgtest.Echo", "x" * 300):
+        frame = health_check_request(service)
+        message = protos.health_pb.HealthCheckRequest.FromString(frame[5:])
+        assert message.service == service and frame[1:5] == (len(frame) - 5).to_bytes(4, "big")
+    for status in (0, 1, 2, 3):
+        answer = protos.health_pb.HealthCheckResponse(status=status).SerializeToString()
+        assert serving_status(b"\x00" + len(answer).to_bytes(4, "big") + answer) == status
+    with pytest.raises(ProbeFailed):
+        serving_status(b"\x01\x00\x00\x00\x00")
