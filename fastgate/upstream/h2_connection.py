@@ -201,9 +201,6 @@ class H2UpstreamStream:
                 self.conn.open_stream_window(self, self.unacked)
                 self.unacked = 0
 
-    def is_closing(self) -> bool:
-        return self.state == _DONE
-
     def release(self) -> None:
         """The exchange is done after a complete response."""
         self._over(ErrorCodes.CANCEL)

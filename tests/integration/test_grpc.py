@@ -8,7 +8,6 @@ every status the gateway makes itself, rate limits, health checks by grpc.health
 
 import json
 import signal
-import ssl
 import time
 
 import grpc
@@ -19,7 +18,7 @@ import trustme
 from tests.support.gateway import Gateway
 from tests.support.grpc_service import EchoServer, Protos
 from tests.support.h2_upstream import H2Upstream
-from tests.support.ports import refused_port
+from tests.support.ports import free_port, refused_port
 from tests.support.wait import wait_until
 
 
@@ -45,7 +44,6 @@ class GrpcGateway(Gateway):
 
     def start(self) -> "GrpcGateway":
         if self.tls_dir is not None:
-            from tests.support.ports import free_port
             self.tls_port = free_port()
         return super().start()
 

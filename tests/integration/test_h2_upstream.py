@@ -7,10 +7,15 @@ Clients: curl (HTTP/1.1, --http2-prior-knowledge), httpx (HTTP/1.1 and HTTP/2).
 
 import hashlib
 import json
+import socket
 import ssl
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 import trustme
@@ -169,7 +174,7 @@ def test_https_upstream_that_does_not_select_h2_is_a_502(gateways, pki):
 
 def test_goaway_lets_earlier_streams_finish_and_sends_the_others_again(gateways):
     with H2Upstream(goaway_after=5, goaway_delay_s=0.5) as server:
-        gw = start(gateways, server.config(max_connections=4, max_streams_per_connection=50))
+        gw = start(gateways, server.config(max_connections=4, max_streams_per_connection=50, retries=0))
 
         def fetch(i: int):
             response = httpx.get(gw.url(f"/g{i}?delay=0.2"), timeout=20)
@@ -251,3 +256,44 @@ def test_health_checks_of_an_h2_upstream_speak_http2(gateways):
         before = work_reaching_ill()
         assert [httpx.get(gw.url(f"/w{i}"), timeout=20).status_code for i in range(6)] == [200] * 6
         assert work_reaching_ill() == before
+
+
+def test_stalled_clients_stall_only_their_own_streams(gateways, h2_upstream):
+    """Forty streams whose client never opens their windows, and one it reads, all on one upstream
+    connection: each stalled stream holds back its own window only (the connection's is given back),
+    so the read one completes. Were the connection window withheld, 40 stalled streams would hold
+    more than all of it and nothing more would flow on the connection."""
+    gw = start(gateways, h2_upstream.config(max_connections=1, max_streams_per_connection=100))
+    size = 2_000_000
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.local_settings = h2.settings.Settings(client=True, initial_values={
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})  # no stream gets DATA until we open it
+    conn.initiate_connection()
+    conn.increment_flow_control_window(2**31 - 1 - 65535)
+    stalled = [1 + 2 * i for i in range(40)]
+    wanted = 1 + 2 * 40
+    body = bytearray()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=20) as sock:
+        for stream_id in [*stalled, wanted]:
+            conn.send_headers(stream_id, [(b":method", b"GET"), (b":scheme", b"http"),
+                                          (b":authority", b"127.0.0.1"), (b":path", b"/big?bytes=%d" % size)],
+                              end_stream=True)
+        sock.sendall(conn.data_to_send())
+        h2_upstream.wait_for(lambda s: len(s.requests) == 41, "all 41 requests upstream")
+        conn.increment_flow_control_window(2**31 - 1 - 65535, wanted)
+        sock.sendall(conn.data_to_send())
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived) and event.stream_id == wanted:
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, wanted)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == wanted:
+                    ended = True
+                elif isinstance(event, h2.events.StreamReset) and event.stream_id == wanted:
+                    raise AssertionError("the wanted stream was reset")
+            sock.sendall(conn.data_to_send())
+    assert hashlib.sha256(body).hexdigest() == pattern_sha256(size)
+    assert h2_upstream.read(lambda s: s.accepted) == 1
