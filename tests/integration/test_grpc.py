@@ -7,6 +7,7 @@ every status the gateway makes itself, rate limits, health checks by grpc.health
 """
 
 import json
+import queue
 import signal
 import time
 
@@ -124,6 +125,26 @@ def test_a_bidi_stream_of_ten_thousand_messages_both_ways(gateways, protos, echo
             assert (reply.seq, reply.text, reply.blob) == (i, f"m{i}", bytes([i % 256]) * (i % 300))
             received += 1
     assert received == count
+
+
+def test_a_bidi_call_in_lock_step(gateways, protos, echo):
+    """Each message is sent only once the answer to the one before came back: nothing of a call may
+    wait in the gateway for more of it (a buffered request body would hold the first message)."""
+    gw = start(gateways, grpc_upstream(echo))
+    Msg = protos.pb.Msg
+    answered = queue.Queue()
+
+    def messages():
+        for i in range(30):
+            yield Msg(seq=i, text=f"step{i}")
+            assert answered.get(timeout=10) == i
+
+    channel, echo_stub = stub(protos, gw)
+    with channel:
+        for reply in echo_stub.Bidi(messages(), timeout=30):
+            assert reply.text == f"step{reply.seq}"
+            answered.put(reply.seq)
+    assert answered.empty() and echo.calls == {"Bidi": 1}
 
 
 def test_grpc_over_tls_with_alpn_h2(gateways, protos, echo, tmp_path):
