@@ -63,6 +63,10 @@ class H2ServerPool(ServerPool):
         """Streams are not released to the pool: they end (H2UpstreamStream.release)."""
         raise AssertionError("an HTTP/2 stream is not pooled")
 
+    def close_idle(self) -> None:
+        for conn in list(self.idle):
+            conn.close()
+
     def offer_room(self, conn: H2UpstreamConnection) -> None:
         """``conn`` may have room: requests waiting for a connection to this server get streams on it."""
         limit = self.group.limit

@@ -22,6 +22,7 @@ import trustme
 
 from tests.support.gateway import Gateway
 from tests.support.h2_upstream import H2Upstream
+from tests.support.raw_upstream import RawUpstream
 from tests.support.upstream import pattern_sha256
 from tests.support.wait import wait_until
 
@@ -297,3 +298,16 @@ def test_stalled_clients_stall_only_their_own_streams(gateways, h2_upstream):
             sock.sendall(conn.data_to_send())
     assert hashlib.sha256(body).hexdigest() == pattern_sha256(size)
     assert h2_upstream.read(lambda s: s.accepted) == 1
+
+
+def test_http1_upstream_chunked_trailers_reach_an_h2_client(gateways):
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
+              b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\nContent-Length: 99\r\n\r\n")
+    with RawUpstream(answers={"/trailed": answer}) as server:
+        gw = start(gateways, server.config())
+        result = curl("--http2-prior-knowledge", "-v", gw.url("/trailed"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hello world"
+    log = result.stderr.decode()
+    assert "< x-checksum: abc" in log  # as trailing HEADERS, its name in lower case
+    assert "< content-length: 99" not in log  # a framing field is never relayed as a trailer
