@@ -19,6 +19,7 @@ import trustme
 from tests.support.gateway import Gateway
 from tests.support.grpc_service import EchoServer, Protos
 from tests.support.h2_upstream import H2Upstream
+from tests.support.metrics import settled, value
 from tests.support.ports import free_port, refused_port
 from tests.support.wait import wait_until
 
@@ -266,7 +267,7 @@ def test_no_server_available_is_unavailable(gateways, protos, echo):
                       "no upstream server available")
 
 
-def test_a_rate_limit_is_resource_exhausted_and_logged(gateways, protos, echo):
+def test_a_rate_limit_is_resource_exhausted_logged_and_counted(gateways, protos, echo):
     gw = start(gateways, grpc_upstream(echo), limits=[{"key": ["ip"], "rate": "2/m"}])
     channel, echo_stub = stub(protos, gw)
     with channel:
@@ -280,6 +281,10 @@ def test_a_rate_limit_is_resource_exhausted_and_logged(gateways, protos, echo):
     assert allowed["status"] == 200 and allowed["path"] == "/fgtest.Echo/Unary"
     assert allowed["protocol"] == "HTTP/2.0" and allowed["route"] == "grpc" and allowed["upstream"] == echo.address
     assert limited["status"] == 429 and "upstream" not in limited
+    metrics = settled(gw)
+    assert value(metrics, "fastgate_requests_total", route="grpc", method="POST", status="2xx") == 2
+    assert value(metrics, "fastgate_requests_total", route="grpc", method="POST", status="4xx") == 1
+    assert value(metrics, "fastgate_ratelimit_decisions_total", route="grpc", outcome="limited") == 1
 
 
 # -- retries ---------------------------------------------------------------------------------
