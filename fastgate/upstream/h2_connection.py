@@ -166,7 +166,8 @@ class H2UpstreamStream:
         if self.state == _DONE:
             return
         conn = self.conn
-        if conn.closed:  # lost since the stream was given out: nothing reached the server
+        if not self.stream_id and (conn.closed or conn.shut):
+            # closed, or told GOAWAY, since the stream was given out: nothing reached the server
             conn.pool.loop.call_soon(self.refused)
             return
         try:
@@ -381,7 +382,7 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "transport", "h2", "scheme", "streams", "active", "requests", "waiters", "connecting",
-        "settled", "goaway", "closed", "writing_paused", "deadline", "goaway_filter",
+        "settled", "goaway", "shut", "closed", "writing_paused", "deadline", "goaway_filter",
     )
 
     def __init__(self, pool) -> None:
@@ -402,7 +403,9 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.settled = False
         """The server's SETTINGS arrived."""
         self.goaway = False
-        """No new streams: the server sent GOAWAY, or the connection served its requests."""
+        """No new streams are given out: the server sent GOAWAY, or the connection served its requests."""
+        self.shut = False
+        """No stream may open any more, not even one given out already: the server sent GOAWAY, or we did."""
         self.closed = False
         self.writing_paused = False
         self.deadline = 0.0
@@ -578,7 +581,7 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def _goaway(self, last_stream_id: int) -> None:
         """GOAWAY: streams past ``last_stream_id`` were not processed; the rest may finish."""
-        self.goaway = True
+        self.goaway = self.shut = True
         self.pool.forget(self)
         for stream_id in [i for i in self.streams if i > last_stream_id]:
             self.streams[stream_id].refused()
@@ -712,7 +715,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         """Close the connection (idle, or its slot is wanted): GOAWAY, then the socket."""
         if self.closed:
             return
-        self.goaway = True
+        self.goaway = self.shut = True
         self.pool.forget(self)
         if self.h2 is not None:
             self.h2.close_connection()
