@@ -22,6 +22,7 @@ The session's upstream speaks HTTP/1.1 and relays body bytes as the adapter
 gives them: a body with a content-length goes as its DATA payloads; one
 without is rendered as chunked (and the head says Transfer-Encoding:
 chunked). DATA that disagrees with the content-length is a stream error.
+Request trailers go in the last chunk of a body rendered chunked.
 
 Body modes of a stream, as ClientConnection's states: PENDING (the session
 has not asked for the body: DATA is held, not acknowledged), BUFFER
@@ -47,6 +48,7 @@ closes when its streams in flight are done.
 """
 
 import asyncio
+import re
 from collections import deque
 
 from h2.config import H2Configuration
@@ -54,7 +56,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived, StreamEnded, StreamReset,
-    WindowUpdated,
+    TrailersReceived, WindowUpdated,
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
@@ -65,7 +67,9 @@ from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
-from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers
+from fastgate.wire.chunked import (
+    REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
+)
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
 from fastgate.wire.grpc import is_grpc
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
@@ -90,6 +94,8 @@ is reset (RST_STREAM NO_ERROR): h2 answers DATA that arrives after our reset wit
 (STREAM_CLOSED), which clients such as curl report as an error even after a whole response."""
 """DATA handed to the transport at a time, so a full socket (pause_writing) stops the sending loop."""
 
+_BAD_TRAILER = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
+"""A request trailer value that HTTP/1.1 cannot carry as it is."""
 _PENDING, _BUFFER, _BODY, _DONE = range(4)
 _NOTHING, _BODY_BYTES, _WINDOW = range(3)
 
@@ -100,6 +106,7 @@ class H2Stream:
         "conn", "stream_id", "session", "closed",
         # the request's body
         "mode", "content_length", "received", "chunked", "ended", "held", "body_buffer", "paused", "unacked",
+        "request_trailers",
         # the response
         "corked", "head_sent", "dechunk", "out", "out_bytes", "end_queued", "trailers", "finished", "done",
         "upstream_paused", "sent_continue", "deadline", "waiting",
@@ -119,6 +126,8 @@ class H2Stream:
         """The body is rendered chunked (no content-length)."""
         self.ended = False
         """The client ended its side of the stream (END_STREAM received)."""
+        self.request_trailers: list | None = None
+        """The request's trailer fields, relayed in the last chunk."""
         self.held: deque = deque()
         """(rendered bytes, flow-controlled length, last) received while the session does not read."""
         self.body_buffer: BodyBuffer | None = None
@@ -196,7 +205,19 @@ class H2Stream:
             if self.received != self.content_length:
                 self.protocol_error()
         elif self.chunked:
-            self._deliver(b"0\r\n\r\n", 0, True)
+            self._deliver(render_trailers(self.request_trailers) if self.request_trailers else b"0\r\n\r\n", 0, True)
+
+    def trailers_received(self, fields: list) -> None:
+        """The request's trailer fields (END_STREAM follows): relayed in the last chunk of a body
+        rendered chunked, as an HTTP/1.1 client's are; one that frames, routes or authorises the
+        request is a stream error; with a content-length they are dropped (no chunk to carry them)."""
+        if not self.chunked:
+            return
+        for name, value in fields:
+            if name[:1] == b":" or name in REQUEST_TRAILER_FORBIDDEN or _BAD_TRAILER.search(value):
+                self.protocol_error()
+                return
+        self.request_trailers = fields
 
     def _deliver(self, rendered: bytes, flow: int, last: bool) -> None:
         mode = self.mode
@@ -567,6 +588,10 @@ class H2ServerConnection(asyncio.Protocol):
                 self._stream_call(stream, stream.end)
         elif isinstance(event, RequestReceived):
             self._new_stream(event)
+        elif isinstance(event, TrailersReceived):
+            stream = streams.get(event.stream_id)
+            if stream is not None:
+                self._stream_call(stream, stream.trailers_received, event.headers)
         elif isinstance(event, StreamEnded):
             stream = streams.get(event.stream_id)
             if stream is not None and not stream.ended:

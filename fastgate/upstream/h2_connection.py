@@ -66,7 +66,7 @@ from h2.settings import SettingCodes
 
 from fastgate.observe.errorlog import log
 from fastgate.upstream.connection import WRITE_HIGH_BYTES, WRITE_LOW_BYTES
-from fastgate.wire.chunked import ChunkedFramer, FramingError
+from fastgate.wire.chunked import ChunkedFramer, FramingError, forwardable_trailers
 from fastgate.wire.errors import HeadError
 from fastgate.wire.h1 import HEAD_END
 from fastgate.wire.h2_goaway import GoawayFilter
@@ -97,6 +97,7 @@ class H2UpstreamStream:
         "conn", "stream_id", "exchange", "method", "state", "read_timeout_s", "head_deadline", "deadline",
         # the request
         "head_buffer", "remaining", "framer", "request_ended", "end_sent", "out", "out_bytes", "client_paused",
+        "request_trailers",
         # the response
         "chunked", "trailers", "paused", "unacked", "heard",
     )
@@ -122,6 +123,8 @@ class H2UpstreamStream:
         """The request is complete: END_STREAM goes with its last byte."""
         self.end_sent = False
         """END_STREAM went out."""
+        self.request_trailers: list | None = None
+        """The request's trailer fields (from its chunked body), sent after its last DATA."""
         self.out: deque = deque()
         """Request DATA waiting for window."""
         self.out_bytes = 0
@@ -229,7 +232,7 @@ class H2UpstreamStream:
         conn = self.conn
         fields, framing = request_fields(data[:end], conn.scheme)
         if framing.chunked:
-            self.framer = ChunkedFramer()
+            self.framer = ChunkedFramer(keep_trailers=True)
         else:
             self.remaining = max(framing.content_length, 0)
         ended = not framing.has_body
@@ -255,6 +258,8 @@ class H2UpstreamStream:
             self._queue(piece)
         if framer.done:
             self.request_ended = True
+            if framer.trailers:  # they go as HEADERS with END_STREAM after the last DATA
+                self.request_trailers = forwardable_trailers(framer.trailers)
 
     def _queue(self, data: bytes) -> None:
         if not data:
@@ -701,12 +706,15 @@ class H2UpstreamConnection(asyncio.Protocol):
                 out[0] = piece[room:]
                 piece = piece[:room]
             stream.out_bytes -= len(piece)
-            end = stream.request_ended and not out
+            end = stream.request_ended and not out and not stream.request_trailers
             conn.send_data(stream_id, piece, end_stream=end)
             stream.end_sent = end
             sent = True
         if not out and stream.request_ended and not stream.end_sent:
-            conn.end_stream(stream_id)
+            if stream.request_trailers:
+                conn.send_headers(stream_id, stream.request_trailers, end_stream=True)
+            else:
+                conn.end_stream(stream_id)
             stream.end_sent = True
         if sent:
             stream.sent_some()

@@ -311,3 +311,31 @@ def test_http1_upstream_chunked_trailers_reach_an_h2_client(gateways):
     log = result.stderr.decode()
     assert "< x-checksum: abc" in log  # as trailing HEADERS, its name in lower case
     assert "< content-length: 99" not in log  # a framing field is never relayed as a trailer
+
+
+def test_request_trailers_of_an_h2_client_reach_the_h2_upstream(gateways, h2_upstream):
+    gw = start(gateways, h2_upstream.config(), request_buffering=False)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
+                          (b":path", b"/with-trailers")])
+    conn.send_data(1, b"part one, ")
+    conn.send_data(1, b"part two")
+    conn.send_headers(1, [(b"x-checksum", b"12345"), (b"x-count", b"2")], end_stream=True)
+    answer = bytearray()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=20) as sock:
+        sock.sendall(conn.data_to_send())
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    answer += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    echo = json.loads(answer)
+    assert echo["body_len"] == len(b"part one, part two")
+    assert echo["trailers"] == [["x-checksum", "12345"], ["x-count", "2"]]

@@ -54,6 +54,7 @@ class H2Request:
     authority: str
     headers: list[tuple[str, str]]
     body: bytes
+    trailers: list[tuple[str, str]] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -120,6 +121,10 @@ class _Connection(asyncio.Protocol):
                 if stream is not None:
                     stream["body"] += event.data
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream["trailers"] = [(k.decode(), v.decode()) for k, v in event.headers]
             elif isinstance(event, h2.events.StreamEnded):
                 if event.stream_id in self.streams:
                     asyncio.ensure_future(self.answer(event.stream_id))
@@ -139,7 +144,7 @@ class _Connection(asyncio.Protocol):
         query = {**parse_qs(query_text), **server.always}
         request = H2Request(self.conn_id, stream_id, fields[":method"], path, fields.get(":authority", ""),
                             [(k.decode(), v.decode()) for k, v in stream["headers"] if not k.startswith(b":")],
-                            bytes(stream["body"]))
+                            bytes(stream["body"]), stream.get("trailers", []))
         self.requests += 1
         with server.cond:
             server.stats.requests.append(request)
