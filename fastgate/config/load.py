@@ -33,7 +33,7 @@ from fastgate.ratelimit import validate as validate_limits
 from fastgate.routing.route import Route, route_name
 from fastgate.routing.router import Router
 from fastgate.tls.certificates import TlsSettingError
-from fastgate.tls.client import UpstreamTls
+from fastgate.tls.client import ALPN_H1, ALPN_H2, UpstreamTls
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
 
@@ -109,7 +109,8 @@ def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], ba
         try:
             upstreams[upstream.name].tls = UpstreamTls(
                 upstream.tls_verify, resolve(base_dir, upstream.tls_ca_file), upstream.tls_server_name,
-                resolve(base_dir, upstream.tls_client_cert), resolve(base_dir, upstream.tls_client_key))
+                resolve(base_dir, upstream.tls_client_cert), resolve(base_dir, upstream.tls_client_key),
+                alpn=ALPN_H2 if upstream.protocol == "h2" else ALPN_H1)
         except TlsSettingError as exc:
             raise FieldError(f"upstreams[{i}].{exc.field}", exc.reason) from None
 
@@ -224,8 +225,12 @@ def _check_fields(config: Config) -> None:
                 raise FieldError(f"{where}.retry_on_status[{j}]", "only 5xx statuses can be retried")
         if upstream.max_idle_connections < 0 or upstream.max_requests_per_connection < 0:
             raise FieldError(where, "pool sizes cannot be negative")
+        if not 1 <= upstream.max_streams_per_connection <= _MAX_STREAMS:
+            raise FieldError(f"{where}.max_streams_per_connection", f"must be between 1 and {_MAX_STREAMS}")
         if upstream.health is not None:
             health_settings.validate(upstream.health, f"{where}.health")
+            if upstream.health.grpc_service is not None and upstream.protocol != "h2":
+                raise FieldError(f"{where}.health.grpc_service", 'gRPC health checks need protocol = "h2"')
         _check_upstream_tls(upstream, where)
     for i, route in enumerate(config.routes):
         _check_route(route, f"routes[{i}]", names)
@@ -317,6 +322,8 @@ def _check_acme(config: Config, acme, where: str, acme_by_name: dict[str, object
                                 "give both the same table")
 
 
+_MAX_STREAMS = 2**31 - 1
+"""HTTP/2 stream ids are 31 bits."""
 _TLS_UPSTREAM_FIELDS = ("tls_ca_file", "tls_server_name", "tls_client_cert", "tls_client_key")
 
 
@@ -361,6 +368,8 @@ def _check_observability(config: Config) -> None:
         raise FieldError("tracing.export_timeout", "must be greater than zero")
 
 
+_GRPC_METHOD = re.compile(r"^/[A-Za-z0-9_.]+/(?:[A-Za-z0-9_]+|\*)$")
+"""A gRPC method path, or a service's with "*" for its methods."""
 _ROUTE_UPSTREAM_FIELDS = ("connect_timeout", "try_timeout", "total_timeout", "idle_timeout", "retries")
 """Route fields that override the upstream's, for forwarded requests only."""
 
@@ -400,6 +409,12 @@ def _check_route(route, where: str, upstream_names: set[str]) -> None:
     for j, method in enumerate(route.methods):
         if not _TOKEN.match(method) or method != method.upper():
             raise FieldError(f"{where}.methods[{j}]", f"{method!r} is not an upper-case method name")
+    for j, method in enumerate(route.grpc_retry_methods):
+        if route.upstream is None:
+            raise FieldError(f"{where}.grpc_retry_methods", "only a route with an upstream can set it")
+        if not _GRPC_METHOD.match(method):
+            raise FieldError(f"{where}.grpc_retry_methods[{j}]",
+                             f"{method!r} is not \"/package.Service/Method\" or \"/package.Service/*\"")
     for key in ("match_headers", "match_query", "match_cookies"):
         for j, matcher in enumerate(getattr(route, key)):
             _check_matcher(matcher, f"{where}.{key}[{j}]", key)

@@ -254,6 +254,11 @@ class HealthCheck(_Section):
     """Failed checks in a row that take a server out of service."""
     host: str = ""
     """Host header of the checks; empty sends the server's own address ("10.0.0.5:9000")."""
+    grpc_service: str | None = None
+    """With protocol = "h2": check by the gRPC health protocol, grpc.health.v1.Health/Check for this
+    service ("" asks about the whole server), instead of GET path; a check passes when the answer
+    says SERVING (path and expect are then not used). An "h2" upstream without it is checked with
+    an HTTP/2 GET path."""
 
 
 class Upstream(_Section):
@@ -263,6 +268,14 @@ class Upstream(_Section):
     """The name routes refer to."""
     servers: list[str | UpstreamServer]
     """Servers as "host:port", or tables with address, weight, backup, drain."""
+    protocol: Literal["h1", "h2"] = "h1"
+    """What the servers speak: "h1" is HTTP/1.1 on pooled keep-alive connections; "h2" is HTTP/2,
+    many requests at once on each connection (in cleartext h2c with prior knowledge; with tls = true
+    the servers must select "h2" by ALPN, else the connect fails with 502). gRPC needs "h2"."""
+    max_streams_per_connection: int = 100
+    """With protocol = "h2": most requests in flight at once on one connection (the server's own
+    SETTINGS_MAX_CONCURRENT_STREAMS lowers it). A request goes on a connection with room before a
+    new connection is made; max_connections bounds the connections."""
     balance: Literal[
         "round_robin", "weighted_round_robin", "least_connections", "p2c_ewma", "consistent_hash", "random"
     ] = "round_robin"
@@ -331,11 +344,12 @@ class Upstream(_Section):
     50ms of it is left. Past it the answer is 504. The body after the head is bounded by
     read_timeout only. 0 means no limit. A route may set its own."""
     max_idle_connections: int = 64
-    """Idle keep-alive connections kept per server in each worker."""
+    """Idle keep-alive connections kept per server in each worker (HTTP/1.1)."""
     idle_timeout: Duration = Duration(60.0)
     """An idle pooled connection older than this is closed."""
     max_requests_per_connection: int = 1000
-    """A connection is closed after this many requests (0: no limit)."""
+    """A connection is closed after this many requests (0: no limit); an HTTP/2 connection takes no
+    new request after them and closes once its last one is done."""
     health: HealthCheck | None = None
     """Active health checks of the servers; none without this table (see HealthCheck)."""
     tls: bool = False
@@ -495,6 +509,13 @@ class Route(_Section):
     retries: int | None = None
     """Further attempts after the first, the attempt cap (see Upstream.retries); default: the
     upstream's retries."""
+    grpc_retry_methods: list[str] = []
+    """gRPC methods that may be sent again, like an idempotent HTTP request: "/package.Service/Method",
+    or "/package.Service/*" for all of a service's. Their request is read whole (up to
+    request_buffer_size) before it goes upstream, so mark only unary and server-streaming methods
+    (a client-streaming or bidirectional call would wait for its client to finish sending). They go
+    to another server when an attempt fails as an HTTP request's would, and when the server answers
+    UNAVAILABLE (grpc-status 14) without a message (trailers-only). Other gRPC calls stream."""
     limits: list[Limit] = []
     """Rate limits checked (all together) before the request is answered or forwarded;
     see fastgate/ratelimit/config.py and the README."""

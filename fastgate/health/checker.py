@@ -8,7 +8,9 @@ a uvloop loop with one task per checked server (a server listed in two
 upstreams is checked for each). Every ``interval`` the task opens a new
 connection, sends ``GET path HTTP/1.1`` with ``Connection: close`` and
 reads the response head; the check passes when the head arrives within
-``timeout`` and its status is one of ``expect``. After the head, up to
+``timeout`` and its status is one of ``expect``. An upstream with
+``protocol = "h2"`` is checked in HTTP/2 instead, by GET path or by the gRPC
+health protocol (health/h2_probe.py). After the head, up to
 64 KiB of body are read until the server closes (within what is left of
 the timeout), so that the server is not reset while it still writes; that
 part does not count. An upstream with ``tls = true`` is checked over TLS with
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 import uvloop
 
 from fastgate.config.load import LoadedConfig
+from fastgate.health.h2_probe import SERVING, ProbeFailed, probe_h2
 from fastgate.health.settings import expected_statuses, probe_request
 from fastgate.health.state import HealthTable
 from fastgate.observe import errorlog
@@ -66,6 +69,13 @@ class Target:
     """The upstream's TLS client context (an HTTPS upstream is checked over TLS), or None."""
     server_hostname: str | None = None
     """SNI and the name its certificate must carry, as for requests (upstream/pool.py)."""
+    h2: bool = False
+    """The upstream speaks HTTP/2 (protocol = "h2"): checked in HTTP/2."""
+    grpc_service: str | None = None
+    """With ``h2``: the service asked about by grpc.health.v1.Health/Check; None: GET path."""
+    authority: bytes = b""
+    """With ``h2``: the :authority of the check (the health table's host, else the server's address)."""
+    path: bytes = b"/"
 
 
 def targets(loaded: LoadedConfig) -> list[Target]:
@@ -82,7 +92,9 @@ def targets(loaded: LoadedConfig) -> list[Target]:
                 group.name, spec.address, spec.host, spec.port, spec.health_slot,
                 probe_request(health, spec.address), expected, float(health.interval),
                 float(health.timeout), health.rise, health.fall,
-                tls.context if tls is not None else None, tls.server_hostname(spec.host) if tls is not None else None))
+                tls.context if tls is not None else None, tls.server_hostname(spec.host) if tls is not None else None,
+                group.protocol == "h2", health.grpc_service, (health.host or spec.address).encode(),
+                health.path.encode()))
     return list(found.values())
 
 
@@ -155,10 +167,17 @@ async def probe(target: Target) -> tuple[bool, str]:
             else:
                 reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.tls,
                                                                server_hostname=target.server_hostname)
-            writer.write(target.request)
-            raw = await reader.readuntil(HEAD_END)
-        status = parse_response_head(raw, b"GET").status
-        await _drain(reader, deadline)
+            if target.h2:
+                status = await probe_h2(reader, writer, target.authority, target.path,
+                                        b"https" if target.tls is not None else b"http", target.grpc_service)
+            else:
+                writer.write(target.request)
+                raw = await reader.readuntil(HEAD_END)
+                status = parse_response_head(raw, b"GET").status
+        if target.grpc_service is not None:
+            return status == SERVING, "SERVING" if status == SERVING else f"serving status {status}"
+        if not target.h2:  # (an HTTP/2 check's connection closes with a GOAWAY at once)
+            await _drain(reader, deadline)
         return status in target.expected, f"status {status}"
     except TimeoutError:
         return False, f"no response within {target.timeout_s:g}s"
@@ -166,8 +185,8 @@ async def probe(target: Target) -> tuple[bool, str]:
         return False, "connection closed before a response head"
     except asyncio.LimitOverrunError:
         return False, "response head too large"
-    except HeadError as exc:
-        return False, exc.reason
+    except (HeadError, ProbeFailed) as exc:
+        return False, str(exc) if isinstance(exc, ProbeFailed) else exc.reason
     except ssl.SSLCertVerificationError as exc:
         return False, f"TLS: certificate not trusted: {exc.verify_message}"
     except ssl.SSLError as exc:

@@ -29,6 +29,7 @@ from fastgate.observe.sinks import build_sinks, build_span_exporter
 from fastgate.runtime.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.listeners import serve_listener
+from fastgate.upstream.h2_pool import H2ServerPool
 from fastgate.upstream.pool import ServerPool
 
 _ACCEPT_SETTLE_S = 0.1
@@ -66,7 +67,8 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets
     clock = Clock(loop, _tick_s(loaded))
     errorlog.use_format(config.server.error_log_format)  # a reload may have changed it
     for group in loaded.upstreams.values():
-        group.attach_pools(lambda g, spec: ServerPool(g, spec, loop, clock))
+        pool_class = H2ServerPool if group.protocol == "h2" else ServerPool
+        group.attach_pools(lambda g, spec, pool_class=pool_class: pool_class(g, spec, loop, clock))
     HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     sinks = build_sinks(loaded, loop)

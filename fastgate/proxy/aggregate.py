@@ -298,6 +298,9 @@ class Part:
         except FramingError as exc:
             self._fail_exchange(502, f"bad chunked response from upstream: {exc}")
 
+    def on_response_trailers(self, fields: list) -> None:
+        pass  # a part's answer is its JSON body
+
     def on_response_end(self, reusable: bool) -> None:
         upstream = self.upstream
         self.upstream = None

@@ -40,7 +40,7 @@ What filters read on the session (``method``, ``path``, ``header()``,
 
 The downstream surface (what an adapter offers the session):
 ``write_answer(status, fields, body, close)``, ``send_response_head(head)``,
-``send_data(data)``, ``send_informational(head)``, ``switch_protocols(head)``,
+``send_data(data)``, ``send_trailers(fields)``, ``send_informational(head)``, ``switch_protocols(head)``,
 ``end_response()``, ``response_done()``, ``response_sent()``,
 ``forget_response()``, ``read_body(limit)``, ``stream_body(first)``,
 ``pause_reading()``, ``resume_reading()``, ``close()``, ``abort()`` and the
@@ -57,10 +57,11 @@ import time
 from fastgate.observe.errorlog import log
 from fastgate.observe.record import LIMIT_NONE
 from fastgate.proxy.answer import Answer, HeaderChanges
-from fastgate.proxy.errors import error_answer
+from fastgate.proxy.errors import gateway_error
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.upstream.retry import NO_DEADLINE
-from fastgate.wire.chunked import BodyTooLarge, FramingError
+from fastgate.wire import grpc
+from fastgate.wire.chunked import BodyTooLarge, FramingError, forwardable_trailers
 from fastgate.wire.h1 import allowed_upgrade, header_value
 
 _PENDING_HIGH_BYTES = 256 * 1024
@@ -77,7 +78,7 @@ class ProxySession:
         # its forwarding
         "pool", "upstream", "connecting", "queued", "pending", "pending_bytes", "upstream_head", "started_s",
         "tried", "attempt", "retry_budget", "retry_timer", "total_deadline", "deadline", "response_started",
-        "upstream_paused",
+        "upstream_paused", "grpc_replayable",
         # what the log phase reads (observe/observer.py, observe/record.py, the C writer and counter)
         "received_s", "bytes_in", "bytes_out", "status", "upstream_label", "upstream_s", "limit_outcome",
         "traceparent",
@@ -143,6 +144,8 @@ class ProxySession:
         """A response head came from the upstream (it may still be held back by the adapter)."""
         self.upstream_paused = False
         """The upstream's reading is paused because the client's write buffer is full."""
+        self.grpc_replayable = False
+        """A gRPC call that may be sent again (read whole, its method retryable); read only for gRPC calls."""
         # the log record
         self.received_s = 0.0
         """When the current request's head arrived (time.monotonic); 0.0 between requests."""
@@ -188,7 +191,7 @@ class ProxySession:
         route = ctx.router.match(head.host, head.path, head.method, head)
         self.route = route
         if route is None:
-            self._answer(404, *error_answer(404, "no route matches this request", self.request_id))
+            self._answer(404, *gateway_error(head, 404, "no route matches this request", self.request_id))
             return
         if not route.request_id and not head.request_id:
             self.request_id = b""  # the route sends no id of the gateway's
@@ -243,8 +246,8 @@ class ProxySession:
         """A filter's answer: with the request id and the response fields; an error's body is JSON."""
         request_id = self.request_id
         if answer.error is not None:
-            self._answer(answer.status, *error_answer(answer.status, answer.error, request_id,
-                                                      answer.fields + self.response_fields))
+            self._answer(answer.status, *gateway_error(self.head, answer.status, answer.error, request_id,
+                                                       answer.fields + self.response_fields))
             return
         route = self.route
         self._answer(answer.status, b"".join((
@@ -252,9 +255,10 @@ class ProxySession:
             b"\r\nX-Request-ID: " + request_id if request_id else b"",
         )), answer.body)
 
-    def _answer(self, status: int, fields: bytes, body: bytes) -> None:
-        """Answer the request here (no upstream); a request whose body was not read ends the connection."""
-        self.downstream.write_answer(status, fields, body, False)
+    def _answer(self, status: int, fields: bytes, body: bytes, sent_status: int = 0) -> None:
+        """Answer the request here (no upstream); a request whose body was not read ends the connection.
+        The log says ``status``; ``sent_status`` is sent when it differs (a gRPC status answer is 200)."""
+        self.downstream.write_answer(sent_status or status, fields, body, False)
         self._finished(status)
         self.downstream.response_done()
 
@@ -265,7 +269,8 @@ class ProxySession:
             return
         self._drop_upstream()
         if not self.response_started:
-            downstream.write_answer(status, *error_answer(status, reason, self.request_id), True)
+            fields, body, sent_status = gateway_error(self.head, status, reason, self.request_id)
+            downstream.write_answer(sent_status, fields, body, True)
             self._finished(status)
         else:
             self._finished(self.status)
@@ -327,7 +332,7 @@ class ProxySession:
 
     def _unavailable(self, reason: str, extra_headers: bytes = b"") -> None:
         """503 before anything went upstream (overload, breaker, no server)."""
-        self._answer(503, *error_answer(503, reason, self.request_id, extra_headers))
+        self._answer(503, *gateway_error(self.head, 503, reason, self.request_id, extra_headers))
 
     def internal_error(self) -> None:
         """A bug met while serving this request: log it, answer 500 if still possible, close."""
@@ -360,8 +365,11 @@ class ProxySession:
 
     @staticmethod
     def _buffered_size(head, route) -> int:
-        """How much of this request's body is read before it goes upstream: 0 when it streams."""
+        """How much of this request's body is read before it goes upstream: 0 when it streams (and a
+        gRPC call streams, unless its route may retry its method)."""
         size = route.buffer_bytes
+        if head.grpc and not route.grpc_retryable(head.path):
+            return 0
         return size if size and (head.chunked or head.content_length <= size) else 0
 
     def body_ready(self, body) -> None:
@@ -405,6 +413,8 @@ class ProxySession:
         self.body_pending = streams = whole is None and head.has_body
         total_s = route.timeouts.total_s
         self.total_deadline = self.ctx.clock.now + total_s if total_s and not streams else 0.0
+        if head.grpc:
+            self._grpc_call(streams)
         upstream = pool.acquire()
         if upstream is not None:
             self._start_exchange(upstream)
@@ -427,6 +437,16 @@ class ProxySession:
             head.drops = sorted(head.drops + changes.spans(head.raw))
         return b"".join(changes.added)
 
+    def _grpc_call(self, streams: bool) -> None:
+        """A gRPC call: its grpc-timeout, capped by the route's total timeout, is its deadline from
+        now, while its messages still stream too; a retry may replay it if it was read whole."""
+        timeout_s = grpc.timeout_s(self.head.raw)
+        total_s = self.route.timeouts.total_s
+        if total_s and (not timeout_s or total_s < timeout_s):
+            timeout_s = total_s
+        self.total_deadline = self.ctx.clock.now + timeout_s if timeout_s else 0.0
+        self.grpc_replayable = not streams and self.route.grpc_retryable(self.head.path)
+
     def send_body(self, data: bytes) -> None:
         """Bytes of a streamed body, as the adapter relays them (their framing kept)."""
         upstream = self.upstream
@@ -442,7 +462,7 @@ class ProxySession:
         """The streamed body ended: the request is complete, its timeouts start."""
         self.body_pending = False
         timeouts = self.route.timeouts
-        if timeouts.total_s:
+        if timeouts.total_s and not self.total_deadline:  # (a gRPC call's deadline runs already)
             self.total_deadline = self.ctx.clock.now + timeouts.total_s
         if self.upstream is not None:
             self.upstream.expect_head(timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
@@ -553,11 +573,12 @@ class ProxySession:
 
     def _start_exchange(self, upstream) -> None:
         """Bind ``upstream`` to this request's attempt; a complete request's head is due by the
-        attempt's deadline (upstream/timeouts.py), one still being sent gets it with its last byte."""
+        attempt's deadline (upstream/timeouts.py), one still being sent gets it with its last byte
+        (but a gRPC call's deadline holds already)."""
         self.upstream = upstream
         timeouts = self.route.timeouts
-        upstream.start(self, self.head.method, timeouts.idle_s,
-                       0.0 if self.body_pending else timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
+        upstream.start(self, self.head.method, timeouts.idle_s, self.total_deadline if self.body_pending
+                       else timeouts.head_deadline(self.ctx.clock.now, self.total_deadline))
 
     # -- the exchange contract (called by UpstreamConnection) -----------------
     def on_informational(self, head) -> None:
@@ -576,6 +597,8 @@ class ProxySession:
         pool = self.pool
         group = pool.group
         if head.status < 500:
+            if self.head.grpc and self._grpc_unavailable(head):
+                return
             group.answered += 1
             if pool.failures:
                 pool.failures = 0
@@ -603,8 +626,21 @@ class ProxySession:
         if changes.added:
             self.response_fields += b"".join(changes.added)
 
+    def _grpc_unavailable(self, head) -> bool:
+        """A trailers-only UNAVAILABLE to a call whose method the route may retry: a failed attempt,
+        sent again (True) if the retry policy lets it."""
+        if not self.grpc_replayable or grpc.status_of(head.raw) != grpc.UNAVAILABLE:
+            return False
+        self.pool.group.exchange_failed(self.pool)
+        return self._retry()
+
     def on_response_data(self, data: bytes) -> None:
         self.downstream.send_data(data)
+
+    def on_response_trailers(self, fields: list) -> None:
+        """A chunked response's trailer fields ((name, value) bytes, names in lower case), after its
+        last data and in place of its last chunk; on_response_end follows."""
+        self.downstream.send_trailers(forwardable_trailers(fields))
 
     def on_response_end(self, reusable: bool) -> None:
         self._end_retry()
@@ -711,7 +747,9 @@ class ProxySession:
         tried = self.tried or [pool]
         left_s = self._left_s()
         retry = self.route.retry
-        other = retry.server_for_retry(self.head, self.client_ip, tried, self.attempt, left_s)
+        head = self.head
+        other = retry.server_for_retry(head, self.client_ip, tried, self.attempt, left_s,
+                                       head.grpc and self.grpc_replayable)
         if other is None:
             return False
         upstream = self.upstream

@@ -23,7 +23,7 @@ class Route:
         "name", "index", "path_kind", "path", "path_regex", "methods", "upstream",
         "max_body_bytes", "prefix_rewrite", "host_header", "request_edits", "response_edits",
         "request_id", "limits", "filters", "timeouts", "retry", "buffer_bytes", "upgrades",
-        "conditions",
+        "conditions", "grpc_retry_methods", "grpc_retry_services",
     )
 
     def __init__(self, config: RouteConfig, index: int, upstream: UpstreamGroup | None, http: Http,
@@ -45,6 +45,10 @@ class Route:
         """Timeouts with the upstream (upstream/timeouts.py): the route's own, else the upstream's."""
         self.retry = upstream.retry.with_retries(config.retries) if upstream is not None else None
         """How its requests go again (upstream/retry.py), with the route's attempt cap."""
+        self.grpc_retry_methods = frozenset(m.encode() for m in config.grpc_retry_methods if not m.endswith("/*"))
+        """gRPC method paths that may be sent again ("/package.Service/Method")."""
+        self.grpc_retry_services = tuple(m[:-1].encode() for m in config.grpc_retry_methods if m.endswith("/*"))
+        """Service path prefixes ("/package.Service/") whose every method may be sent again."""
         self.max_body_bytes = int(config.max_body_size if config.max_body_size is not None else http.max_body_size)
         buffer_size = config.request_buffer_size if config.request_buffer_size is not None else http.request_buffer_size
         self.buffer_bytes = min(int(buffer_size), self.max_body_bytes) if config.request_buffering else 0
@@ -80,6 +84,10 @@ class Route:
             ok = self.path_regex.match(path) is not None
         return ok and (self.methods is None or method in self.methods) and (
             self.conditions is None or self.conditions.hold(request))
+
+    def grpc_retryable(self, path: bytes) -> bool:
+        """Whether the gRPC method at ``path`` may be sent again (grpc_retry_methods)."""
+        return path in self.grpc_retry_methods or path.startswith(self.grpc_retry_services)
 
     def upstream_target(self, target: bytes) -> bytes:
         """The request target to send upstream, after the prefix rewrite."""

@@ -5,8 +5,10 @@ import ssl
 
 from fastgate.tls.certificates import CertificateFileError, TlsSettingError, read_certificate
 
-UPSTREAM_ALPN = ("http/1.1",)
-"""What the upstream connections speak (upstream/connection.py is an HTTP/1.1 client)."""
+ALPN_H1 = ("http/1.1",)
+"""What an HTTP/1.1 upstream's connections offer (upstream/connection.py)."""
+ALPN_H2 = ("h2",)
+"""What an HTTP/2 upstream's connections offer (upstream/h2_connection.py): the server must pick it."""
 
 
 class UpstreamTls:
@@ -15,7 +17,7 @@ class UpstreamTls:
     __slots__ = ("context", "server_name", "verify")
 
     def __init__(self, verify: bool = True, ca_file: str = "", server_name: str = "", client_cert: str = "",
-                 client_key: str = "") -> None:
+                 client_key: str = "", alpn: tuple[str, ...] = ALPN_H1) -> None:
         """Raise TlsSettingError naming the upstream's field ("tls_ca_file", "tls_client_key", ...)."""
         self.verify = verify
         self.server_name = server_name
@@ -46,7 +48,7 @@ class UpstreamTls:
             except (ssl.SSLError, OSError, ValueError) as exc:
                 raise TlsSettingError("tls_client_cert", f"OpenSSL cannot use {client_cert} with {client_key}: "
                                                          f"{exc}") from None
-        context.set_alpn_protocols(UPSTREAM_ALPN)
+        context.set_alpn_protocols(alpn)
         self.context = context
 
     def server_hostname(self, host: str) -> str:

@@ -50,7 +50,7 @@ from fastgate.transport.states import (
     BODY, BODY_TIMEOUT, BUFFER, CLOSED, CONTINUE, HEAD, HEAD_TIMEOUT, IDLE, PENDING, SEND, TUNNEL, TUNNEL_IDLE, WAIT,
 )
 from fastgate.upstream.connection import WRITE_HIGH_BYTES, WRITE_LOW_BYTES
-from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, ChunkedFramer, FramingError
+from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN, ChunkedFramer, FramingError, render_trailers
 from fastgate.wire.h1 import HEAD_END, HeadError, new_request_parser, parse_request_head
 from fastgate.wire.status import status_line
 
@@ -398,6 +398,17 @@ class ClientConnection(asyncio.Protocol):
             return
         self.session.bytes_out += sum(map(len, payload))
         self.transport.writelines(payload)
+
+    def send_trailers(self, fields: list) -> None:
+        """The end of a chunked response, with its trailer fields (RFC 9112 7.1.2). To an HTTP/1.0
+        client, which gets the body without its coding, they are not sent."""
+        if self.corked_head:
+            self._write_corked_head()
+        if self.dechunk is not None:
+            return
+        data = render_trailers(fields)
+        self.session.bytes_out += len(data)
+        self.transport.write(data)
 
     def end_response(self) -> None:
         """The response's last byte came: a head still held back goes out (a bodiless response)."""

@@ -86,7 +86,7 @@ class ResponseFlow:
                     return
                 headers = stream.corked
                 stream.corked = None
-                end = stream.end_queued and not out
+                end = stream.end_queued and not out and not stream.trailers
                 conn.send_headers(stream_id, headers, end_stream=end)
                 stream.head_sent = True
                 if end:
@@ -110,12 +110,15 @@ class ResponseFlow:
                 stream.out_bytes -= len(chunk)
                 written += len(chunk)
                 progress += len(chunk)
-                end = stream.end_queued and not out
+                end = stream.end_queued and not out and not stream.trailers
                 conn.send_data(stream_id, chunk, end_stream=end)
                 if end:
                     stream.finished = True
             if not out and stream.end_queued and not stream.finished and stream.head_sent:
-                conn.end_stream(stream_id)
+                if stream.trailers:
+                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
+                else:
+                    conn.end_stream(stream_id)
                 stream.finished = True
         except ProtocolError:
             log.warning("HTTP/2 stream %d of %s cut: its response was refused", stream_id, self.client_text)

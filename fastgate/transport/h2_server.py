@@ -22,6 +22,7 @@ The session's upstream speaks HTTP/1.1 and relays body bytes as the adapter
 gives them: a body with a content-length goes as its DATA payloads; one
 without is rendered as chunked (and the head says Transfer-Encoding:
 chunked). DATA that disagrees with the content-length is a stream error.
+Request trailers go in the last chunk of a body rendered chunked.
 
 Body modes of a stream, as ClientConnection's states: PENDING (the session
 has not asked for the body: DATA is held, not acknowledged), BUFFER
@@ -58,13 +59,14 @@ last stream id served, and the connection closes.
 """
 
 import asyncio
+import re
 from collections import deque
 
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, PingAckReceived, RemoteSettingsChanged, RequestReceived, StreamEnded,
-    StreamReset, WindowUpdated,
+    StreamReset, TrailersReceived, WindowUpdated,
 )
 from h2.exceptions import DenialOfServiceError, ProtocolError
 from hyperframe.frame import GoAwayFrame
@@ -77,7 +79,10 @@ from fastgate.transport.context import WorkerContext
 from fastgate.transport.h2_flow import (
     WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, WAIT_WINDOW as _WINDOW, ResponseFlow,
 )
-from fastgate.wire.chunked import BodyTooLarge, ChunkedFramer, FramingError
+from fastgate.wire.chunked import (
+    REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
+)
+from fastgate.wire.grpc import is_grpc
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
 from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR, RAPID_RESET
@@ -97,6 +102,8 @@ _DRAIN_PING = b"fg-drain"
 _DRAIN_ACK_WAIT_S = 1.0
 """How long the final GOAWAY (with the real last stream id) waits for that ACK."""
 
+_BAD_TRAILER = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
+"""A request trailer value that HTTP/1.1 cannot carry as it is."""
 _PENDING, _BUFFER, _BODY, _DONE = range(4)
 
 class H2Stream:
@@ -106,8 +113,10 @@ class H2Stream:
         "conn", "stream_id", "session", "closed",
         # the request's body
         "mode", "content_length", "received", "chunked", "ended", "held", "body_buffer", "paused", "unacked",
+        "request_trailers",
         # the response
-        "corked", "head_sent", "dechunk", "out", "out_bytes", "out_left", "end_queued", "finished", "done",
+        "corked", "head_sent", "dechunk", "out", "out_bytes", "out_left", "end_queued", "trailers", "finished",
+        "done",
         "upstream_paused", "sent_continue", "deadline", "waiting",
     )
 
@@ -125,6 +134,8 @@ class H2Stream:
         """The body is rendered chunked (no content-length)."""
         self.ended = False
         """The client ended its side of the stream (END_STREAM received)."""
+        self.request_trailers: list | None = None
+        """The request's trailer fields, relayed in the last chunk."""
         self.held: deque = deque()
         """(rendered bytes, flow-controlled length, last) received while the session does not read."""
         self.body_buffer: BodyBuffer | None = None
@@ -142,7 +153,9 @@ class H2Stream:
         """Response body bytes still to come, by its content-length (-1: unknown): at 0 the last DATA can
         carry END_STREAM before the session ends the response."""
         self.end_queued = False
-        """The response ended: END_STREAM goes with the last queued byte."""
+        """The response ended: END_STREAM goes with the last queued byte (or with the trailers)."""
+        self.trailers: list | None = None
+        """The response's trailer fields, sent as HEADERS with END_STREAM after the last DATA."""
         self.finished = False
         """END_STREAM was sent, or the stream was reset: nothing more goes out."""
         self.done = False
@@ -170,6 +183,7 @@ class H2Stream:
             session.refuse(exc.status, exc.reason)
             return
         head.http2 = True
+        head.grpc = is_grpc(raw)
         self.content_length = head.content_length
         self.chunked = head.chunked
         self.mode = _PENDING if head.has_body else _DONE
@@ -202,7 +216,19 @@ class H2Stream:
             if self.received != self.content_length:
                 self.protocol_error()
         elif self.chunked:
-            self._deliver(b"0\r\n\r\n", 0, True)
+            self._deliver(render_trailers(self.request_trailers) if self.request_trailers else b"0\r\n\r\n", 0, True)
+
+    def trailers_received(self, fields: list) -> None:
+        """The request's trailer fields (END_STREAM follows): relayed in the last chunk of a body
+        rendered chunked, as an HTTP/1.1 client's are; one that frames, routes or authorises the
+        request is a stream error; with a content-length they are dropped (no chunk to carry them)."""
+        if not self.chunked:
+            return
+        for name, value in fields:
+            if name[:1] == b":" or name in REQUEST_TRAILER_FORBIDDEN or _BAD_TRAILER.search(value):
+                self.protocol_error()
+                return
+        self.request_trailers = fields
 
     def _deliver(self, rendered: bytes, flow: int, last: bool) -> None:
         mode = self.mode
@@ -310,7 +336,7 @@ class H2Stream:
     def send_response_head(self, head) -> None:
         session = self.session
         dechunk = head.chunked
-        self.dechunk = ChunkedFramer() if dechunk else None
+        self.dechunk = ChunkedFramer(keep_trailers=True) if dechunk else None
         raw = client_response_head(head, session.route, session.request_id, False, False, dechunk,
                                    session.response_fields)
         session.bytes_out += len(raw)
@@ -333,7 +359,15 @@ class H2Stream:
                 return
             for piece in payload:
                 self._queue(piece)
+            if dechunk.trailers:  # an HTTP/1.1 upstream's chunked trailers
+                self.send_trailers(forwardable_trailers(dechunk.trailers))
         self.conn.flush_stream(self)
+
+    def send_trailers(self, fields: list) -> None:
+        """The response's trailer fields: HEADERS with END_STREAM once its DATA is out."""
+        if fields:
+            self.trailers = fields
+            self.session.bytes_out += sum(len(name) + len(value) + 4 for name, value in fields)
 
     def _queue(self, data) -> None:
         if not data:
@@ -359,6 +393,7 @@ class H2Stream:
         """Drop a response that never reached the client (its exchange failed)."""
         self.corked = None
         self.dechunk = None
+        self.trailers = None
         self.out.clear()
         self.conn.held_bytes -= self.out_bytes
         self.out_bytes = 0
@@ -610,6 +645,10 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
                 self._stream_call(stream, stream.end)
         elif isinstance(event, RequestReceived):
             self._new_stream(event)
+        elif isinstance(event, TrailersReceived):
+            stream = streams.get(event.stream_id)
+            if stream is not None:
+                self._stream_call(stream, stream.trailers_received, event.headers)
         elif isinstance(event, StreamEnded):
             stream = streams.get(event.stream_id)
             if stream is not None and not stream.ended:

@@ -10,6 +10,9 @@ event about the response goes to that exchange, through this contract:
 - ``on_informational(head)``: a 1xx head other than 101 arrived;
 - ``on_upgraded(head)``: 101 arrived; afterwards bytes flow as tunnel data;
 - ``on_response_data(data)``: body bytes (chunked coding kept) or tunnel bytes;
+- ``on_response_trailers(fields)``: a chunked body's trailer fields, as (name,
+  value) pairs, in place of its last chunk (an HTTP/2 upstream's trailers,
+  upstream/h2_connection.py; here they stay in the relayed chunked bytes);
 - ``on_response_end(reusable)``: the response is complete; the exchange
   must return the connection to the pool only if ``reusable``;
 - ``on_upstream_failed(status, reason)``: the server broke, closed early,

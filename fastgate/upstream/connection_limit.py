@@ -72,9 +72,18 @@ class ConnectionLimit:
     def hand_over(self, pool, conn) -> None:
         """Requests wait: ``conn``, just released clean to ``pool``, goes to the first that waits for
         ``pool``'s server, or is closed so that its slot goes to the first waiter."""
+        exchange = self.next_waiter(pool)
+        if exchange is not None:
+            exchange.take_connection(conn)
+        else:
+            conn.close()
+
+    def next_waiter(self, pool):
+        """The first exchange waiting for a connection to ``pool``'s server, taken out of the queue;
+        None when none waits for it. (An HTTP/2 server's waiters are served by the streams of a
+        connection that has room: upstream/h2_pool.py.)"""
         for exchange in self.waiting:
             if exchange.pool is pool:
                 self.waiting.remove(exchange)
-                exchange.take_connection(conn)
-                return
-        conn.close()
+                return exchange
+        return None

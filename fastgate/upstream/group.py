@@ -43,7 +43,8 @@ class UpstreamGroup:
     __slots__ = ("name", "servers", "connect_timeout_s", "read_timeout_s", "total_timeout_s",
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
                  "retry", "retry_on_status", "budget", "timeouts", "eject_after", "ejection_time_s", "max_ejected",
-                 "max_concurrent", "limit", "breaker", "tripped", "answered", "failed", "health", "tls")
+                 "max_concurrent", "limit", "breaker", "tripped", "answered", "failed", "health", "tls", "protocol",
+                 "max_streams")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -80,6 +81,10 @@ class UpstreamGroup:
         self.key_of = compile_hash_key(config.hash_key) if config.balance == "consistent_hash" else None
         self.health = config.health
         """The active health check settings (read by the checker process), or None."""
+        self.protocol = config.protocol
+        """"h1" or "h2": which pool and client the worker makes for the servers (master/worker.py)."""
+        self.max_streams = config.max_streams_per_connection
+        """HTTP/2: requests in flight at once on one connection, at most."""
         self.tls = None
         """HTTPS to the servers: a tls/client.py UpstreamTls (its context made by config/load.py, in the
         master), or None for plain HTTP."""

@@ -96,15 +96,18 @@ class RetryPolicy:
             return None
         return self.group.pick_other(head, client_ip, tried)
 
-    def server_for_retry(self, head, client_ip: bytes, tried: list, attempt: int, left_s: float):
+    def server_for_retry(self, head, client_ip: bytes, tried: list, attempt: int, left_s: float,
+                         replayable: bool = False):
         """The pool to send the request to again, or None when it may not go again.
 
         ``attempt`` is the number of retries it had so far; its first retry
         also needs room in the budget (take it with ``budget.take()``).
+        ``replayable``: the request may go again whatever its method and body
+        (a gRPC call its route marks retryable, read whole).
         """
         group = self.group
-        if (head.has_body or head.upgrade or head.method not in IDEMPOTENT or attempt >= self.retries
-                or left_s < MIN_RETRY_TIME_S or group.tripped):
+        if (not replayable and (head.has_body or head.upgrade or head.method not in IDEMPOTENT)
+                or attempt >= self.retries or left_s < MIN_RETRY_TIME_S or group.tripped):
             return None
         if not attempt and not group.budget.allows(group.in_flight()):
             return None

@@ -10,7 +10,10 @@ returns the offset just past the body's last byte (the CRLF that closes the
 trailer section), or -1 when the body goes on in later data. Chunk payloads
 are skipped by arithmetic, so a large chunk costs no Python work per byte.
 When ``payload`` is given (a list), the chunk data slices are appended to it,
-for a peer that needs the body without the chunked coding (HTTP/1.0).
+for a peer that needs the body without the chunked coding (HTTP/1.0). With
+``keep_trailers`` the trailer fields are kept in ``trailers`` as (lower-case
+name, value) pairs, for a peer that carries them in a frame of its own
+(HTTP/2); ``render_trailers`` writes fields back as a last chunk.
 
 States: SIZE (reading a chunk-size line), DATA (skipping payload bytes),
 DATA_END (expecting the CRLF after a payload), TRAILER (reading trailer
@@ -52,9 +55,11 @@ class BodyTooLarge(FramingError):
 
 
 class ChunkedFramer:
-    __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes", "forbidden_trailers")
+    __slots__ = ("_state", "_line", "_remaining", "_trailer_bytes", "body_bytes", "max_body_bytes", "forbidden_trailers",
+                 "trailers")
 
-    def __init__(self, max_body_bytes: int = 0, forbidden_trailers: frozenset = frozenset()) -> None:
+    def __init__(self, max_body_bytes: int = 0, forbidden_trailers: frozenset = frozenset(),
+                 keep_trailers: bool = False) -> None:
         self._state = _SIZE
         self._line = b""  # partial size/trailer line carried across feeds
         self._remaining = 0  # payload bytes (DATA) or CRLF bytes (DATA_END) still expected
@@ -65,6 +70,8 @@ class ChunkedFramer:
         """Above this many payload bytes BodyTooLarge is raised; 0 means no limit."""
         self.forbidden_trailers = forbidden_trailers
         """Trailer field names (lower case) that make the body invalid (REQUEST_TRAILER_FORBIDDEN for requests)."""
+        self.trailers: list[tuple[bytes, bytes]] | None = [] if keep_trailers else None
+        """The trailer fields read, with ``keep_trailers``; else None."""
 
     @property
     def done(self) -> bool:
@@ -144,5 +151,33 @@ class ChunkedFramer:
         m = _TRAILER_FIELD.fullmatch(line)
         if m is None or self._trailer_bytes > _MAX_TRAILER_BYTES:
             raise FramingError("bad trailer field")
-        if self.forbidden_trailers and m.group(1).lower() in self.forbidden_trailers:
+        name = m.group(1).lower()
+        if self.forbidden_trailers and name in self.forbidden_trailers:
             raise FramingError("a trailer field that frames, routes or authorises the request")
+        if self.trailers is not None:
+            self.trailers.append((name, line[len(name) + 1 :].strip(b" \t")))
+
+
+RESPONSE_TRAILER_DROPPED = frozenset((
+    b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive", b"proxy-connection", b"trailer",
+    b"te", b"upgrade", b"content-type", b"content-encoding", b"content-range",
+))
+"""Fields a relayed response trailer section never carries: they frame or describe the message,
+and a trailer cannot (RFC 9110 6.5.1)."""
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+
+
+def forwardable_trailers(fields: list) -> list[tuple[bytes, bytes]]:
+    """Trailer fields (name, value) that may be relayed: no pseudo-header, framing or connection
+    field, no CR, LF or NUL in a value; names in lower case."""
+    kept = []
+    for name, value in fields:
+        name = name.lower()
+        if name[:1] != b":" and name not in RESPONSE_TRAILER_DROPPED and not _BAD_VALUE.search(value):
+            kept.append((name, value))
+    return kept
+
+
+def render_trailers(fields: list) -> bytes:
+    """The last chunk of a chunked body with these (forwardable) trailer fields."""
+    return b"".join([b"0\r\n", *[name + b": " + value + b"\r\n" for name, value in fields], b"\r\n"])

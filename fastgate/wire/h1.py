@@ -69,7 +69,7 @@ class RequestHead:
         "raw", "lowered", "line_end", "method", "target", "path", "query", "http_1_0", "keep_alive",
         "host", "host_span", "content_length", "chunked", "upgrade", "expect_continue",
         "request_id", "forwarded_for", "drops", "line_as_is", "has_body", "traceparent", "traceparent_spans",
-        "chunked_span", "reuse_upstream", "http2",
+        "chunked_span", "reuse_upstream", "http2", "grpc",
     )
 
     def __init__(self, raw: bytes, line_end: int) -> None:
@@ -87,6 +87,8 @@ class RequestHead:
         self.http2 = False
         """The request came over HTTP/2 (transport/h2_server.py renders it as this HTTP/1.1 head);
         the access log's protocol is then "HTTP/2.0"."""
+        self.grpc = False
+        """A gRPC call: an HTTP/2 request with a gRPC content-type (set by the HTTP/2 adapter)."""
         self.keep_alive = True
         self.host = b""
         """Host header value as sent (with port), or b""."""

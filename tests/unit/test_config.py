@@ -62,6 +62,12 @@ def test_shipped_config_loads():
      "greater than zero"),
     ('[http2]\nmax_header_list_size = 0\n[[listeners]]\naddress = "127.0.0.1:1"\n',
      "http2.max_header_list_size", "between 1 byte and 16MiB"),
+    (BASE + '[[routes]]\nupstream = "u"\ngrpc_retry_methods = ["pkg.Svc/Do"]\n', "routes[0].grpc_retry_methods[0]",
+     "is not \"/package.Service/Method\""),
+    (BASE + '[upstreams.health]\ngrpc_service = ""\n', "upstreams[0].health.grpc_service", "need protocol = \"h2\""),
+    (BASE + 'protocol = "h3"\n', "upstreams[0].protocol", "Invalid enum value 'h3'"),
+    (BASE + 'protocol = "h2"\nmax_streams_per_connection = 0\n', "upstreams[0].max_streams_per_connection",
+     "between 1 and"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, text, field, reason):
     with pytest.raises(ConfigError) as info:
