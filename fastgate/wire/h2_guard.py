@@ -17,9 +17,12 @@ end the connection (GOAWAY ENHANCE_YOUR_CALM), or None:
   larger list, an HPACK bomb, is h2's to find: its decoder stops at the same size, HEADER_LIST.)
 - FLOOD: overhead frames, which carry no request forward (SETTINGS, PING, PRIORITY,
   WINDOW_UPDATE, RST_STREAM, DATA with no payload and no END_STREAM, unknown types), spend an
-  ``Allowance``; each HEADERS frame (a request, or its trailers) and every ``REFUND_BYTES`` of
-  response the gateway sends (``sent``) give one back, since a request may rightly bring a PRIORITY
-  or a reset, and data window updates. WINDOW_UPDATEs of tiny increments bring tiny responses, so they are not paid back.
+  ``Allowance``; each HEADERS frame (a request, or its trailers), each DATA frame with a payload
+  (a gRPC stream of small messages brings window updates and BDP pings with it) and every
+  ``REFUND_BYTES`` of response the gateway sends (``sent``) give one back, since a request may
+  rightly bring a PRIORITY or a reset, and data window updates. WINDOW_UPDATEs of tiny increments
+  bring tiny responses, so they are not paid back. (DATA costs its sender flow-control window, and
+  a client may send 1-byte DATA frames anyway: paying back for them at most doubles its frames.)
 
 The connection also spends the resets allowance (``reset``) when the client resets a stream still
 in progress, or opens one past the concurrency limit: RAPID_RESET (CVE-2023-44487).
@@ -147,6 +150,8 @@ class FrameGuard:
             if not self.overhead.spend(now):
                 self.verdict = FLOOD
                 return -1
+        elif kind == _DATA:
+            self.overhead.give(1.0)  # request data, which we acknowledge and a client may ping about
         return length
 
     def sent(self, data_bytes: int) -> None:

@@ -77,6 +77,17 @@ def test_empty_data_ending_a_stream_is_progress():
     assert feed(g, data) is None
 
 
+def test_request_data_pays_for_the_window_updates_and_pings_that_come_with_it():
+    # a gRPC stream of small messages: the client pings and updates windows as they flow
+    g = guard(overhead=4)
+    assert g.scan(PREFACE, 0.0) is None
+    for _ in range(100):
+        frames = DataFrame(1, b"msg").serialize() + WindowUpdateFrame(0, 3).serialize()
+        assert g.scan(frames, 0.0) is None
+    g = guard(overhead=4)  # without the data, the same updates are a flood
+    assert g.scan(PREFACE + WindowUpdateFrame(0, 3).serialize() * 5, 0.0) == FLOOD
+
+
 def test_allowances_refill_over_their_window():
     g = FrameGuard(1000, 2, 10.0, 2, 10.0, now=0.0)
     assert g.reset(0.0) is None and g.reset(0.0) is None
