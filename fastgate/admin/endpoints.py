@@ -9,10 +9,13 @@ import msgspec
 
 from fastgate.admin.certificates import certificate_series
 from fastgate.admin.redact import redacted_config
+from fastgate.admin.server_series import server_series
+from fastgate.admin.upstreams import UpstreamsApi
 from fastgate.admin.status import status_document
 from fastgate.observe.collect import collect
 from fastgate.observe.prometheus import CONTENT_TYPE as PROMETHEUS, render
 from fastgate.observe.shm import READY, STARTING, MetricsRegion
+from fastgate.upstream.server_table import ServerTable
 
 _JSON = b"application/json"
 _HTML = b"text/html; charset=utf-8"
@@ -21,8 +24,13 @@ _OPEN_PATHS = frozenset(("/healthz", "/readyz"))
 
 class AdminEndpoints:
     def __init__(self, config, region: MetricsRegion, metrics_on: bool, started: float, version: str,
-                 listeners: tuple = (), acme: tuple = (), more_metrics: Callable[[], bytes] = bytes) -> None:
+                 listeners: tuple = (), acme: tuple = (), more_metrics: Callable[[], bytes] = bytes,
+                 servers: ServerTable | None = None, servers_applied=lambda: None) -> None:
         self.config = config
+        self.servers = servers
+        """The shared server table (its discovery counts go to /metrics), or None."""
+        self.upstreams = UpstreamsApi(servers, config.upstreams, servers_applied) if servers is not None else None
+        """The /upstreams API (admin/upstreams.py)."""
         self.listeners = listeners
         """The compiled listeners (config/listeners.py): /metrics reads their certificates' expiry."""
         self.acme = acme
@@ -44,8 +52,10 @@ class AdminEndpoints:
             "/config": self._config,
         }
 
-    def answer(self, method: bytes, target: bytes, headers: dict) -> tuple:
+    def answer(self, method: bytes, target: bytes, headers: dict, body: bytes = b"") -> tuple:
         url = urlsplit(target.decode("latin-1"))
+        if self.upstreams is not None and (url.path == "/upstreams" or url.path.startswith("/upstreams/")):
+            return self._upstreams(method, url, headers, body)
         handler = self.paths.get(url.path)
         if handler is None:
             return _error(404, "no such admin endpoint")
@@ -54,6 +64,16 @@ class AdminEndpoints:
         if self.token and url.path not in _OPEN_PATHS and not self._authorized(headers, url.query):
             return _error(401, "a valid admin token is required", ((b"WWW-Authenticate", b"Bearer"),))
         return handler()
+
+    def _upstreams(self, method: bytes, url, headers: dict, body: bytes) -> tuple:
+        """The upstream servers API: reading follows the token like /status; changing needs one set."""
+        changing = method not in (b"GET", b"HEAD")
+        if changing and not self.token:
+            return _error(403, "changing upstreams needs admin.token to be set")
+        if self.token and not self._authorized(headers, url.query):
+            return _error(401, "a valid admin token is required", ((b"WWW-Authenticate", b"Bearer"),))
+        status, document = self.upstreams.answer(method, url.path, body)
+        return status, _JSON, document, ()
 
     def _authorized(self, headers: dict, query: str) -> bool:
         given = headers.get(b"authorization", b"")
@@ -77,6 +97,8 @@ class AdminEndpoints:
             return _error(404, "metrics are off (admin.metrics = false)")
         totals = collect(self.region).totals
         totals.update(certificate_series(self.listeners, self.acme))
+        if self.servers is not None:
+            totals.update(server_series(self.servers, self.config.upstreams))
         return 200, PROMETHEUS, render(totals) + self.more_metrics(), ()
 
     def _status(self) -> tuple:

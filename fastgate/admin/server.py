@@ -1,8 +1,8 @@
 """The admin listener of a worker, over h11: a strict HTTP/1.1 peer for low-traffic endpoints.
 
-Requests are answered one at a time, in order, by ``AdminEndpoints.answer``;
-request bodies are read and ignored (every endpoint is a GET). A malformed
-request gets h11's 400 and the connection closes.
+Requests are answered one at a time, in order, by ``AdminEndpoints.answer``,
+with their body (up to 64 KiB; a longer one gets 413 and the connection
+closes). A malformed request gets h11's 400 and the connection closes.
 
 When the worker exits, a connection it accepted but has not answered yet
 (a readiness probe during a stop, say) is given a short grace to send its
@@ -17,6 +17,7 @@ import h11
 from fastgate.observe.errorlog import log
 
 _MAX_HEAD_BYTES = 16 * 1024
+_MAX_BODY_BYTES = 64 * 1024
 _EXIT_GRACE_S = 1.0
 """How long an exiting worker waits for accepted admin connections to get their answer."""
 
@@ -54,6 +55,8 @@ class AdminConnection(asyncio.Protocol):
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
         self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
+        self.body: list[bytes] = []
+        self.body_bytes = 0
         self.answered = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -99,10 +102,20 @@ class AdminConnection(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 self.request = event
+                self.body, self.body_bytes = [], 0
+            elif isinstance(event, h11.Data):
+                self.body_bytes += len(event.data)
+                if self.body_bytes > _MAX_BODY_BYTES:
+                    self._send(413, b"application/json", b'{"error":"request body too large","status":413}',
+                               ((b"Connection", b"close"),))
+                    self.transport.close()
+                    return
+                self.body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 request, self.request = self.request, None
                 headers = {name: value for name, value in request.headers}
-                status, content_type, body, extra = self.endpoints.answer(request.method, request.target, headers)
+                status, content_type, body, extra = self.endpoints.answer(request.method, request.target, headers,
+                                                                          b"".join(self.body))
                 self._send(status, content_type, body, extra, head_only=request.method == b"HEAD")
                 self.answered = True
                 if self.conn.our_state is h11.MUST_CLOSE:

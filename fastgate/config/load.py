@@ -36,6 +36,8 @@ from fastgate.tls.certificates import TlsSettingError
 from fastgate.tls.client import ALPN_H1, ALPN_H2, UpstreamTls
 from fastgate.upstream.group import UpstreamGroup, compile_upstreams
 from fastgate.upstream.hash_key import compile_hash_key
+from fastgate.upstream.server_table import ServerTable, create_table as create_server_table
+from fastgate.discovery import settings as discovery_settings
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
@@ -58,14 +60,18 @@ class LoadedConfig:
     so that the workers share their session ticket keys."""
     acme: tuple[ManagedCertificate, ...] = ()
     """The certificates the ACME manager keeps issued (acme/), without repeats."""
+    servers: ServerTable | None = None
+    """Every upstream's servers at run time (DNS discovery, admin API edits); shared memory, so load in
+    the master, before forking."""
 
 
 def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig:
     """Load, check and compile ``path``; raise ConfigError.
 
     On reload pass the running config as ``previous``: the local rate-limit
-    counters and the health verdicts of servers still checked carry over to
-    the new config.
+    counters, the health verdicts of servers still checked and the servers
+    found in DNS for unchanged discovery tables carry over to the new config
+    (admin API edits of servers do not).
     """
     try:
         with open(path, "rb") as f:
@@ -97,8 +103,10 @@ def load_config(path: str, previous: LoadedConfig | None = None) -> LoadedConfig
     except FieldError as exc:
         raise ConfigError(path, exc.field, exc.reason) from None
     health = create_table(upstreams.values(), previous.health if previous else None)
+    servers = create_server_table(config.upstreams, previous.servers if previous else None,
+                                  previous.config.upstreams if previous else ())
     return LoadedConfig(path, config, router, upstreams, limiter, health, listeners,
-                        tuple(dict.fromkeys(managed.values())))
+                        tuple(dict.fromkeys(managed.values())), servers)
 
 
 def _attach_upstream_tls(config: Config, upstreams: dict[str, UpstreamGroup], base_dir: str) -> None:
@@ -186,8 +194,10 @@ def _check_fields(config: Config) -> None:
         if upstream.name in names:
             raise FieldError(f"{where}.name", f"upstream {upstream.name!r} is defined twice")
         names.add(upstream.name)
-        if not upstream.servers:
-            raise FieldError(f"{where}.servers", "at least one server is needed")
+        if upstream.discovery is not None:
+            discovery_settings.validate(upstream, f"{where}")
+        elif not upstream.servers:
+            raise FieldError(f"{where}.servers", "at least one server is needed (or a discovery table)")
         for j, server in enumerate(upstream.servers):
             if isinstance(server, str):
                 parse_address(server, f"{where}.servers[{j}]")

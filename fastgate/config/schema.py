@@ -229,6 +229,38 @@ class UpstreamServer(_Section):
     """Takes no new requests (requests in flight finish)."""
 
 
+class DnsDiscovery(_Section):
+    """An upstream's ``discovery`` table: its servers are what a DNS name resolves to, followed at run time.
+
+    One helper process per gateway resolves the name (dnspython, ``pip install
+    'fastgate[discovery]'``) and publishes the server set to every worker
+    through shared memory (upstream/server_table.py); no reload, and requests
+    in flight to a server that left finish there. A failed resolution keeps
+    the last good set.
+    """
+
+    name: str
+    """The DNS name to resolve, e.g. "api.internal" or a Kubernetes headless Service's
+    "api.default.svc.cluster.local" (for SRV: "_http._tcp.api.default.svc.cluster.local")."""
+    type: Literal["A", "AAAA", "SRV"] = "A"
+    """A or AAAA: each address is a server on ``port``. SRV: each target is a server on the record's
+    port, its weight the record's (0 counts as 1); targets of the lowest priority are the primaries,
+    the others backups. An SRV target is resolved to its A records (AAAA with ``family = "ipv6"``)."""
+    port: int = 0
+    """The servers' port for A and AAAA (required there); SRV records carry their own."""
+    family: Literal["ipv4", "ipv6"] = "ipv4"
+    """For SRV: whether the targets' A or AAAA records are looked up."""
+    weight: int = 1
+    """For A and AAAA: every server's weight."""
+    interval: Duration = Duration(30.0)
+    """Longest time between two resolutions; a shorter TTL of the answer resolves sooner (not
+    sooner than 1s). After a failure, the next try comes after the shorter of interval and 5s."""
+    timeout: Duration = Duration(2.0)
+    """Time one resolution may take, retries over the resolvers included."""
+    resolvers: list[str] = []
+    """Name servers as "ip" or "ip:port" (port 53 by default); empty: those of /etc/resolv.conf."""
+
+
 class HealthCheck(_Section):
     """An upstream's ``health`` table: active HTTP checks, run once per gateway (not per worker).
 
@@ -266,8 +298,10 @@ class Upstream(_Section):
 
     name: str
     """The name routes refer to."""
-    servers: list[str | UpstreamServer]
-    """Servers as "host:port", or tables with address, weight, backup, drain."""
+    servers: list[str | UpstreamServer] = []
+    """Servers as "host:port", or tables with address, weight, backup, drain. Leave out with discovery."""
+    discovery: DnsDiscovery | None = None
+    """Servers found in DNS and followed at run time instead of a fixed list (see DnsDiscovery)."""
     protocol: Literal["h1", "h2"] = "h1"
     """What the servers speak: "h1" is HTTP/1.1 on pooled keep-alive connections; "h2" is HTTP/2,
     many requests at once on each connection (in cleartext h2c with prior knowledge; with tls = true

@@ -25,11 +25,12 @@ write to (``signal.set_wakeup_fd``) and on the workers' ready pipes.
   SIGUSR1: reopen logs (master and workers).
 
 Work done once per gateway runs in helper children (master/helper.py):
-the health checker (health/process.py), started with the first generation,
-and the ACME manager (acme/process.py), started once the first generation
-serves (it needs the workers to answer the CA's HTTP-01 requests). Both are
-respawned when they die, switched to the new config when a reload is
-promoted, and stopped last (after the workers, on a graceful stop).
+the health checker (health/process.py) and the DNS discovery helper
+(discovery/process.py), started with the first generation, and the ACME
+manager (acme/process.py), started once the first generation serves (it
+needs the workers to answer the CA's HTTP-01 requests). All are respawned
+when they die, switched to the new config when a reload is promoted, and
+stopped last (after the workers, on a graceful stop).
 
 Reload requests: the ACME manager (after it stored a new certificate) and
 the config watcher (master/watch.py, a thread, with ``[server] watch``) write
@@ -49,6 +50,7 @@ from fastgate.config.load import load_config
 from fastgate.config.load import LoadedConfig, parse_address
 from fastgate.config.schema import Listener
 from fastgate.acme.process import AcmeManager
+from fastgate.discovery.process import ServerDiscovery
 from fastgate.health.process import HealthChecker
 from fastgate.master.helper import HelperProcess
 from fastgate.master.watch import ConfigWatcher
@@ -123,6 +125,7 @@ class Master:
         self.reload_wanted = ""
         """Why a requested reload is to run as soon as none is in progress ("": none requested)."""
         self.checker = HelperProcess(HealthChecker(), self._forget_in_checker)
+        self.discovery = HelperProcess(ServerDiscovery(), self._forget_in_checker)
         self.acme = HelperProcess(AcmeManager(self._request_certificate_reload), self._forget_in_acme)
         self.watcher = ConfigWatcher(self._request_change_reload)
 
@@ -139,6 +142,7 @@ class Master:
         try:
             self.current = self._start_generation(loaded, 1)
             self.checker.start(loaded)
+            self.discovery.start(loaded)
             self.watcher.follow(loaded)
             log.info("fastgate %s started: %d workers, pid %d", _version(), self.current.workers, os.getpid())
             return self._loop()
@@ -154,7 +158,8 @@ class Master:
                 sd_notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
                 if self.acme.wanted is None:
                     self.acme.start(self.current.loaded)
-            if self.stopping and not self.workers and all([self.checker.stop(), self.acme.stop()]):
+            helpers = (self.checker, self.discovery, self.acme)
+            if self.stopping and not self.workers and all([helper.stop() for helper in helpers]):
                 return 0
             readable = self._wait()
             for fd in readable:
@@ -207,6 +212,7 @@ class Master:
                 errorlog.reopen()
                 self._signal_workers(signal.SIGUSR1, lambda w: True)
                 self.checker.signal(signal.SIGUSR1)
+                self.discovery.signal(signal.SIGUSR1)
                 self.acme.signal(signal.SIGUSR1)
                 log.info("logs reopened")
 
@@ -263,7 +269,7 @@ class Master:
                 os.close(worker.ready_fd)
 
     def _forget_in_checker(self) -> None:
-        """In a new health checker: what a worker drops, and the listening sockets too."""
+        """In a new health checker or discovery helper: what a worker drops, and the listening sockets too."""
         self._forget_in_child()
         for listener in self.listeners.values():
             listener.close()
@@ -319,7 +325,7 @@ class Master:
                 return
             if pid == 0:
                 return
-            if self.checker.reaped(pid, status) or self.acme.reaped(pid, status):
+            if self.checker.reaped(pid, status) or self.discovery.reaped(pid, status) or self.acme.reaped(pid, status):
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -352,6 +358,7 @@ class Master:
     def _timers(self) -> None:
         now = time.monotonic()
         self.checker.timers(now)
+        self.discovery.timers(now)
         self.acme.timers(now)
         current = self.current
         if current is not None and not self.stopping:
@@ -417,6 +424,7 @@ class Master:
         self._retire(old.number)
         self.metrics.reloaded("ok")
         self.checker.switch(self.current.loaded)
+        self.discovery.switch(self.current.loaded)
         self.acme.switch(self.current.loaded)
         self.watcher.follow(self.current.loaded)
         keep = set(_listener_keys(self.current.loaded))
@@ -459,12 +467,14 @@ class Master:
                 worker.stopping = True
                 worker.kill_at = kill_at
             self.checker.stop()
+            self.discovery.stop()
             self.acme.stop()
 
     def _cleanup(self) -> None:
         for worker in self.workers.values():
             kill(worker.pid, signal.SIGKILL)
         self.checker.signal(signal.SIGKILL)
+        self.discovery.signal(signal.SIGKILL)
         self.acme.signal(signal.SIGKILL)
         self.watcher.stop()
         for listener in self.listeners.values():

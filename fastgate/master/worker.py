@@ -30,6 +30,7 @@ from fastgate.runtime.clock import Clock
 from fastgate.transport.context import WorkerContext
 from fastgate.transport.listeners import serve_listener
 from fastgate.upstream.h2_pool import H2ServerPool
+from fastgate.upstream.membership import MembershipView
 from fastgate.upstream.pool import ServerPool
 
 _ACCEPT_SETTLE_S = 0.1
@@ -68,7 +69,7 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets
     errorlog.use_format(config.server.error_log_format)  # a reload may have changed it
     for group in loaded.upstreams.values():
         pool_class = H2ServerPool if group.protocol == "h2" else ServerPool
-        group.attach_pools(lambda g, spec, pool_class=pool_class: pool_class(g, spec, loop, clock))
+        group.attach_pools(lambda g, spec, pool_class=pool_class: pool_class(g, spec, loop, clock), clock)
     HealthView.attach(loaded.health, loaded.upstreams.values(), clock)
     loaded.limiter.attach(loop)
     sinks = build_sinks(loaded, loop)
@@ -76,6 +77,14 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets
     metrics = _metrics(loaded, sinks, spans, region, seat)
     observer = RequestObserver(metrics, sinks, spans)
     ctx = WorkerContext(loaded, clock, observer)
+
+    def servers_changed(group, added: list, retired: list) -> None:
+        metrics.servers_changed(group, added, retired)
+        observer.count_request = metrics.request_done
+
+    membership = MembershipView(loaded.servers, loaded.upstreams, servers_changed)
+    membership.refresh()
+    clock.on_tick.append(membership.on_tick)
     clock.on_tick.append(lambda: metrics.publish(len(ctx.connections)))
     memory = MemoryGiveBack(malloc_trim())
     clock.on_tick.append(lambda: memory.on_tick(len(ctx.connections)))
@@ -85,7 +94,8 @@ async def _serve(loop, loaded: LoadedConfig, sockets: list[tuple], admin_sockets
     """TLS handshakes in flight (transport/tls.py), cancelled when the worker stops."""
     servers = [await serve_listener(loop, ctx, spec, sock, handshakes) for spec, sock in sockets]
     admin = AdminListener(AdminEndpoints(config, region, config.admin.metrics, time.time(), __version__,
-                                         loaded.listeners, loaded.acme, loaded.limiter.metrics_exposition))
+                                         loaded.listeners, loaded.acme, loaded.limiter.metrics_exposition,
+                                         loaded.servers, membership.refresh))
     await admin.serve(loop, admin_sockets)
     clock.start()
     stopped = loop.create_future()

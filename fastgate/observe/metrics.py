@@ -14,7 +14,8 @@ stored per bucket, not cumulated; the exposition cumulates them.
 
 Labels are route, upstream and server names from the config, method and
 status classes, never raw request data, so the number of series is bounded
-by the config.
+by the config: servers that come at run time (DNS discovery, the admin API)
+count together under server="(runtime)" (RUNTIME_SERVER).
 """
 
 from typing import TYPE_CHECKING
@@ -56,6 +57,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "fastgate_upstream_active_requests": (GAUGE, "Requests in flight to a server."),
     "fastgate_upstream_ejected": (GAUGE, "Workers that have the server ejected by passive health checks."),
     "fastgate_upstream_health_down": (GAUGE, "Workers that see the server down by active health checks."),
+    "fastgate_upstream_servers": (GAUGE, "Servers an upstream has now (DNS discovery and admin API edits applied)."),
+    "fastgate_discovery_resolutions_total": (COUNTER, "Resolutions of a discovered upstream's DNS name, by outcome."),
     "fastgate_connections_accepted_total": (COUNTER, "Client connections accepted, by protocol."),
     "fastgate_connections_active": (GAUGE, "Open client connections, by protocol."),
     "fastgate_http2_abuse_total": (
@@ -154,6 +157,9 @@ _TLS_RESUMED = _TLS_HANDSHAKES + len(TLS_VERSIONS)
 
 UNMATCHED_ROUTE = "(none)"
 """The route label of requests that matched no route (or were refused before routing)."""
+RUNTIME_SERVER = "(runtime)"
+"""The server label under which each upstream counts the servers not in its config: found in DNS or
+added through the admin API (upstream/membership.py), together."""
 
 
 def label(**pairs: str) -> str:
@@ -210,7 +216,7 @@ class WorkerMetrics:
     __slots__ = ("request_done", "layout", "values", "seat", "unmatched_base", "pool_bases", "group_bases",
                  "accepted", "active", "limiter_base", "round_trips", "breaker_open", "dropped", "published",
                  "spans_exported", "pools", "limiter", "sinks", "spans", "tls_bases", "h2_accepted", "h2_active",
-                 "h2_open", "h2_abuse")
+                 "h2_open", "h2_abuse", "server_bases", "retired", "carried")
 
     def __init__(self, loaded: "LoadedConfig", sinks: tuple = (), spans=None) -> None:
         b = _LayoutBuilder()
@@ -223,6 +229,12 @@ class WorkerMetrics:
         self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
         self.group_bases: dict[object, int] = {}
         self.pool_bases: dict[object, int] = {}
+        self.server_bases: dict[tuple, int] = {}
+        """(group, server label) -> its block: the config's servers, and RUNTIME_SERVER of each group."""
+        self.retired: list = []
+        """Pools of servers that left (servers_changed) whose series may still be counted."""
+        self.carried: dict[int, list] = {}
+        """A block -> [opened, reused] of pools that left it, so its counters never go back."""
         self.pools: list = []
         for group in loaded.upstreams.values():
             up = label(upstream=group.name)
@@ -231,8 +243,9 @@ class WorkerMetrics:
             b.add("fastgate_upstream_breaker_open", up)
             b.add("fastgate_upstream_pending_requests", up)
             for pool in group.pools:
-                self.pool_bases[pool] = b.server_block(group.name, pool.label)
+                self.pool_bases[pool] = self.server_bases[(group, pool.label)] = b.server_block(group.name, pool.label)
                 self.pools.append(pool)
+            self.server_bases[(group, RUNTIME_SERVER)] = b.server_block(group.name, RUNTIME_SERVER)
         self.accepted = b.add("fastgate_connections_accepted_total", label(protocol="http1"))
         self.active = b.add("fastgate_connections_active", label(protocol="http1"))
         self.h2_accepted = b.add("fastgate_connections_accepted_total", label(protocol="h2"))
@@ -351,6 +364,26 @@ class WorkerMetrics:
     def count_retry(self, group) -> None:
         self.values[self.group_bases[group] + _HISTOGRAM_PARTS] += 1
 
+    # -- when servers come and go (upstream/membership.py) ---------------------------
+    def servers_changed(self, group, added: list, retired: list) -> None:
+        """Count ``added`` pools in their server's block (a config server's own, else the group's
+        RUNTIME_SERVER block); forget retired pools once no request of theirs is in flight. Rebuilds
+        ``request_done``: take it again (RequestObserver.count_request)."""
+        for pool in added:
+            base = self.server_bases.get((group, pool.label))
+            self.pool_bases[pool] = self.server_bases[(group, RUNTIME_SERVER)] if base is None else base
+            self.pools.append(pool)
+        self.retired += retired
+        for pool in [p for p in self.retired if not p.active]:
+            self.retired.remove(pool)
+            self.pools.remove(pool)
+            base = self.pool_bases.pop(pool)
+            carried = self.carried.setdefault(base, [0, 0])
+            carried[0] += pool.opened
+            carried[1] += pool.reused
+        if _native:
+            self.request_done = _native.RequestCounter(**self._native_layout()).count
+
     # -- on the clock tick --------------------------------------------------------
     def publish(self, open_connections: int) -> None:
         """Refresh the gauges, then copy every value into the shared seat."""
@@ -367,14 +400,18 @@ class WorkerMetrics:
         for group, base in self.group_bases.items():
             v[base + _HISTOGRAM_PARTS + 1] = 1.0 if group.tripped else 0.0
             v[base + _HISTOGRAM_PARTS + 2] = len(group.limit.waiting)
+        for base in self.server_bases.values():  # a block may hold several pools, or none: sum them
+            opened, reused = self.carried.get(base, (0, 0))
+            v[base + _S_OPENED], v[base + _S_REUSED] = opened, reused
+            v[base + _S_IDLE] = v[base + _S_ACTIVE] = v[base + _S_EJECTED] = v[base + _S_DOWN] = 0
         for pool in self.pools:
             base = self.pool_bases[pool]
-            v[base + _S_OPENED] = pool.opened
-            v[base + _S_REUSED] = pool.reused
-            v[base + _S_IDLE] = len(pool.idle)
-            v[base + _S_ACTIVE] = pool.active
-            v[base + _S_EJECTED] = 1.0 if pool.ejected else 0.0
-            v[base + _S_DOWN] = 1.0 if pool.down else 0.0
+            v[base + _S_OPENED] += pool.opened
+            v[base + _S_REUSED] += pool.reused
+            v[base + _S_IDLE] += len(pool.idle)
+            v[base + _S_ACTIVE] += pool.active
+            v[base + _S_EJECTED] += 1.0 if pool.ejected else 0.0
+            v[base + _S_DOWN] += 1.0 if pool.down else 0.0
         stats = self.limiter.stats
         for i, (_, attribute) in enumerate(_LIMITER_COUNTERS, self.limiter_base):
             v[i] = getattr(stats, attribute)
@@ -391,6 +428,9 @@ class WorkerMetrics:
 
 class _NoMetrics:
     """Stands in for WorkerMetrics when ``admin.metrics`` is off: every count is a no-op."""
+
+    def servers_changed(self, group, added: list, retired: list) -> None:
+        pass
 
     def request_done(self, conn, status: int, total_s: float) -> None:
         pass

@@ -44,7 +44,7 @@ class UpstreamGroup:
                  "max_idle", "idle_timeout_s", "max_requests_per_conn", "balance", "key_of", "pools", "balancer",
                  "retry", "retry_on_status", "budget", "timeouts", "eject_after", "ejection_time_s", "max_ejected",
                  "max_concurrent", "limit", "breaker", "tripped", "answered", "failed", "health", "tls", "protocol",
-                 "max_streams")
+                 "max_streams", "max_ejected_share", "make_pool")
 
     def __init__(self, config: Upstream) -> None:
         self.name = config.name
@@ -69,7 +69,9 @@ class UpstreamGroup:
         """Exchanges of this worker that failed (see exchange_failed)."""
         self.eject_after = config.eject_after_failures
         self.ejection_time_s = float(config.ejection_time)
+        self.max_ejected_share = config.max_ejected
         self.max_ejected = int(config.max_ejected * len(self.servers))
+        """Servers that may be ejected at once (recounted when the servers change: upstream/membership.py)."""
         # the upstream's own timeouts, which the worker's clock tick is derived from (master/worker.py)
         self.connect_timeout_s = float(config.connect_timeout)
         self.read_timeout_s = float(config.read_timeout)
@@ -90,13 +92,15 @@ class UpstreamGroup:
         master), or None for plain HTTP."""
         self.pools: tuple = ()
         self.balancer: Balancer | None = None
+        self.make_pool = None
+        """``make_pool(group, spec)``: a new pool of this worker (for servers that come at run time)."""
 
-    def attach_pools(self, make_pool) -> None:
+    def attach_pools(self, make_pool, clock) -> None:
         """Create this worker's pools (``make_pool(group, spec)``) and balancer."""
+        self.make_pool = make_pool
         self.pools = tuple(make_pool(self, spec) for spec in self.servers)
         self.balancer = BALANCERS[self.balance](self.pools)
         if self.breaker is not None:
-            clock = self.pools[0].clock
             clock.on_tick.append(lambda: self.breaker.tick(clock.now))
 
     def pick(self, head, client_ip: bytes):

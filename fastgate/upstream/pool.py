@@ -14,7 +14,8 @@ class ServerPool:
 
     A connection comes back through ``release`` only after a clean, complete
     exchange; the pool keeps it if there is room and it has not served
-    ``max_requests_per_connection`` requests, else closes it; while requests wait for a
+    ``max_requests_per_connection`` requests and the server is not drained (or
+    retired: upstream/membership.py), else closes it; while requests wait for a
     connection slot (upstream/connection_limit.py) it goes to one of them instead. Idle
     connections older than the group's idle timeout are closed by the clock's sweep.
     """
@@ -94,7 +95,8 @@ class ServerPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         group = self.group
-        if not conn.usable() or (group.max_requests_per_conn and conn.requests >= group.max_requests_per_conn):
+        if (self.drain or not conn.usable()
+                or (group.max_requests_per_conn and conn.requests >= group.max_requests_per_conn)):
             conn.close()
         elif group.limit.waiting:
             self.reused += 1

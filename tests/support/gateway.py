@@ -29,6 +29,8 @@ CHECKER_NAME = "fastgate-health"
 """The health checker's process name (fastgate/health/checker.py PROCESS_NAME)."""
 ACME_NAME = "fastgate-acme"
 """The ACME manager's process name (fastgate/acme/manager.py PROCESS_NAME)."""
+DISCOVERY_NAME = "fastgate-dns"
+"""The DNS discovery helper's process name (fastgate/discovery/follower.py PROCESS_NAME)."""
 
 
 def fastgate_command() -> list[str]:
@@ -198,7 +200,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def worker_pids(self) -> set[int]:
-        return {pid for pid in procfs.children(self.pid) if procfs.name(pid) not in (CHECKER_NAME, ACME_NAME)}
+        return {pid for pid in procfs.children(self.pid) if procfs.name(pid) not in (CHECKER_NAME, ACME_NAME, DISCOVERY_NAME)}
 
     def checker_pids(self) -> set[int]:
         """The master's health checker processes (one while any upstream has health checks)."""

@@ -143,8 +143,12 @@ class Upstream(ServerThread):
 
     thread_name = "upstream"
 
-    def __init__(self, ssl_context=None) -> None:
+    def __init__(self, ssl_context=None, host: str = "127.0.0.1", port: int = 0) -> None:
+        """``host`` may be another loopback address (127.0.0.2...) and ``port`` a fixed one, so that
+        servers differ by address only (as DNS A records do)."""
         super().__init__()
+        self.host = host
+        self.wanted_port = port
         self.ssl_context = ssl_context
         self.stats = _Stats()
         self._cond = threading.Condition()
@@ -158,7 +162,7 @@ class Upstream(ServerThread):
 
     async def _listen(self) -> asyncio.AbstractServer:
         self._release = asyncio.Event()
-        return await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024, ssl=self.ssl_context)
+        return await asyncio.start_server(self._serve, self.host, self.wanted_port, backlog=1024, ssl=self.ssl_context)
 
     def _shut(self, loop: asyncio.AbstractEventLoop) -> None:
         for writer in list(self._writers):
@@ -172,7 +176,7 @@ class Upstream(ServerThread):
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def config(self, name: str = "up", **fields: object) -> dict:
         """An ``[[upstreams]]`` entry for this server."""

@@ -20,7 +20,7 @@ class Head:
 
 def group(**fields) -> UpstreamGroup:
     g = UpstreamGroup(Upstream(name="up", servers=["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], **fields))
-    g.attach_pools(lambda _, spec: Pool(spec.address))
+    g.attach_pools(lambda _, spec: Pool(spec.address), clock=None)
     return g
 
 
