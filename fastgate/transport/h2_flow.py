@@ -9,10 +9,12 @@ END_STREAM on the last byte when the response has ended; a stream whose window s
 watched for send_timeout.
 
 Two bounds keep a client that does not read from growing the worker's memory: a stream whose
-queue passes ``_STREAM_HIGH_BYTES``, and any stream that adds bytes while the connection holds more
-than ``[http2] response_buffer_size`` over all its streams, pauses its upstream (the session stops
-reading it); paused streams resume once their own queue is below ``_STREAM_LOW_BYTES`` and the
-connection's below half its bound. Response bytes sent pay back overhead frames of the client
+queue passes ``_STREAM_HIGH_BYTES``, and any stream still holding bytes after a flush while the
+connection holds more than ``[http2] response_buffer_size`` over all its streams, pauses its
+upstream (the session stops reading it). A stream whose bytes go straight out is never paused for
+what other streams hold: streams stay independent, a client that stalls some of its streams
+still gets the others. A paused stream resumes once its own queue is empty, or below
+``_STREAM_LOW_BYTES`` with the connection's below half its bound. Response bytes sent pay back overhead frames of the client
 (wire/h2_guard.py ``sent``).
 """
 
@@ -37,14 +39,16 @@ class ResponseFlow:
     __slots__ = ()
 
     def queued(self, stream, size: int) -> None:
-        """``size`` response bytes joined the stream's queue: pause its upstream if it or the connection holds too much."""
+        """``size`` response bytes joined the stream's queue: pause its upstream if it holds too much."""
         stream.out_bytes += size
         self.held_bytes += size
-        if not stream.upstream_paused and (stream.out_bytes > _STREAM_HIGH_BYTES
-                                           or self.held_bytes > self.ctx.http2.response_buffer_bytes):
-            stream.upstream_paused = True
-            self.paused_streams.add(stream)
-            stream.session.pause_upstream()
+        if stream.out_bytes > _STREAM_HIGH_BYTES and not stream.upstream_paused:
+            self._pause(stream)
+
+    def _pause(self, stream) -> None:
+        stream.upstream_paused = True
+        self.paused_streams.add(stream)
+        stream.session.pause_upstream()
 
     def flush_all(self) -> None:
         for stream in list(self.streams.values()):
@@ -59,15 +63,17 @@ class ResponseFlow:
         if not self.closed:
             self._flush(stream)
             self.send()
+            if (stream.out_bytes and not stream.upstream_paused
+                    and self.held_bytes > self.ctx.http2.response_buffer_bytes):
+                self._pause(stream)
 
     def _resume_upstreams(self) -> None:
         """Let the paused upstreams go on once the client took enough of what waited for it."""
         if not self.paused_streams or self.writing_paused or self.closed:
             return
-        if self.held_bytes > self.ctx.http2.response_buffer_bytes // 2:
-            return
+        below = self.held_bytes <= self.ctx.http2.response_buffer_bytes // 2
         for stream in list(self.paused_streams):
-            if stream.out_bytes <= _STREAM_LOW_BYTES:
+            if not stream.out_bytes or (below and stream.out_bytes <= _STREAM_LOW_BYTES):
                 self.paused_streams.discard(stream)
                 stream.upstream_paused = False
                 stream.session.resume_upstream()
