@@ -28,7 +28,6 @@ exception; a SIGTERM during an order is taken after it (the master SIGKILLs
 a manager that takes more than its grace time; the order is made again).
 """
 
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from fastgate.acme.settings import MAX_BACKOFF_S, ManagedCertificate
 from fastgate.acme.storage import CertificateStore
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
-from fastgate.runtime.process_name import name_process
+from fastgate.runtime.helper_process import name_process
 
 PROCESS_NAME = b"fastgate-acme"
 _LONGEST_SLEEP_S = 3600.0

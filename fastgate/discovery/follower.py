@@ -19,7 +19,6 @@ The helper also stops when its master is gone.
 """
 
 import asyncio
-import os
 import signal
 
 import uvloop
@@ -29,6 +28,7 @@ from fastgate.config.schema import DnsDiscovery
 from fastgate.discovery.dns import ResolutionFailed, make_resolver, resolve
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
+from fastgate.runtime.helper_process import name_process, until_orphaned
 from fastgate.upstream.server_table import ServerTable, TableFull
 
 PROCESS_NAME = b"fastgate-dns"
@@ -40,7 +40,7 @@ _ORPHAN_CHECK_S = 1.0
 
 def run_discovery(loaded: LoadedConfig, master_pid: int) -> int:
     """The helper process's main: follow every discovery table until told to stop; returns the exit code."""
-    _name_process()
+    name_process(PROCESS_NAME)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -99,16 +99,6 @@ async def _follow(table: ServerTable, upstream: str, discovery: DnsDiscovery) ->
 
 async def _watch_master(master_pid: int, stop) -> None:
     """Stop when the master is gone (the helper was re-parented): nobody reads the table."""
-    while os.getppid() == master_pid:
-        await asyncio.sleep(_ORPHAN_CHECK_S)
+    await until_orphaned(master_pid, _ORPHAN_CHECK_S)
     log.warning("discovery helper: master %d is gone; stopping", master_pid)
     stop()
-
-
-def _name_process() -> None:
-    """Show as fastgate-dns in ps, top and /proc/PID/comm (Linux; elsewhere a no-op)."""
-    try:
-        with open("/proc/self/comm", "wb") as f:
-            f.write(PROCESS_NAME)
-    except OSError:
-        pass

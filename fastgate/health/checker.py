@@ -28,7 +28,6 @@ is gone.
 """
 
 import asyncio
-import os
 import signal
 import ssl
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from fastgate.health.settings import expected_statuses, probe_request
 from fastgate.health.state import HealthTable
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
-from fastgate.runtime.process_name import name_process
+from fastgate.runtime.helper_process import name_process, until_orphaned
 from fastgate.wire.h1 import HEAD_END, HeadError, parse_response_head
 
 PROCESS_NAME = b"fastgate-health"
@@ -134,8 +133,7 @@ async def _check_all(loop, table: HealthTable, checked: list[Target], master_pid
 
 async def _watch_master(master_pid: int, stop) -> None:
     """Stop when the master is gone (the checker was re-parented): nobody uses its verdicts."""
-    while os.getppid() == master_pid:
-        await asyncio.sleep(_ORPHAN_CHECK_S)
+    await until_orphaned(master_pid, _ORPHAN_CHECK_S)
     log.warning("health checker: master %d is gone; stopping", master_pid)
     stop()
 

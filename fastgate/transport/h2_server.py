@@ -76,16 +76,14 @@ from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
-from fastgate.transport.h2_flow import (
-    WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, WAIT_WINDOW as _WINDOW, ResponseFlow,
-)
+from fastgate.transport.h2_flow import WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, ResponseFlow
 from fastgate.wire.chunked import (
     REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
 )
 from fastgate.wire.grpc import is_grpc
 from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers
-from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR, RAPID_RESET
+from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The client connection preface: an h2c connection with prior knowledge opens with it."""
