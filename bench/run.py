@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import procfs, pyspy
+from bench.load import LoadResult
 from bench.peers import Proxy, ProxySpec, Running
 from bench.loglines import LogLines
 from bench.peers.fastgate import SUPPORTED
@@ -21,7 +22,7 @@ from bench.procs import Pinning, ProcError, free_port
 from bench.redis import script_calls, start_redis, start_redis_cluster
 from bench.scenarios import Scenario
 from bench.tls import self_signed
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import run_wrk
 
 MAX_CONNECTIONS = 1024
 """Client connections a proxy is sized for beyond wrk's (nginx's own default is 512)."""
@@ -53,7 +54,7 @@ def _cpu_us(pids: list[int]) -> tuple[float, float]:
     return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
-def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
+def _measure(server: Running, load: Callable[[], LoadResult]) -> dict:
     """One ``load()`` run against ``server``, with the CPU its workers used per request."""
     user0, sys0 = _cpu_us(server.worker_pids)
     result = load()
@@ -105,7 +106,7 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
     "access_log" {"lines", "requests"} over the measured runs of a proxy whose log is counted."""
     pin = scenario_pinning(scenario, settings.pin)
 
-    def wrk(url: str, duration_s: int) -> Callable[[], WrkResult]:
+    def wrk(url: str, duration_s: int) -> Callable[[], LoadResult]:
         return lambda: run_wrk(url, duration_s, settings.connections, settings.threads,
                                scenario.headers, pin.load if pin else None)
 
