@@ -1,7 +1,7 @@
 """``python -m bench``: fastgate against nginx and HAProxy, in one run.
 
-Starts an nginx origin, then per scenario every proxy; loads them with wrk in
-turn; measures memory with many idle connections; prints tables; writes
+Starts an nginx origin, then per scenario every proxy; loads them with wrk (or
+h2load for HTTP/2) in turn; measures memory with many idle connections; prints tables; writes
 bench/results/latest.json (and latest.png when matplotlib is installed).
 Exits 1 if a proxy did not start, answered wrongly or produced errors,
 2 if a tool the harness needs is missing.
@@ -19,6 +19,7 @@ from bench import chart, machine, pyspy, report
 from bench.memory import measure_memory
 from bench.peers import GATEWAY_FEATURES, PROXIES, Proxy
 from bench.peers.origin import start_origin
+from bench.h2load import h2load_version
 from bench.probe import ProbeError
 from bench.procs import Pinning, ProcError, cpu_list, fd_limit, make_workdir, raise_fd_limit
 from bench.run import Settings, run_scenario, scenario_pinning
@@ -33,9 +34,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help=f"quick check for CI: 1 repetition of 2 s, scenarios {', '.join(SMOKE)}, "
                         "500 idle connections; no timing assertions, fails on errors")
-    p.add_argument("--reps", type=int, help="wrk runs per proxy and scenario (default 5, smoke 1)")
-    p.add_argument("--duration", type=int, help="seconds per wrk run (default 5, smoke 2)")
-    p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--reps", type=int, help="load runs per proxy and scenario (default 5, smoke 1)")
+    p.add_argument("--duration", type=int, help="seconds per load run (default 5, smoke 2)")
+    p.add_argument("--connections", type=int, default=64,
+                   help="requests in flight: wrk connections; h2load keeps as many streams open over "
+                        "connections / the scenario's streams per connection (default 64)")
     p.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
     p.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated (default: %(default)s)")
     p.add_argument("--idle-connections", type=int,
@@ -60,10 +63,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # so that every started process is stopped on the way out
 
 
-def _missing_tool() -> str | None:
-    for tool, why, hint in (("nginx", "the origin and the reference proxy", "apt-get install -y nginx-light"),
-                            ("wrk", "the load generator", "apt-get install -y wrk"),
-                            ("taskset", "CPU pinning", "apt-get install -y util-linux")):
+def _missing_tool(scenarios: list[Scenario]) -> str | None:
+    tools = [("nginx", "the origin and the reference proxy", "apt-get install -y nginx-light"),
+             ("wrk", "the load generator", "apt-get install -y wrk"),
+             ("taskset", "CPU pinning", "apt-get install -y util-linux")]
+    if any(s.http2 for s in scenarios):
+        tools.append(("h2load", "the HTTP/2 load generator", "apt-get install -y nghttp2-client"))
+    for tool, why, hint in tools:
         if not shutil.which(tool):
             return f"{tool} ({why}) is not installed; install it with: {hint}"
     return None
@@ -127,7 +133,7 @@ def _run_all(scenarios: list[Scenario], proxies: list[Proxy], settings: Settings
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    if why := _missing_tool():
+    if why := _missing_tool(args.scenarios):
         print(why)
         return 2
     if args.profile and not pyspy.available():
@@ -152,6 +158,8 @@ def main(argv: list[str]) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)
     versions = {"wrk": wrk_version(), **{p.name: p.version() for p in proxies}}
+    if any(s.http2 for s in args.scenarios):
+        versions["h2load"] = h2load_version()
     started = time.time()
     try:
         scenarios, memory = _run_all(args.scenarios, proxies, settings, idle_connections, failures)

@@ -57,6 +57,7 @@ def ratios(summary: dict, reference: dict | None) -> dict | None:
 def scenario_entry(scenario: Scenario, pinning: dict | None, results: dict) -> dict:
     """The latest.json entry of one scenario: its setup, every run, summaries, ratio."""
     proxies = {name: {**r, **summarize(r["runs"])} for name, r in results.items() if r["runs"]}
+    skipped = {name: r["skipped"] for name, r in results.items() if "skipped" in r}
     ref = proxies.get(REFERENCE)
     return {
         "name": scenario.name,
@@ -64,10 +65,13 @@ def scenario_entry(scenario: Scenario, pinning: dict | None, results: dict) -> d
         "path": scenario.path,
         "body_bytes": scenario.body_bytes,
         "workers": scenario.workers,
+        "protocol": scenario.protocol,
+        "streams_per_connection": scenario.streams,
         "connection_close": scenario.close,
         "gateway": scenario.gateway,
         "pinning": pinning,
         "proxies": proxies,
+        "skipped": skipped,
         "ratio_fastgate_nginx": ratios(proxies["fastgate"], ref) if "fastgate" in proxies else None,
         "limit": scenario.limit or None,
         **_baseline_entry(scenario, proxies),
@@ -121,6 +125,8 @@ def _print_scenarios(scenarios: list[dict]) -> None:
                   f"{p['socket_errors'] + p['non_2xx']:>6} | "
                   f"{_x(r.get('rps')):>13} {_x(r.get('p99_ms')):>6} {_x(r.get('cpu_us_per_request')):>6}")
     for s in scenarios:
+        for name, why in s.get("skipped", {}).items():
+            print(f"{s['name']}: {name} skipped: {why}")
         scenario = SCENARIOS.get(s["name"])
         ratio = s.get(scenario.baseline.ratio_key) if scenario and scenario.baseline else None
         if ratio:

@@ -1,10 +1,12 @@
-"""Run one scenario: start every proxy, probe it, warm it up, then run wrk
-against them interleaved (A B C A B C ...) and record each run.
+"""Run one scenario: start every proxy, probe it, warm it up, then run the load
+(wrk, or h2load for HTTP/2) against them interleaved (A B C A B C ...) and
+record each run.
 
 A proxy that does not start, answers the probe wrongly, or crashes during a
 run is reported in ``failures`` and left out of the rest of the scenario, as
 is an access log whose line count is off by more than the requests in flight
-at the ends of the runs.
+at the ends of the runs. In an HTTP/2 scenario, a proxy built without HTTP/2
+is a failure if it is required (nginx), else skipped with the reason.
 """
 
 from collections.abc import Callable
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import procfs, pyspy
+from bench.h2load import run_h2load
+from bench.load import LoadResult
 from bench.peers import Proxy, ProxySpec, Running
 from bench.loglines import LogLines
 from bench.peers.fastgate import SUPPORTED
@@ -21,7 +25,7 @@ from bench.procs import Pinning, ProcError, free_port
 from bench.redis import script_calls, start_redis, start_redis_cluster
 from bench.scenarios import Scenario
 from bench.tls import self_signed
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import run_wrk
 
 MAX_CONNECTIONS = 1024
 """Client connections a proxy is sized for beyond wrk's (nginx's own default is 512)."""
@@ -31,12 +35,13 @@ MAX_CONNECTIONS = 1024
 class Settings:
     reps: int
     duration_s: int
-    """Length of a measured wrk run (wrk takes whole seconds)."""
+    """Length of a measured load run (wrk takes whole seconds)."""
     warmup_s: int
-    """Length of the unmeasured wrk run each proxy gets first."""
+    """Length of the unmeasured load run each proxy gets first."""
     connections: int
+    """Requests in flight: wrk's connections; h2load's connections times the scenario's streams."""
     threads: int
-    """wrk threads: one per load CPU."""
+    """wrk and h2load threads: one per load CPU."""
     pin: Pinning | None
     profile: str | None
     """Name of the scenario in which to profile fastgate with py-spy."""
@@ -53,7 +58,7 @@ def _cpu_us(pids: list[int]) -> tuple[float, float]:
     return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
-def _measure(server: Running, load: Callable[[], WrkResult]) -> dict:
+def _measure(server: Running, load: Callable[[], LoadResult]) -> dict:
     """One ``load()`` run against ``server``, with the CPU its workers used per request."""
     user0, sys0 = _cpu_us(server.worker_pids)
     result = load()
@@ -92,7 +97,7 @@ def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: 
            pin: Pinning | None, workdir: Path, stack: ExitStack, redis_port: int) -> tuple[Running, str]:
     spec = ProxySpec(workdir / f"{scenario.name}-{proxy.name}", free_port(), origin_port,
                      scenario.workers, scenario_features(scenario, proxy), max_connections, redis_port,
-                     self_signed(workdir / "tls") if scenario.tls else None)
+                     self_signed(workdir / "tls") if scenario.tls else None, scenario.http2)
     server = proxy.start(spec, pin.proxy if pin else None)
     stack.callback(server.proc.stop)
     probe(spec.port, scenario, server.features)
@@ -102,12 +107,17 @@ def _start(proxy: Proxy, scenario: Scenario, origin_port: int, max_connections: 
 def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
                  settings: Settings, workdir: Path, failures: list[str]) -> dict:
     """Every run of every proxy in ``scenario``: {proxy: {"features", "runs"}}, and
-    "access_log" {"lines", "requests"} over the measured runs of a proxy whose log is counted."""
+    "access_log" {"lines", "requests"} over the measured runs of a proxy whose log is counted;
+    {proxy: {"skipped", "runs": []}} for an optional proxy that cannot serve the scenario."""
     pin = scenario_pinning(scenario, settings.pin)
+    tool = "h2load" if scenario.http2 else "wrk"
 
-    def wrk(url: str, duration_s: int) -> Callable[[], WrkResult]:
-        return lambda: run_wrk(url, duration_s, settings.connections, settings.threads,
-                               scenario.headers, pin.load if pin else None)
+    def load(url: str, duration_s: int) -> Callable[[], LoadResult]:
+        cpus = pin.load if pin else None
+        if scenario.http2:
+            return lambda: run_h2load(url, duration_s, max(settings.connections // scenario.streams, 1),
+                                      scenario.streams, settings.threads, cpus)
+        return lambda: run_wrk(url, duration_s, settings.connections, settings.threads, scenario.headers, cpus)
 
     results: dict[str, dict] = {}
     with ExitStack() as stack:
@@ -125,10 +135,17 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
         redis_port = redis_ports[0] if redis_ports else 0
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:
+            if scenario.http2 and (why := proxy.http2_missing()):
+                if proxy.required:
+                    failures.append(f"{scenario.name}/{proxy.name}: {why}")
+                else:
+                    print(f"  skipping {proxy.name}: {why}")
+                    results[proxy.name] = {"skipped": why, "runs": []}
+                continue
             try:
                 server, url = _start(proxy, scenario, origin_port, MAX_CONNECTIONS + settings.connections,
                                      pin, workdir, stack, redis_port)
-                wrk(url, settings.warmup_s)()
+                load(url, settings.warmup_s)()
             except (ProcError, ProbeError, RuntimeError) as exc:
                 failures.append(f"{scenario.name}/{proxy.name}: {exc}")
                 continue
@@ -141,7 +158,7 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
             for name, (server, url) in list(running.items()):
                 calls = script_calls(redis_ports) if redis_ports and name == "fastgate" else 0
                 try:
-                    run = _measure(server, wrk(url, settings.duration_s))
+                    run = _measure(server, load(url, settings.duration_s))
                 except (ProcError, RuntimeError) as exc:
                     failures.append(f"{scenario.name}/{name}: {exc}")
                     del running[name]
@@ -157,14 +174,14 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
             server, url = running["fastgate"]
             svg = settings.results_dir / f"profile-{scenario.name}.svg"
             try:
-                pyspy.record(server.worker_pids[0], svg, settings.duration_s, wrk(url, settings.duration_s))
+                pyspy.record(server.worker_pids[0], svg, settings.duration_s, load(url, settings.duration_s))
                 print(f"  py-spy flame graph of a fastgate worker: {svg}")
             except RuntimeError as exc:  # a failed profile says nothing about the proxy
                 print(f"  profiling failed: {exc}")
     for name, entry in results.items():
         errors = sum(sum(r["socket_errors"].values()) + r["non_2xx"] for r in entry["runs"])
         if errors:
-            failures.append(f"{scenario.name}/{name}: {errors} errors or non-2xx responses under wrk")
+            failures.append(f"{scenario.name}/{name}: {errors} errors or non-2xx responses under {tool}")
         if "access_log" in entry:
             lines, requests = entry["access_log"]["lines"], entry["access_log"]["requests"]
             # Requests in flight when wrk stops may be logged without wrk counting them, at most

@@ -1,4 +1,4 @@
-"""The scenarios: what wrk asks for, and of which proxy setup."""
+"""The scenarios: what the load generator (wrk, or h2load for HTTP/2) asks for, and of which proxy setup."""
 
 from dataclasses import dataclass
 
@@ -41,6 +41,13 @@ class Scenario:
     baseline: Baseline | None = None
     tls: bool = False
     """Clients speak HTTPS to the proxy (one self-signed certificate, bench/tls.py); the origin stays plain."""
+    http2: bool = False
+    """Clients speak HTTP/2 to the proxy, and h2load is the load instead of wrk: over TLS (with ``tls``)
+    as ALPN picks it, else cleartext with prior knowledge (h2c). The origin stays HTTP/1.1."""
+    streams: int = 1
+    """Requests in flight on each client connection: 1 with wrk (HTTP/1.1); an HTTP/2 scenario keeps
+    this many streams open on each of connections / streams connections (h2load ``-m``), so the
+    requests in flight are as many as wrk's."""
 
     @property
     def body_bytes(self) -> int:
@@ -49,6 +56,13 @@ class Scenario:
     @property
     def headers(self) -> dict[str, str]:
         return {"Connection": "close"} if self.close else {}
+
+    @property
+    def protocol(self) -> str:
+        """What clients speak to the proxy: "h2" (HTTP/2 over TLS), "h2c", "https" or "http"."""
+        if self.http2:
+            return "h2" if self.tls else "h2c"
+        return "https" if self.tls else "http"
 
     @property
     def limit(self) -> str:
@@ -62,6 +76,10 @@ class Scenario:
 SCENARIOS = {s.name: s for s in (
     Scenario("small", "12 B body, keep-alive, 1 worker", "/small"),
     Scenario("https", "12 B body, keep-alive over TLS, 1 worker", "/small", tls=True),
+    Scenario("h2", "12 B body, HTTP/2 over TLS (ALPN h2), 8 streams per connection, 1 worker", "/small",
+             tls=True, http2=True, streams=8),
+    Scenario("h2c", "12 B body, HTTP/2 cleartext (prior knowledge), 8 streams per connection, 1 worker",
+             "/small", http2=True, streams=8),
     Scenario("16k", "16 KiB body, keep-alive", "/16k"),
     Scenario("1m", "1 MiB body, keep-alive", "/1m"),
     Scenario("close", "12 B body, new connection per request", "/small", close=True),

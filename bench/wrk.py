@@ -2,34 +2,17 @@
 
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from bench.load import LoadResult
 from bench.procs import pinned
 
 _SCRIPT = Path(__file__).with_name("wrk_report.lua")
 _MARKER = "BENCH-JSON "
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    duration_s: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    socket_errors: dict[str, int]
-    """connect, read, write and timeout errors as wrk counts them."""
-    non_2xx: int
-    """Responses with a status of 400 or more: what wrk reports as "Non-2xx or 3xx responses"."""
-
-    @property
-    def errors(self) -> int:
-        return sum(self.socket_errors.values()) + self.non_2xx
-
-
 def run_wrk(url: str, duration_s: int, connections: int, threads: int,
-            headers: dict[str, str], cpus: tuple[int, ...] | None) -> WrkResult:
+            headers: dict[str, str], cpus: tuple[int, ...] | None) -> LoadResult:
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
             "--timeout", "5s", "-s", str(_SCRIPT)]
     for name, value in headers.items():
@@ -44,7 +27,7 @@ def run_wrk(url: str, duration_s: int, connections: int, threads: int,
         raise RuntimeError(f"wrk failed (status {out.returncode}):\n{out.stdout}{out.stderr}")
     d = json.loads(line[len(_MARKER):])
     duration_s = d["duration_us"] / 1e6
-    return WrkResult(
+    return LoadResult(
         requests=d["requests"],
         duration_s=duration_s,
         rps=d["requests"] / duration_s,

@@ -42,6 +42,9 @@ class ProxySpec:
     rate_limit_redis_cluster), or 0."""
     tls: tuple[Path, Path] | None = None
     """(certificate, key) PEM files when clients speak HTTPS to the proxy, else None."""
+    http2: bool = False
+    """Clients speak HTTP/2 to the proxy: with ``tls`` as ALPN picks it (h2), else cleartext
+    with prior knowledge (h2c). The origin is spoken to in HTTP/1.1 either way."""
 
 
 @dataclass
@@ -89,6 +92,10 @@ class Proxy:
 
     def version(self) -> str:
         raise NotImplementedError
+
+    def http2_missing(self) -> str | None:
+        """None if this build can serve HTTP/2 to clients, else why not."""
+        return None
 
     def max_client_connections(self) -> int:
         """The largest ``max_connections`` it can start with under the open-file limit it inherits."""

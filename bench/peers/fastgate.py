@@ -87,7 +87,7 @@ class Fastgate(Proxy):
                 "error_log": "stderr",  # the harness sends stderr to ``log``
                 "log_level": "warning",
             },
-            "listeners": [{"address": f"127.0.0.1:{spec.port}", **_tls_listener(spec)}],
+            "listeners": [_listener(spec)],
             # No admin listener: two fastgates run side by side. Metrics count without it.
             "admin": {"address": "", "metrics": "metrics" in on},
             "tracing": {"enabled": "tracing" in on},
@@ -105,11 +105,17 @@ class Fastgate(Proxy):
         return [*fastgate_command(), "-c", str(conf)], sorted(on)
 
 
-def _tls_listener(spec: ProxySpec) -> dict:
-    if spec.tls is None:
-        return {}
-    cert, key = spec.tls
-    return {"tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}
+def _listener(spec: ProxySpec) -> dict:
+    """The ``[[listeners]]`` entry: TLS with the run's certificate, and ``http2 = true`` for HTTP/2
+    (h2c with prior knowledge on a plain listener; on TLS, where ALPN offers h2 by default, it
+    only says so)."""
+    listener: dict = {"address": f"127.0.0.1:{spec.port}"}
+    if spec.tls is not None:
+        cert, key = spec.tls
+        listener["tls"] = {"certificates": [{"cert": str(cert), "key": str(key)}]}
+    if spec.http2:
+        listener["http2"] = True
+    return listener
 
 
 class UnlimitedFastgate(Fastgate):

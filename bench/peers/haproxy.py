@@ -37,14 +37,15 @@ def _gateway(features: frozenset[str]) -> tuple[list[str], list[str]]:
     return glob, frontend
 
 
-def _tls_bind(spec: ProxySpec) -> str:
-    """`` ssl crt FILE`` (HAProxy reads the certificate and its key from one file), or ""."""
+def _bind_params(spec: ProxySpec) -> str:
+    """What follows the bind address: `` ssl crt FILE`` (HAProxy reads the certificate and its key
+    from one file) with `` alpn h2,http/1.1`` for HTTP/2, or `` proto h2`` for h2c; or ""."""
     if spec.tls is None:
-        return ""
+        return " proto h2" if spec.http2 else ""
     cert, key = spec.tls
     combined = spec.workdir / "site.pem"
     combined.write_bytes(cert.read_bytes() + key.read_bytes())
-    return f" ssl crt {combined}"
+    return f" ssl crt {combined}" + (" alpn h2,http/1.1" if spec.http2 else "")
 
 
 class HAProxy(Proxy):
@@ -57,6 +58,12 @@ class HAProxy(Proxy):
     def version(self) -> str:
         out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=10)
         return first_line(out.stdout).removeprefix("HAProxy version ").split(" ")[0]
+
+    def http2_missing(self) -> str | None:
+        out = subprocess.run(["haproxy", "-vv"], capture_output=True, text=True, timeout=10)
+        if "mux=H2" in out.stdout:  # the H2 multiplexer in "Available multiplexer protocols"
+            return None
+        return "this HAProxy has no HTTP/2 multiplexer (no mux=H2 in `haproxy -vv`); HAProxy 1.8 or newer has it"
 
     def max_client_connections(self) -> int:
         # HAProxy refuses to start unless 2 descriptors per connection fit the limit.
@@ -78,7 +85,7 @@ class HAProxy(Proxy):
             "    timeout http-keep-alive 75s",
             "    http-reuse always",
             "frontend bench",
-            f"    bind 127.0.0.1:{spec.port}{_tls_bind(spec)}",
+            f"    bind 127.0.0.1:{spec.port}{_bind_params(spec)}",
             *("    " + line for line in frontend),
             "    default_backend origin",
             "backend origin",

@@ -1,5 +1,7 @@
 """nginx as the reference reverse proxy, and the nginx.conf frame the origin shares."""
 
+import functools
+import re
 import subprocess
 from pathlib import Path
 
@@ -45,6 +47,19 @@ def nginx_version() -> str:
     return first_line(out.stderr or out.stdout).removeprefix("nginx version: ")
 
 
+HTTP2_ON_SINCE = (1, 25, 1)
+"""The nginx that has the ``http2 on;`` directive; before it, HTTP/2 is a ``listen`` parameter."""
+
+
+@functools.cache
+def _build() -> tuple[tuple[int, ...], str]:
+    """(version numbers, configure arguments) of the installed nginx, from ``nginx -V``."""
+    out = subprocess.run(["nginx", "-V"], capture_output=True, text=True, timeout=10)
+    text = out.stderr + out.stdout
+    version = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", text)
+    return (tuple(int(n) for n in version.groups()) if version else (0, 0, 0)), text
+
+
 def _gateway(features: frozenset[str], workdir: Path) -> tuple[list[str], list[str]]:
     """nginx directives for the gateway ``features``: (http level, location level)."""
     http, location = [], []
@@ -82,6 +97,11 @@ class Nginx(Proxy):
     def version(self) -> str:
         return nginx_version()
 
+    def http2_missing(self) -> str | None:
+        if "--with-http_v2_module" in _build()[1]:
+            return None
+        return "this nginx is built without the HTTP/2 module (--with-http_v2_module); Debian's nginx-light has it"
+
     def configure(self, spec: ProxySpec, log: Path) -> tuple[list[str], list[str]]:
         http, location = _gateway(spec.features, spec.workdir)
         body = f"""\
@@ -92,7 +112,7 @@ class Nginx(Proxy):
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{spec.port}{" ssl" if spec.tls else ""} reuseport backlog=1024;
+{_indent(_listen(spec), 8)}
 {_indent(_tls(spec), 8)}
         location / {{
             proxy_pass http://origin;
@@ -108,6 +128,15 @@ class Nginx(Proxy):
         connections = spec.max_connections + 256
         conf.write_text(nginx_conf(spec.workdir, log, spec.workers, connections, body))
         return nginx_argv(spec.workdir, conf, log), sorted(spec.features)
+
+
+def _listen(spec: ProxySpec) -> list[str]:
+    """The ``listen`` of the server, and ``http2 on;`` where this nginx has it (h2c, prior
+    knowledge, on a plain port; ALPN h2 with ``ssl``)."""
+    http2_on = _build()[0] >= HTTP2_ON_SINCE
+    params = (" ssl" if spec.tls else "") + (" http2" if spec.http2 and not http2_on else "")
+    return [f"listen 127.0.0.1:{spec.port}{params} reuseport backlog=1024;",
+            *(["http2 on;"] if spec.http2 and http2_on else [])]
 
 
 def _tls(spec: ProxySpec) -> list[str]:
