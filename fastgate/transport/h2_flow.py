@@ -14,8 +14,8 @@ connection holds more than ``[http2] response_buffer_size`` over all its streams
 upstream (the session stops reading it). A stream whose bytes go straight out is never paused for
 what other streams hold: streams stay independent, a client that stalls some of its streams
 still gets the others. A paused stream resumes once its own queue is empty, or below
-``_STREAM_LOW_BYTES`` with the connection's below half its bound. Response bytes sent pay back overhead frames of the client
-(wire/h2_guard.py ``sent``).
+``_STREAM_LOW_BYTES`` with the connection's below half its bound. Response DATA frames sent pay
+back overhead frames of the client (wire/h2_guard.py ``sent``).
 """
 
 from h2.exceptions import ProtocolError
@@ -85,7 +85,7 @@ class ResponseFlow:
         conn = self.h2
         stream_id = stream.stream_id
         out = stream.out
-        progress = 0
+        progress = frames = 0
         try:
             if stream.corked is not None:
                 if not out and not stream.end_queued:
@@ -116,6 +116,7 @@ class ResponseFlow:
                 stream.out_bytes -= len(chunk)
                 written += len(chunk)
                 progress += len(chunk)
+                frames += 1
                 end = stream.end_queued and not out and not stream.trailers
                 conn.send_data(stream_id, chunk, end_stream=end)
                 if end:
@@ -133,7 +134,7 @@ class ResponseFlow:
         finally:
             if progress:
                 self.held_bytes -= progress
-                self.guard.sent(progress)
+                self.guard.sent(frames, progress)
         if out and not self.writing_paused:  # the stream's window is closed: the client has send_timeout to open it
             if stream.waiting != WAIT_WINDOW or progress:
                 if stream.waiting == WAIT_BODY_BYTES:

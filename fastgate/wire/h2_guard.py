@@ -18,11 +18,13 @@ end the connection (GOAWAY ENHANCE_YOUR_CALM), or None:
 - FLOOD: overhead frames, which carry no request forward (SETTINGS, PING, PRIORITY,
   WINDOW_UPDATE, RST_STREAM, DATA with no payload and no END_STREAM, unknown types), spend an
   ``Allowance``; each HEADERS frame (a request, or its trailers), each DATA frame with a payload
-  (a gRPC stream of small messages brings window updates and BDP pings with it) and every
-  ``REFUND_BYTES`` of response the gateway sends (``sent``) give one back, since a request may
-  rightly bring a PRIORITY or a reset, and data window updates. WINDOW_UPDATEs of tiny increments
-  bring tiny responses, so they are not paid back. (DATA costs its sender flow-control window, and
-  a client may send 1-byte DATA frames anyway: paying back for them at most doubles its frames.)
+  either way, and every ``REFUND_BYTES`` of response the gateway sends (``sent``) give one back,
+  since a request may rightly bring a PRIORITY or a reset, and a client answers the DATA it
+  receives with window updates and pings (a gRPC stream of small messages brings BDP pings with
+  every read). Like Envoy's limit of window updates per DATA frame sent, this does not catch a
+  client that drains a response through tiny windows one frame at a time: that costs it a frame
+  per frame, with no amplification. (DATA costs its sender flow-control window, and a client may
+  send 1-byte DATA frames anyway: paying back for them at most doubles its frames.)
 
 The connection also spends the resets allowance (``reset``) when the client resets a stream still
 in progress, or opens one past the concurrency limit: RAPID_RESET (CVE-2023-44487).
@@ -154,9 +156,10 @@ class FrameGuard:
             self.overhead.give(1.0)  # request data, which we acknowledge and a client may ping about
         return length
 
-    def sent(self, data_bytes: int) -> None:
-        """Response DATA went to the client: it may send window updates for it."""
-        self.overhead.give(data_bytes / REFUND_BYTES)
+    def sent(self, frames: int, data_bytes: int) -> None:
+        """``frames`` response DATA frames of ``data_bytes`` went to the client: it may answer each
+        with a window update or a ping (gRPC's BDP probe), and a large one with more."""
+        self.overhead.give(frames + data_bytes / REFUND_BYTES)
 
     def reset(self, now: float) -> str | None:
         """The client reset a stream in progress, or opened one past the concurrency limit."""

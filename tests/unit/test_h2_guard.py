@@ -66,7 +66,7 @@ def test_overhead_frames_spend_an_allowance_that_requests_and_responses_refill()
     g = guard(overhead=10)
     assert feed(g, pings) is None
     g.scan(headers(1, b"x"), 0.0)
-    g.sent(REFUND_BYTES)
+    g.sent(0, REFUND_BYTES)
     assert g.scan(RstStreamFrame(1).serialize() + DataFrame(1, b"").serialize(), 0.0) is None
     assert g.scan(PingFrame(0).serialize(), 0.0) == FLOOD
 
@@ -84,6 +84,11 @@ def test_request_data_pays_for_the_window_updates_and_pings_that_come_with_it():
     for _ in range(100):
         frames = DataFrame(1, b"msg").serialize() + WindowUpdateFrame(0, 3).serialize()
         assert g.scan(frames, 0.0) is None
+    g = guard(overhead=4)  # so does response data: one update or ping per DATA frame received
+    assert g.scan(PREFACE, 0.0) is None
+    for _ in range(100):
+        g.sent(1, 20)
+        assert g.scan(PingFrame(0).serialize(), 0.0) is None
     g = guard(overhead=4)  # without the data, the same updates are a flood
     assert g.scan(PREFACE + WindowUpdateFrame(0, 3).serialize() * 5, 0.0) == FLOOD
 
