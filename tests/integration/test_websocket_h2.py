@@ -14,6 +14,7 @@ import pytest
 import trustme
 
 from tests.support.gateway import Gateway
+from tests.support.metrics import settled, value
 from tests.support.h2_websocket import (
     BytesMessage, CloseConnection, H2WebSocketClient, Ping, Pong, TextMessage,
 )
@@ -127,8 +128,8 @@ def test_messages_echo_through_an_extended_connect(gw, pki, ws_upstream, transpo
     assert handshake["x-app"] == ["a"]
     assert handshake["x-forwarded-for"] == ["127.0.0.1"]
     assert handshake["x-forwarded-proto"] == ["http" if transport == "h2c" else "https"]
-    line = access_lines(gw, 1)[-1]
-    assert line["status"] == 200 and line["protocol"] == "HTTP/2.0", line
+    (line,) = [line for line in access_lines(gw, 2) if line["path"] == "/ws/chat?room=1"]
+    assert line["status"] == 200 and line["method"] == "GET" and line["protocol"] == "HTTP/2.0", line
 
 
 @pytest.mark.parametrize("transport", ["h2c", "tls"])
@@ -281,3 +282,34 @@ def test_a_silent_tunnel_is_cut_after_the_idle_timeout(gateways, pki, tmp_path, 
         assert stream.reset == 2  # INTERNAL_ERROR: cut, as a stalled exchange is
     wait_until(lambda: ws_upstream.ended, "the upstream WebSocket to be dropped")
     assert ws_upstream.ended == [None]
+
+
+def test_the_clients_end_stream_half_closes_the_upstream(gw, pki, ws_upstream):
+    with client_for(gw, pki, "h2c") as client:
+        stream = client.connect("/ws/half")
+        client.send(stream, TextMessage("last words"), end_stream=True)  # no Close frame: only END_STREAM
+        assert client.wait_messages(stream, 1) == ["last words"]  # what was under way still comes back
+        client.wait(lambda: stream.ended, "END_STREAM once the upstream saw the half-close and closed")
+        assert stream.reset is None
+    wait_until(lambda: ws_upstream.ended, "the upstream WebSocket to end")
+    assert ws_upstream.ended == [None]
+
+
+def test_rate_limits_and_metrics_count_websockets_as_requests(gateways, pki, tmp_path, ws_upstream):
+    gw = start_gateway(gateways, pki, tmp_path, [ws_upstream.config("ws")], [
+        {"name": "ws", "path_prefix": "/ws/", "upstream": "ws", "limits": [{"key": ["ip"], "rate": "2/h"}]}])
+    with client_for(gw, pki, "h2c") as client:
+        opened = [client.connect(f"/ws/{i}") for i in range(2)]
+        assert [stream.status for stream in opened] == [200, 200]
+        limited = client.connect("/ws/third")
+        client.wait(lambda: limited.ended, "the 429's end")
+        assert limited.status == 429 and json.loads(limited.body)["status"] == 429
+        for stream in opened:
+            close_both_ways(client, stream)
+    assert len(ws_upstream.handshakes) == 2
+    samples = settled(gw)
+    assert value(samples, "fastgate_requests_total", route="ws", method="GET", status="2xx") == 2
+    assert value(samples, "fastgate_requests_total", route="ws", method="GET", status="4xx") == 1
+    lines = [line for line in access_lines(gw, 4) if line["path"].startswith("/ws/")]
+    assert sorted(line["status"] for line in lines) == [200, 200, 429]
+    assert {(line["method"], line["protocol"]) for line in lines} == {("GET", "HTTP/2.0")}
