@@ -100,8 +100,7 @@ from fastgate.wire.chunked import (
     REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
 )
 from fastgate.wire.grpc import is_grpc
-from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
-from fastgate.wire.h1 import header_value
+from fastgate.wire.h1 import HeadError, header_value, new_request_parser, parse_request_head
 from fastgate.wire.h2_fields import StreamError, render_request, response_headers, tunnel_headers
 from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR, RAPID_RESET
 from fastgate.wire.websocket import accept_of
@@ -524,7 +523,7 @@ class H2Stream:
             self.waiting = _NOTHING
             self.deadline = 0.0
             self.conn.ctx.clock.watched.discard(self)
-            if self.mode == _TUNNEL and what != _TUNNEL_IDLE and not self.closed:
+            if self.mode == _TUNNEL and what != _TUNNEL_IDLE and not self.done:
                 self._tunnel_active()
 
     def _tunnel_active(self) -> None:
