@@ -11,7 +11,9 @@ session runs DESIGN's phases in order:
    trace context; filters/chain.py gateway_filters), before routing, so
    the gateway's own answers carry them;
 2. route (the framework's own): no route is 404; a body over the route's
-   size is 413; Upgrade keeps only the protocols the route allows;
+   size is 413; Upgrade keeps only the protocols the route allows (an
+   HTTP/2 extended CONNECT whose protocol the route does not allow is 403:
+   it asks for nothing but the tunnel);
 3. access: the route's ``request`` filters in order (the contract is
    filters/base.py; a route's chain per phase is built at load,
    filters/chain.py): rate limits, then a route's own answer (respond,
@@ -200,6 +202,9 @@ class ProxySession:
             return
         if head.upgrade:
             head.upgrade = allowed_upgrade(head.upgrade, route.upgrades)
+            if not head.upgrade and head.http2:  # an extended CONNECT means nothing but its tunnel
+                self._answer(403, *gateway_error(head, 403, "websocket is not allowed on this route", self.request_id))
+                return
         filters = route.filters
         if not filters.request:
             self._forward()

@@ -28,9 +28,9 @@ _STREAM_LOW_BYTES = 64 * 1024
 """... and below which it may resume."""
 _WRITE_BATCH_BYTES = 64 * 1024
 """DATA handed to the transport at a time, so a full socket (pause_writing) stops the sending loop."""
-WAIT_NOTHING, WAIT_BODY_BYTES, WAIT_WINDOW = range(3)
+WAIT_NOTHING, WAIT_BODY_BYTES, WAIT_WINDOW, WAIT_TUNNEL_IDLE = range(4)
 """What a stream waits for on the clock: nothing, its request body (body_timeout), room for its response
-(send_timeout)."""
+(send_timeout), bytes through its WebSocket tunnel (the upstream's read timeout)."""
 
 
 class ResponseFlow:

@@ -13,7 +13,7 @@ flow-control windows, the stream table and the timeouts.
 The request. The stream's header list is checked beyond what h2 checks
 (``render_request`` in wire/h2_fields.py: no CR/LF/NUL, lower-case token names, no
 connection-specific fields, pseudo-headers first and once, :method :scheme
-:path present, no CONNECT: any of these is a stream error PROTOCOL_ERROR),
+:path present, no CONNECT but WebSocket's: any of these is a stream error PROTOCOL_ERROR),
 then rendered as an HTTP/1.1 request head (":authority" becomes Host, cookie
 crumbs are joined with "; ") and parsed by ``parse_request_head``, so target,
 Host and size rules are the HTTP/1.1 ones; its complaint is answered as JSON,
@@ -41,6 +41,22 @@ windows (h2_flow.py, which also pauses the upstreams of a client that does not
 read); the body's last bytes by its content-length carry END_STREAM. When the
 response ended and the client is still sending, the stream is reset with
 NO_ERROR (RFC 9113 8.1).
+
+WebSocket (RFC 8441). The SETTINGS announce ENABLE_CONNECT_PROTOCOL; an
+extended CONNECT with ``:protocol websocket`` is rendered as the HTTP/1.1
+upgrade it stands for, with a Sec-WebSocket-Key of ours (``websocket_key``),
+and the session forwards it as any upgrade (a route that does not allow
+websocket answers 403). Its DATA is held (PENDING) until the upstream's 101,
+whose Sec-WebSocket-Accept must answer the key (else 502): then the stream
+is answered 200 and enters TUNNEL, where DATA payloads go to the upstream as
+they are (``tunnel_data``), acknowledged only while the session does not
+pause reading (its upstream socket is full), END_STREAM half-closes the
+upstream side (``tunnel_eof``), and the upstream's bytes go out as response
+DATA within the windows (h2_flow.py pauses the upstream of a client that
+does not read); the upstream closing is the response's end (END_STREAM).
+Bytes either way restart the tunnel's idle timeout (the route's); a 2xx
+that did not switch protocols is a 502 (the client would take it for an
+open WebSocket).
 
 Limits and defences (``[http2]``, transport/h2_settings.py): the SETTINGS
 announce the concurrency, frame, header-list, HPACK-table and window sizes,
@@ -76,14 +92,17 @@ from fastgate.proxy.heads import client_response_head
 from fastgate.proxy.session import ProxySession
 from fastgate.transport.body_buffer import BodyBuffer
 from fastgate.transport.context import WorkerContext
-from fastgate.transport.h2_flow import WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, ResponseFlow
+from fastgate.transport.h2_flow import (
+    WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, WAIT_TUNNEL_IDLE as _TUNNEL_IDLE, ResponseFlow,
+)
 from fastgate.wire.chunked import (
     REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
 )
 from fastgate.wire.grpc import is_grpc
-from fastgate.wire.h1 import HeadError, new_request_parser, parse_request_head
-from fastgate.wire.h2_fields import StreamError, render_request, response_headers
+from fastgate.wire.h1 import HeadError, header_value, new_request_parser, parse_request_head
+from fastgate.wire.h2_fields import StreamError, render_request, response_headers, tunnel_headers
 from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR
+from fastgate.wire.websocket import accept_of
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The client connection preface: an h2c connection with prior knowledge opens with it."""
@@ -102,7 +121,7 @@ _DRAIN_ACK_WAIT_S = 1.0
 
 _BAD_TRAILER = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
 """A request trailer value that HTTP/1.1 cannot carry as it is."""
-_PENDING, _BUFFER, _BODY, _DONE = range(4)
+_PENDING, _BUFFER, _BODY, _TUNNEL, _DONE = range(5)
 
 class H2Stream:
     """One request stream: the downstream surface its ProxySession is served through."""
@@ -116,6 +135,8 @@ class H2Stream:
         "corked", "head_sent", "dechunk", "out", "out_bytes", "out_left", "end_queued", "trailers", "finished",
         "done",
         "upstream_paused", "sent_continue", "deadline", "waiting",
+        # an extended CONNECT (WebSocket)
+        "websocket_key", "tunnel_idle_s",
     )
 
     def __init__(self, conn: "H2ServerConnection", stream_id: int) -> None:
@@ -163,8 +184,12 @@ class H2Stream:
         self.deadline = 0.0
         """While the stream waits on the client (the clock watches it): when to give up."""
         self.waiting = _NOTHING
-        """What it waits for: _BODY_BYTES (the request body, body_timeout) or _WINDOW (room for its
-        response, send_timeout); _NOTHING."""
+        """What it waits for: _BODY_BYTES (the request body, body_timeout), _WINDOW (room for its
+        response, send_timeout) or _TUNNEL_IDLE (bytes through its tunnel); _NOTHING."""
+        self.websocket_key = b""
+        """The Sec-WebSocket-Key sent upstream for an extended CONNECT (b"": an ordinary request)."""
+        self.tunnel_idle_s = 0.0
+        """Once its tunnel is open: how long it may carry nothing either way (the upstream's read timeout)."""
 
     # -- the request (called by the connection) -----------------------------------
     def start(self, raw: bytes, end_stream: bool) -> None:
@@ -184,7 +209,11 @@ class H2Stream:
         head.grpc = is_grpc(raw)
         self.content_length = head.content_length
         self.chunked = head.chunked
-        self.mode = _PENDING if head.has_body else _DONE
+        if head.upgrade:  # only an extended CONNECT renders as one: its DATA waits for the tunnel
+            self.websocket_key = header_value(raw, b"sec-websocket-key")
+            self.mode = _PENDING
+        else:
+            self.mode = _PENDING if head.has_body else _DONE
         session.start(head)
 
     def data(self, data: bytes, flow: int) -> None:
@@ -193,6 +222,9 @@ class H2Stream:
             self.deadline = self.conn.ctx.clock.now + self.conn.ctx.body_timeout_s
         received = self.received + len(data)
         self.received = received
+        if self.websocket_key:
+            self._deliver(data, flow, False)
+            return
         length = self.content_length
         if length >= 0:
             if received > length:
@@ -215,6 +247,8 @@ class H2Stream:
                 self.protocol_error()
         elif self.chunked:
             self._deliver(render_trailers(self.request_trailers) if self.request_trailers else b"0\r\n\r\n", 0, True)
+        elif self.websocket_key:
+            self._deliver(b"", 0, True)
 
     def trailers_received(self, fields: list) -> None:
         """The request's trailer fields (END_STREAM follows): relayed in the last chunk of a body
@@ -248,6 +282,16 @@ class H2Stream:
                 self.mode = _DONE
                 self._unwatch(_BODY_BYTES)
                 session.body_sent()
+        elif mode == _TUNNEL and not self.done:
+            if self.paused:
+                self.unacked += flow
+            else:
+                self.conn.ack(self.stream_id, flow)
+            self._tunnel_active()
+            if rendered:
+                self.session.tunnel_data(rendered)
+            if last:
+                self.session.tunnel_eof()
         else:
             self.conn.ack(self.stream_id, flow)
 
@@ -268,7 +312,7 @@ class H2Stream:
     def _replay(self) -> None:
         """Deliver what was held, as long as the session reads."""
         held = self.held
-        while held and (self.mode == _BUFFER or self.mode == _BODY) and not self.closed:
+        while held and (self.mode == _BUFFER or self.mode == _BODY or self.mode == _TUNNEL) and not self.closed:
             self._deliver(*held.popleft())
 
     def _refuse_body(self, exc: FramingError) -> None:
@@ -328,11 +372,30 @@ class H2Stream:
         self.conn.send_headers(self, response_headers(head.status, raw[head.line_end:]), False)
 
     def switch_protocols(self, head) -> None:
-        """No protocol switch over HTTP/2 (an h2 request never carries Upgrade): the stream is cut."""
-        self.abort()
+        """The upstream accepted the WebSocket upgrade an extended CONNECT was sent as (RFC 8441): if
+        its Sec-WebSocket-Accept answers our key, the stream is answered 200 (logged so) and from now on
+        carries the tunnel's bytes as DATA both ways, each way within its windows; else 502."""
+        session = self.session
+        if header_value(head.raw, b"sec-websocket-accept") != accept_of(self.websocket_key):
+            session.on_upstream_failed(502, "upstream's Sec-WebSocket-Accept does not answer the key sent")
+            return
+        session.status = 200
+        raw = client_response_head(head, session.route, session.request_id, False, False, False)
+        session.bytes_out += len(raw)
+        self.tunnel_idle_s = session.timeout_s()
+        if not self.conn.send_headers(self, tunnel_headers(raw[head.line_end:]), False):
+            self.abort()
+            return
+        self.head_sent = True
+        self.mode = _TUNNEL
+        self._tunnel_active()
+        self._replay()
 
     def send_response_head(self, head) -> None:
         session = self.session
+        if self.websocket_key and 200 <= head.status < 300:  # a 2xx would tell the client its WebSocket is open
+            session.on_upstream_failed(502, "upstream answered a WebSocket upgrade without switching protocols")
+            return
         dechunk = head.chunked
         self.dechunk = ChunkedFramer(keep_trailers=True) if dechunk else None
         raw = client_response_head(head, session.route, session.request_id, False, False, dechunk,
@@ -343,6 +406,8 @@ class H2Stream:
 
     def send_data(self, data: bytes) -> None:
         dechunk = self.dechunk
+        if self.mode == _TUNNEL:
+            self._tunnel_active()
         if dechunk is None:
             self._queue(data)
             if self.out_left > 0:
@@ -457,10 +522,18 @@ class H2Stream:
             self.waiting = _NOTHING
             self.deadline = 0.0
             self.conn.ctx.clock.watched.discard(self)
+            if self.mode == _TUNNEL and what != _TUNNEL_IDLE and not self.done:
+                self._tunnel_active()
+
+    def _tunnel_active(self) -> None:
+        """Bytes went through the tunnel: its idle timeout starts again (unless a send_timeout runs)."""
+        if self.waiting == _NOTHING or self.waiting == _TUNNEL_IDLE:
+            self._watch(_TUNNEL_IDLE, self.tunnel_idle_s)
 
     def on_deadline(self) -> None:
         """The client sent nothing of the body for body_timeout (408, or the stream is cut once its
-        response began), or left no room for the response for send_timeout (cut)."""
+        response began), left no room for the response for send_timeout, or a tunnel carried nothing
+        for its idle timeout (cut)."""
         waiting = self.waiting
         self._unwatch(waiting)
         if self.closed:

@@ -50,6 +50,7 @@ class H2Limits:
             SettingCodes.HEADER_TABLE_SIZE: self.header_table_bytes,
             SettingCodes.INITIAL_WINDOW_SIZE: self.initial_window_bytes,
             SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # WebSocket over HTTP/2 (RFC 8441)
         }
         conn.local_settings = Settings(client=False, initial_values=announced)
         conn.initiate_connection()

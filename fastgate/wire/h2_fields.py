@@ -5,9 +5,17 @@ checks, then rendered as the HTTP/1.1 request head it stands for, so that
 wire/h1.py's parser (target, Host and size rules) and the rest of the core
 serve it unchanged; a response head's ``\r\nName: value`` lines become
 HTTP/2 response fields (transport/h2_server.py uses both).
+
+An extended CONNECT (RFC 8441) with ``:protocol websocket`` is rendered as
+the HTTP/1.1 WebSocket upgrade it stands for: a GET with ``Connection:
+Upgrade``, ``Upgrade: websocket`` and a Sec-WebSocket-Key made here (HTTP/2
+has none); the upstream's 101 becomes the stream's 200 (``tunnel_headers``).
+Any other CONNECT, or another ``:protocol``, is a stream error.
 """
 
 import re
+
+from fastgate.wire.websocket import new_key
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -28,7 +36,7 @@ def render_request(headers: list, end_stream: bool) -> bytes:
     headers gets ``Transfer-Encoding: chunked``: its DATA is rendered chunked.
     Raise StreamError for what HTTP/2 itself forbids.
     """
-    method = scheme = path = authority = host = content_length = None
+    method = scheme = path = authority = host = content_length = protocol = None
     regular = False
     lines = [b""]
     cookies = []
@@ -54,6 +62,10 @@ def render_request(headers: list, end_stream: bool) -> bytes:
                 if authority is not None:
                     raise StreamError("repeated :authority")
                 authority = value
+            elif name == b":protocol":
+                if protocol is not None:
+                    raise StreamError("repeated :protocol")
+                protocol = value
             else:
                 raise StreamError("unknown pseudo-header")
             continue
@@ -66,6 +78,8 @@ def render_request(headers: list, end_stream: bool) -> bytes:
             if value.lower() != b"trailers":
                 raise StreamError("te other than trailers")
             continue  # hop-by-hop: it goes no further
+        if name == b"sec-websocket-key" and method == b"CONNECT":
+            continue  # not used over HTTP/2 (RFC 8441 5): the upgrade sent upstream gets a key of ours
         if name == b"cookie":
             cookies.append(value)
             continue
@@ -82,7 +96,16 @@ def render_request(headers: list, end_stream: bool) -> bytes:
     if method is None or scheme is None or not path:
         raise StreamError("missing :method, :scheme or :path")
     if method == b"CONNECT":
-        raise StreamError("CONNECT is not supported")
+        if protocol is None:
+            raise StreamError("CONNECT is not supported")
+        if protocol.lower() != b"websocket":
+            raise StreamError("an extended CONNECT for a protocol other than websocket")
+        if content_length is not None:
+            raise StreamError("content-length on an extended CONNECT")
+        method = b"GET"
+        lines.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: " + new_key())
+    elif protocol is not None:
+        raise StreamError(":protocol without CONNECT")
     if not _METHOD.match(method):
         raise StreamError("bad :method")
     if scheme not in (b"http", b"https"):
@@ -99,7 +122,7 @@ def render_request(headers: list, end_stream: bool) -> bytes:
     parts.append(b"\r\n".join(lines))
     if cookies:
         parts.append(b"\r\nCookie: " + b"; ".join(cookies))
-    if content_length is None and not end_stream:
+    if content_length is None and not end_stream and protocol is None:
         parts.append(b"\r\nTransfer-Encoding: chunked")
     parts.append(b"\r\n\r\n")
     return b"".join(parts)
@@ -117,3 +140,11 @@ def response_headers(status: int, block: bytes) -> list:
         if name and name not in _RESPONSE_DROPPED:
             headers.append((name, value.strip()))
     return headers
+
+
+def tunnel_headers(block: bytes) -> list:
+    """The HTTP/2 response headers of an extended CONNECT whose upgrade the upstream accepted (101):
+    ``:status`` 200, then the 101's ``\\r\\nName: value`` lines as ``response_headers`` keeps them,
+    without the HTTP/1.1 handshake's Sec-WebSocket-Accept (RFC 8441 5); Sec-WebSocket-Protocol and
+    -Extensions stay."""
+    return [field for field in response_headers(200, block) if field[0] != b"sec-websocket-accept"]
