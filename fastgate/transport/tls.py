@@ -27,9 +27,8 @@ A listener whose ACME certificate is validated by TLS-ALPN-01 (``answers``)
 first waits for the ClientHello and peeks at it (transport/hello_peek.py),
 all within the handshake timeout: a hello that offers ALPN ``acme-tls/1``
 and nothing else, for a name with a pending challenge, gets the challenge's
-own context (acme/tls_alpn_answers.py) and a protocol that closes the
-connection once the handshake is done (the CA only looks at the
-certificate); every other connection is handed on exactly as without it.
+own context (acme/tls_alpn_answers.py), and the connection is closed once
+the handshake is done and counted (the CA only looks at the certificate); every other connection is handed on exactly as without it.
 The cost, on such listeners only: one recv(MSG_PEEK) per connection (and a
 wait for readability when the hello has not arrived yet) and a substring
 search of the hello for ``acme-tls/1``; the hello is parsed only when that
@@ -146,6 +145,8 @@ class TlsAcceptor:
             self.metrics.count_tls_failure(self.listener, CLOSED)
             return
         self.metrics.count_tls_handshake(self.listener, ssl_object.version(), ssl_object.session_reused)
+        if make_connection is ChallengeAnswered:  # the CA has seen the certificate: nothing more is said
+            transport.close()
 
     async def _challenge_context(self, conn: socket.socket, timeout_s: float):
         """The TLS-ALPN-01 challenge's context when ``conn``'s ClientHello is the CA's validation
@@ -158,8 +159,5 @@ class TlsAcceptor:
 
 
 class ChallengeAnswered(asyncio.Protocol):
-    """A TLS-ALPN-01 validation connection once its handshake is done: the CA has seen the
-    certificate, nothing more is said; closed at once."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+    """A TLS-ALPN-01 validation connection: ignores what it is sent; the acceptor closes it once
+    the handshake is counted."""
