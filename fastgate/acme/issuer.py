@@ -1,10 +1,11 @@
-"""One ACME order, end to end, with certbot's ``acme`` package: account, order, HTTP-01, certificate.
+"""One ACME order, end to end, with certbot's ``acme`` package: account, order, challenges, certificate.
 
 ``obtain`` runs in the manager process and blocks (``acme`` speaks HTTP
 through ``requests``): register the account (or find it: a key the CA
 knows answers with its account), order the names with a new EC P-256 key's
-CSR, publish each pending authorization's HTTP-01 answer in the storage for
-the workers to serve, tell the CA to validate, poll until the order is
+CSR, publish each pending authorization's answer in the storage for the
+workers to serve (HTTP-01: the key authorization; TLS-ALPN-01: the
+challenge key and certificate, acme/tls_alpn.py), tell the CA to validate, poll until the order is
 valid, download the certificate and its chain. Challenge files are removed
 whatever happens. Every failure is raised as ``OrderFailed`` with a one-line
 reason (the CA's problem document when it sent one).
@@ -19,8 +20,9 @@ from acme import challenges, client, crypto_util, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fastgate.acme.settings import ManagedCertificate
-from fastgate.acme.storage import account_key, put_challenge
+from fastgate.acme.settings import HTTP01, TLS_ALPN01, ManagedCertificate
+from fastgate.acme.storage import account_key, put_challenge, put_tls_alpn_challenge
+from fastgate.acme.tls_alpn import TlsAlpn01, challenge_certificate
 
 ORDER_DEADLINE_S = 90.0
 """Longest wait for the CA to validate the challenges and issue the certificate."""
@@ -65,9 +67,14 @@ def _obtain(managed: ManagedCertificate, user_agent: str) -> tuple[bytes, bytes]
         for authorization in order.authorizations:
             if authorization.body.status == messages.STATUS_VALID:
                 continue  # the CA remembers an earlier validation of this name
-            challenge = _http01(authorization)
+            challenge = _offered(authorization, managed.challenge)
             response, validation = challenge.response_and_validation(net.key)
-            published.append(put_challenge(managed.storage, challenge.chall.encode("token"), validation))
+            if managed.challenge == HTTP01:
+                published.append(put_challenge(managed.storage, challenge.chall.encode("token"), validation))
+            else:
+                name = authorization.body.identifier.value
+                published.append(put_tls_alpn_challenge(managed.storage, name,
+                                                        challenge_certificate(name, validation)))
             ca.answer_challenge(challenge, response)
         deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_DEADLINE_S)
         order = ca.poll_and_finalize(order, deadline)
@@ -90,11 +97,15 @@ def _account(ca: client.ClientV2, managed: ManagedCertificate) -> None:
         ca.net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
 
 
-def _http01(authorization: messages.AuthorizationResource) -> messages.ChallengeBody:
+_CHALLENGE_CLASSES = {HTTP01: challenges.HTTP01, TLS_ALPN01: TlsAlpn01}
+
+
+def _offered(authorization: messages.AuthorizationResource, kind: str) -> messages.ChallengeBody:
+    """The authorization's challenge of ``kind`` ("http-01", "tls-alpn-01")."""
     for challenge in authorization.body.challenges:
-        if isinstance(challenge.chall, challenges.HTTP01):
+        if isinstance(challenge.chall, _CHALLENGE_CLASSES[kind]):
             return challenge
-    raise OrderFailed(f"the CA offers no http-01 challenge for {authorization.body.identifier.value}")
+    raise OrderFailed(f"the CA offers no {kind} challenge for {authorization.body.identifier.value}")
 
 
 def _validation_reason(exc: errors.ValidationError) -> str:

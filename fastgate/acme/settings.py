@@ -22,6 +22,8 @@ class ManagedCertificate:
     """Wait after the first failed order; doubled per further failure up to MAX_BACKOFF_S."""
     directory_ca_file: str
     """CA bundle for the directory's HTTPS; "" for the system's."""
+    challenge: str = "http-01"
+    """How the CA validates the names: HTTP01 or TLS_ALPN01."""
 
     @property
     def name(self) -> str:
@@ -29,5 +31,9 @@ class ManagedCertificate:
         return self.names[0]
 
 
+HTTP01 = "http-01"
+"""Answered on a plain listener (acme/challenge.py)."""
+TLS_ALPN01 = "tls-alpn-01"
+"""Answered in the TLS handshake on the certificate's own listener (acme/tls_alpn_answers.py)."""
 MAX_BACKOFF_S = 86400.0
 """Longest wait between two failed orders of one certificate."""

@@ -7,9 +7,11 @@ Layout (directories 0700, files 0600, every file replaced by an atomic rename):
     <storage>/certificates/<name>/key.pem                               its private key
     <storage>/certificates/<name>/status.json                           orders, failures, next try
     <storage>/challenges/<token>                                        an HTTP-01 key authorization
+    <storage>/challenges/tls-alpn-01.<name>.pem                         a TLS-ALPN-01 key and certificate
 
 The manager process writes; workers read a challenge when the CA asks for
-it, and the config loader reads the certificate and its key.
+it (a TLS-ALPN-01 file's name has dots, which no token has: the HTTP-01
+route never serves it), and the config loader reads the certificate and its key.
 """
 
 import hashlib
@@ -144,4 +146,16 @@ def put_challenge(storage: str, token: str, key_authorization: str) -> str:
     """Publish an HTTP-01 answer for the workers; returns its path (to remove it after)."""
     path = os.path.join(challenges_dir(storage), token)
     write_private(path, key_authorization.encode())
+    return path
+
+
+def tls_alpn_challenge_path(storage: str, name: str) -> str:
+    """Where the TLS-ALPN-01 answer for the DNS ``name`` (checked at load) is, while pending."""
+    return os.path.join(challenges_dir(storage), f"tls-alpn-01.{name}.pem")
+
+
+def put_tls_alpn_challenge(storage: str, name: str, key_and_certificate_pem: bytes) -> str:
+    """Publish a TLS-ALPN-01 answer for the workers; returns its path (to remove it after)."""
+    path = tls_alpn_challenge_path(storage, name)
+    write_private(path, key_and_certificate_pem)
     return path

@@ -11,7 +11,9 @@ for the ACME manager; its certificate, when the storage has one for all its
 names, is the listener's first (the default), ahead of ``certificates``;
 without one and without ``certificates`` a self-signed placeholder serves
 (tls/placeholder.py). The CA's HTTP-01 requests reach a built-in route
-(``challenge_route``) on every router, the redirecting listeners' too.
+(``challenge_route``) on every router, the redirecting listeners' too; it
+exists when some certificate is validated by HTTP-01. A listener whose
+certificate is validated by TLS-ALPN-01 carries its ``TlsAlpnAnswers``.
 """
 
 import os
@@ -19,8 +21,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from fastgate.acme.challenge import CHALLENGE_PREFIX, CHALLENGE_ROUTE, ChallengeAnswers
-from fastgate.acme.settings import ManagedCertificate
+from fastgate.acme.settings import HTTP01, TLS_ALPN01, ManagedCertificate
 from fastgate.acme.storage import CertificateStore
+from fastgate.acme.tls_alpn_answers import TlsAlpnAnswers
 from fastgate.config.errors import FieldError
 from fastgate.config.schema import Config, Route as RouteConfig
 from fastgate.filters.chain import FilterChain
@@ -51,6 +54,8 @@ class ListenerSpec:
     http2: bool = False
     """HTTP/2 is served beside HTTP/1.1: h2 by ALPN on a TLS listener (the default there), h2c with
     prior knowledge on a plain one (``http2 = true``)."""
+    tls_alpn_answers: TlsAlpnAnswers | None = None
+    """Its ACME certificate's TLS-ALPN-01 answers; None: its handshakes are not looked at first."""
 
 
 def compile_acme(config: Config, base_dir: str) -> dict[int, ManagedCertificate]:
@@ -62,14 +67,16 @@ def compile_acme(config: Config, base_dir: str) -> dict[int, ManagedCertificate]
             managed[i] = ManagedCertificate(
                 tuple(n.lower().rstrip(".") for n in acme.names), acme.directory, acme.email,
                 os.path.abspath(resolve(base_dir, acme.storage)), float(acme.renew_before),
-                float(acme.retry_backoff), resolve(base_dir, acme.directory_ca_file))
+                float(acme.retry_backoff), resolve(base_dir, acme.directory_ca_file), acme.challenge)
     return managed
 
 
 def challenge_route(config: Config, managed: dict[int, ManagedCertificate],
                     limiter: RateLimiter) -> tuple[Route, list[str]] | None:
     """The built-in route that answers the CA's HTTP-01 requests, and the managed names it serves
-    (its hosts); None without ACME. Its metrics block follows the redirect route's (observe/metrics.py)."""
+    (its hosts); None without a certificate validated by HTTP-01. Its metrics block follows the
+    redirect route's (observe/metrics.py)."""
+    managed = {i: m for i, m in managed.items() if m.challenge == HTTP01}
     if not managed:
         return None
     names = list(dict.fromkeys(name for m in managed.values() for name in m.names))
@@ -87,9 +94,11 @@ def compile_listeners(config: Config, base_dir: str, limiter: RateLimiter,
     Raise FieldError naming the field, e.g. ``listeners[0].tls.certificates[1].key``."""
     specs = []
     for i, listener in enumerate(config.listeners):
-        tls = None
+        tls = answers = None
         if listener.tls is not None:
             tls = _server_tls(listener, f"listeners[{i}].tls", base_dir, managed.get(i))
+            if i in managed and managed[i].challenge == TLS_ALPN01:
+                answers = TlsAlpnAnswers(managed[i])
         router = None
         if listener.redirect_https is not False:
             port = 443 if listener.redirect_https is True else int(listener.redirect_https)
@@ -104,7 +113,7 @@ def compile_listeners(config: Config, base_dir: str, limiter: RateLimiter,
         specs.append(ListenerSpec(
             i, listener.name or listener.address, (host.strip("[]"), int(port_text)),
             b"\r\nX-Forwarded-Proto: " + (b"https" if tls is not None else b"http"), tls, router,
-            listener.http2 is not False if tls is not None else bool(listener.http2)))
+            listener.http2 is not False if tls is not None else bool(listener.http2), answers))
     return tuple(specs)
 
 

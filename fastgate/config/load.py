@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from fastgate.config.errors import ConfigError, FieldError
-from fastgate.acme.settings import ManagedCertificate
+from fastgate.acme.settings import HTTP01, ManagedCertificate
 from fastgate.config.listeners import ListenerSpec, challenge_route, compile_acme, compile_listeners, resolve
 from fastgate.config.schema import Config, Events, Http, Route as RouteConfig
 from fastgate.config.units import decode_hook
@@ -308,7 +308,8 @@ def _check_acme(config: Config, acme, where: str, acme_by_name: dict[str, object
     for j, name in enumerate(acme.names):
         bare = name.lower().rstrip(".")
         if bare.startswith("*."):
-            raise FieldError(f"{where}.names[{j}]", "a wildcard needs a DNS-01 challenge; fastgate answers HTTP-01 only")
+            raise FieldError(f"{where}.names[{j}]", "a wildcard needs a DNS-01 challenge; fastgate answers "
+                                                     "HTTP-01 and TLS-ALPN-01 only")
         if not _DNS_NAME.match(bare) or bare.replace(".", "").isdigit() or ":" in bare:
             raise FieldError(f"{where}.names[{j}]", f"{name!r} is not a DNS name")
     if not acme.directory.startswith("https://"):
@@ -320,9 +321,9 @@ def _check_acme(config: Config, acme, where: str, acme_by_name: dict[str, object
     for name in ("renew_before", "retry_backoff"):
         if getattr(acme, name) <= 0:
             raise FieldError(f"{where}.{name}", "must be greater than zero")
-    if not any(listener.tls is None for listener in config.listeners):
+    if acme.challenge == HTTP01 and not any(listener.tls is None for listener in config.listeners):
         raise FieldError(where, "the CA's HTTP-01 challenges are answered on a plain listener, and there is "
-                                "none: add one (the CA connects to port 80)")
+                                "none: add one (the CA connects to port 80), or use challenge = \"tls-alpn-01\"")
     if importlib.util.find_spec("acme") is None:
         raise FieldError(where, "needs certbot's acme package: pip install 'fastgate[acme]'")
     first = acme.names[0].lower().rstrip(".")

@@ -138,8 +138,7 @@ class Acme(_Section):
     """A listener's ``tls.acme`` table: its certificate comes from an ACME (RFC 8555) directory.
 
     One helper process of the master orders the certificate for ``names``,
-    answers the HTTP-01 challenges through the gateway's plain listener
-    (``/.well-known/acme-challenge/``), stores the account key and the
+    answers the CA's challenges (``challenge``), stores the account key and the
     certificate under ``storage`` (files of mode 0600) and renews it
     ``renew_before`` its expiry; a new certificate is put in service by a
     reload (as SIGHUP does: connections are not dropped). Until the first
@@ -151,7 +150,14 @@ class Acme(_Section):
     """
 
     names: list[str]
-    """DNS names the certificate is for, the first one its name; no wildcards (HTTP-01 cannot prove them)."""
+    """DNS names the certificate is for, the first one its name; no wildcards (neither challenge can
+    prove them)."""
+    challenge: Literal["http-01", "tls-alpn-01"] = "http-01"
+    """How the CA validates the names. "http-01": it asks port 80 for
+    ``/.well-known/acme-challenge/<token>``, answered on the gateway's plain listeners (one is
+    needed). "tls-alpn-01" (RFC 8737): it makes a TLS handshake to port 443 offering ALPN
+    ``acme-tls/1``, answered on this listener with a challenge certificate; no plain listener is
+    needed, and every other client's handshake is served as usual."""
     directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     """The ACME directory URL; Let's Encrypt's staging one is
     "https://acme-staging-v02.api.letsencrypt.org/directory"."""

@@ -28,6 +28,7 @@ from fastgate.observe.events import EventSink
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.ratelimit.stats import ROUND_TRIP_BUCKETS_S
 from fastgate.acme.challenge import CHALLENGE_ROUTE
+from fastgate.acme.settings import HTTP01
 from fastgate.filters.https_redirect import REDIRECT_ROUTE
 from fastgate.tls.failures import REASONS as TLS_FAILURE_REASONS
 from fastgate.wire.h2_guard import REASONS as HTTP2_ABUSE_REASONS
@@ -224,7 +225,7 @@ class WorkerMetrics:
             b.route_block(route_name(route, i))  # route i's block starts at i * _ROUTE_BLOCK
         if any(spec.router is not None for spec in loaded.listeners):
             b.route_block(REDIRECT_ROUTE)  # the route of redirecting listeners has the next index
-        if loaded.acme:
+        if any(managed.challenge == HTTP01 for managed in loaded.acme):
             b.route_block(CHALLENGE_ROUTE)  # then the ACME challenge route (config/listeners.py)
         self.unmatched_base = b.route_block(UNMATCHED_ROUTE)
         self.group_bases: dict[object, int] = {}

@@ -37,7 +37,8 @@ async def serve_listener(loop: asyncio.AbstractEventLoop, ctx: WorkerContext, sp
 
     if spec.tls is None:
         return await loop.create_server(connection, sock=sock)
-    acceptor = TlsAcceptor(loop, sock, spec.tls, connection, ctx.metrics, spec.index, handshakes)
+    acceptor = TlsAcceptor(loop, sock, spec.tls, connection, ctx.metrics, spec.index, handshakes,
+                           spec.tls_alpn_answers)
     acceptor.start()
     return acceptor
 

@@ -22,6 +22,17 @@ why it failed:
 
 The SNI callback, ALPN and versions live in the context (tls/server.py).
 One task per handshake is cheap next to the handshake's own cryptography.
+
+A listener whose ACME certificate is validated by TLS-ALPN-01 (``answers``)
+first waits for the ClientHello and peeks at it (transport/hello_peek.py),
+all within the handshake timeout: a hello that offers ALPN ``acme-tls/1``
+and nothing else, for a name with a pending challenge, gets the challenge's
+own context (acme/tls_alpn_answers.py), and the connection is closed once
+the handshake is done and counted (the CA only looks at the certificate); every other connection is handed on exactly as without it.
+The cost, on such listeners only: one recv(MSG_PEEK) per connection (and a
+wait for readability when the hello has not arrived yet) and a substring
+search of the hello for ``acme-tls/1``; the hello is parsed only when that
+is found. Listeners without it peek at nothing.
 ``handshakes`` holds the tasks in flight, for the worker to cancel when it
 stops. ``close`` stops accepting (the socket's queue stays with the master,
 for the next generation), like ``asyncio.Server.close``.
@@ -31,9 +42,12 @@ import asyncio
 import errno
 import socket
 
+from fastgate.acme.tls_alpn_answers import ACME_TLS_ALPN, TlsAlpnAnswers
 from fastgate.observe.errorlog import log
-from fastgate.tls.failures import CLOSED, failure_reason
+from fastgate.tls.failures import CLOSED, TIMEOUT, failure_reason
 from fastgate.tls.server import ServerTls
+from fastgate.transport.hello_peek import peek_client_hello
+from fastgate.wire.tls_hello import read_client_hello
 
 _ACCEPT_BATCH = 64
 """Most connections accepted per wake-up of one socket, so one busy listener cannot starve the loop."""
@@ -45,10 +59,11 @@ _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 class TlsAcceptor:
     """Accepts one TLS listener slot socket in a worker and runs the handshakes."""
 
-    __slots__ = ("loop", "sock", "tls", "make_connection", "metrics", "listener", "handshakes", "accepting")
+    __slots__ = ("loop", "sock", "tls", "make_connection", "metrics", "listener", "handshakes", "answers",
+                 "accepting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: ServerTls, make_connection,
-                 metrics, listener: int, handshakes: set) -> None:
+                 metrics, listener: int, handshakes: set, answers: TlsAlpnAnswers | None = None) -> None:
         self.loop = loop
         self.sock = sock
         self.tls = tls
@@ -59,6 +74,8 @@ class TlsAcceptor:
         """The listener's index in the config (its metrics series)."""
         self.handshakes = handshakes
         """The worker's handshake tasks in flight."""
+        self.answers = answers
+        """The listener's TLS-ALPN-01 answers; None: no hello is looked at."""
         self.accepting = False
 
     def start(self) -> None:
@@ -98,9 +115,26 @@ class TlsAcceptor:
 
     async def _handshake(self, conn: socket.socket) -> None:
         tls = self.tls
+        context, make_connection, timeout_s = tls.context, self.make_connection, tls.handshake_timeout_s
+        if self.answers is not None:
+            deadline = self.loop.time() + timeout_s
+            try:
+                challenge = await self._challenge_context(conn, timeout_s)
+            except TimeoutError:
+                challenge = None
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+            timeout_s = deadline - self.loop.time()
+            if timeout_s <= 0:  # no whole ClientHello within the handshake timeout
+                conn.close()
+                self.metrics.count_tls_failure(self.listener, TIMEOUT)
+                return
+            if challenge is not None:
+                context, make_connection = challenge, ChallengeAnswered
         try:
             transport, _ = await self.loop.connect_accepted_socket(
-                self.make_connection, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout_s)
+                make_connection, conn, ssl=context, ssl_handshake_timeout=timeout_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -111,3 +145,19 @@ class TlsAcceptor:
             self.metrics.count_tls_failure(self.listener, CLOSED)
             return
         self.metrics.count_tls_handshake(self.listener, ssl_object.version(), ssl_object.session_reused)
+        if make_connection is ChallengeAnswered:  # the CA has seen the certificate: nothing more is said
+            transport.close()
+
+    async def _challenge_context(self, conn: socket.socket, timeout_s: float):
+        """The TLS-ALPN-01 challenge's context when ``conn``'s ClientHello is the CA's validation
+        handshake for a pending challenge, else None. Raise TimeoutError past ``timeout_s``."""
+        data = await peek_client_hello(self.loop, conn, timeout_s)
+        if ACME_TLS_ALPN not in data:  # nearly every connection: no parsing
+            return None
+        hello = read_client_hello(data)
+        return self.answers.context_for(hello) if hello is not None else None
+
+
+class ChallengeAnswered(asyncio.Protocol):
+    """A TLS-ALPN-01 validation connection: ignores what it is sent; the acceptor closes it once
+    the handshake is counted."""

@@ -2,7 +2,8 @@
 its DNS server, so that every name a test orders resolves to 127.0.0.1.
 
 ``Pebble`` writes pebble's config (its own HTTPS certificate from a trustme CA, the HTTP-01 port
-it validates on: the gateway's plain listener, the certificates' validity), starts
+it validates on: the gateway's plain listener, the TLS-ALPN-01 port: ``tls_port``, the
+certificates' validity), starts
 ``pebble-challtestsrv`` (DNS only) and ``pebble -dnsserver``, waits until the directory answers,
 and stops both by PID. ``root_pem()`` is the root that signs what pebble issues (a new one per run),
 from the management interface's /roots/0.
@@ -28,6 +29,8 @@ class Pebble:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port
         """Where pebble sends HTTP-01 validation requests (the gateway's plain listener)."""
+        self.tls_port = free_port()
+        """Where pebble makes TLS-ALPN-01 validation handshakes (the gateway's TLS listener)."""
         self.validity_s = validity_s
         self.env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0",
                     **(env or {})}
@@ -51,7 +54,7 @@ class Pebble:
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}", "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": str(self.dir / "pebble-cert.pem"), "privateKey": str(self.dir / "pebble-key.pem"),
-            "httpPort": self.http_port, "tlsPort": free_port(), "ocspResponderURL": "",
+            "httpPort": self.http_port, "tlsPort": self.tls_port, "ocspResponderURL": "",
             "externalAccountBindingRequired": False, "certificateValidityPeriod": self.validity_s}}
         (self.dir / "pebble.json").write_text(json.dumps(config))
         self._spawn("challtestsrv", ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "",

@@ -33,7 +33,7 @@ def write(tmp_path: Path, acme: str, plain: bool = True, extra: str = "") -> str
 
 @pytest.mark.parametrize("acme, plain, field, reason", [
     ('names = []', True, "listeners[1].tls.acme.names", "at least one DNS name"),
-    ('names = ["*.shop.test"]', True, "listeners[1].tls.acme.names[0]", "HTTP-01 only"),
+    ('names = ["*.shop.test"]', True, "listeners[1].tls.acme.names[0]", "needs a DNS-01"),
     ('names = ["shop..test"]', True, "listeners[1].tls.acme.names[0]", "is not a DNS name"),
     ('names = ["10.0.0.1"]', True, "listeners[1].tls.acme.names[0]", "is not a DNS name"),
     ('names = ["shop.test"]\ndirectory = "http://ca.test/dir"', True, "listeners[1].tls.acme.directory", "https://"),
@@ -41,6 +41,8 @@ def write(tmp_path: Path, acme: str, plain: bool = True, extra: str = "") -> str
     ('names = ["shop.test"]\nrenew_before = "0s"', True, "listeners[1].tls.acme.renew_before", "greater than zero"),
     ('names = ["shop.test"]\nrenew_before = "30x"', True, "listeners[1].tls.acme.renew_before", "expected a duration"),
     ('names = ["shop.test"]', False, "listeners[0].tls.acme", "plain listener"),
+    ('names = ["shop.test"]\nchallenge = "http-01"', False, "listeners[0].tls.acme", "tls-alpn-01"),
+    ('names = ["shop.test"]\nchallenge = "dns-01"', True, "listeners[1].tls.acme.challenge", "Invalid enum value 'dns-01'"),
 ])
 def test_bad_acme_tables_are_refused_with_field_and_reason(tmp_path, acme, plain, field, reason):
     path = write(tmp_path, acme, plain)
@@ -48,6 +50,22 @@ def test_bad_acme_tables_are_refused_with_field_and_reason(tmp_path, acme, plain
         load_config(path)
     assert caught.value.field == field and reason in caught.value.reason
     assert str(caught.value).startswith(f"{path}: {field}: ")
+
+
+def test_tls_alpn_01_needs_no_plain_listener_and_is_answered_on_its_own_listener(tmp_path):
+    loaded = load_config(write(tmp_path, 'names = ["Shop.test"]\nchallenge = "tls-alpn-01"', plain=False))
+    (managed,) = loaded.acme
+    assert managed.challenge == "tls-alpn-01"
+    (listener,) = loaded.listeners
+    assert listener.tls_alpn_answers.paths == {"shop.test": str(tmp_path / "acme" / "challenges" /
+                                                              "tls-alpn-01.shop.test.pem")}
+    # no HTTP-01 route: the request goes to the config's route
+    assert loaded.router.match(b"shop.test", b"/.well-known/acme-challenge/abc", b"GET").name == "routes[0]"
+
+
+def test_http_01_listeners_look_at_no_hello(tmp_path):
+    loaded = load_config(write(tmp_path, 'names = ["shop.test"]'))
+    assert [spec.tls_alpn_answers for spec in loaded.listeners] == [None, None]
 
 
 def test_a_tls_listener_needs_certificates_or_acme(tmp_path):
