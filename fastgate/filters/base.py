@@ -12,11 +12,14 @@ The phases, in the order a request meets them (DESIGN "The request path"):
 
 1. ``early(session)``: before routing, by the gateway-wide filters only
    (made in each worker from the config's sections, not a route's: the
-   request id, the trace context), so that the gateway's own answers (404,
-   413...) carry what they set. None goes on; an Answer replies at once
-   (no awaitable here). A route's filters never see this phase.
+   trace context), so that the gateway's own answers (404, 413...) carry
+   what they set. None goes on; an Answer replies at once (no awaitable
+   here). A route's filters never see this phase.
 2. route (the gateway's own): host, path, method, headers, query and
-   cookies pick the route; none is 404.
+   cookies pick the route; none is 404. With the route comes the request
+   id (the client's X-Request-ID, else a new one unless the route says
+   ``request_id = false``): the gateway's own, like the route, since its
+   answers carry it, and made only where a route wants one.
 3. ``request(session)``: the access phase, in chain order (rate limits,
    then the route's own answer if it has one: respond, aggregate,
    redirect). It returns

@@ -2,7 +2,6 @@
 
 from fastgate.config.schema import HeaderEdits
 from fastgate.filters.base import Filter
-from fastgate.filters.request_id import RequestIdFilter
 from fastgate.filters.tracing import TracingFilter
 
 
@@ -52,9 +51,7 @@ def merge_edits(edits) -> HeaderEdits:
 
 
 def gateway_filters(tracing) -> FilterChain:
-    """The gateway-wide filters of one worker (made in the worker, after fork: each has its own
-    request-id prefix): the request id, and the trace context when ``[tracing]`` is on."""
-    filters = [RequestIdFilter()]
-    if tracing.enabled:
-        filters.append(TracingFilter(tracing.sample_ratio))
-    return FilterChain(tuple(filters))
+    """The gateway-wide filters of one worker (made in the worker): the trace context when
+    ``[tracing]`` is on. (The request id is the gateway's own, set with the route: made for every
+    request before routing, it would be made and dropped on the routes that want none.)"""
+    return FilterChain((TracingFilter(tracing.sample_ratio),) if tracing.enabled else ())

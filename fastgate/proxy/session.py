@@ -7,11 +7,13 @@ head into the event model (wire/h1.py RequestHead: method, authority, path,
 query, headers, how the body ends) and hands it to ``start``. From there the
 session runs DESIGN's phases in order:
 
-1. early: the gateway-wide filters' ``early`` hooks (the request id, the
-   trace context; filters/chain.py gateway_filters), before routing, so
-   the gateway's own answers carry them;
-2. route (the framework's own): no route is 404; a body over the route's
-   size is 413; Upgrade keeps only the protocols the route allows (an
+1. early: the gateway-wide filters' ``early`` hooks (the trace context when
+   tracing is on; filters/chain.py gateway_filters), before routing;
+2. route (the framework's own): no route is 404; the request id (the
+   client's X-Request-ID, else a new one unless the route says
+   ``request_id = false``: the gateway's own, like the route, since its
+   answers carry it and a route's filters never see a 404; made only where
+   a route wants one); a body over the route's size is 413; Upgrade keeps only the protocols the route allows (an
    HTTP/2 extended CONNECT whose protocol the route does not allow is 403:
    it asks for nothing but the tunnel);
 3. access: the route's ``request`` filters in order (the contract is
@@ -185,18 +187,20 @@ class ProxySession:
         """The request head is parsed: early phase, route, access, then dispatch."""
         ctx = self.ctx
         self.head = head
-        for filter_ in ctx.early_filters:
-            answer = filter_.early(self)
-            if answer is not None:
-                self._reply(answer)
-                return
+        early = ctx.early_filters
+        if early:
+            for filter_ in early:
+                answer = filter_.early(self)
+                if answer is not None:
+                    self.request_id = head.request_id or ctx.request_ids.next()
+                    self._reply(answer)
+                    return
         route = ctx.router.match(head.host, head.path, head.method, head)
         self.route = route
+        self.request_id = head.request_id or (ctx.request_ids.next() if route is None or route.request_id else b"")
         if route is None:
             self._answer(404, *gateway_error(head, 404, "no route matches this request", self.request_id))
             return
-        if not route.request_id and not head.request_id:
-            self.request_id = b""  # the route sends no id of the gateway's
         if head.content_length > route.max_body_bytes:
             self.refuse(413, "request body too large")
             return

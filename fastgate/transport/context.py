@@ -3,6 +3,7 @@
 from fastgate.config.load import LoadedConfig
 from fastgate.filters.chain import gateway_filters
 from fastgate.observe.observer import RequestObserver
+from fastgate.proxy.request_id import RequestIds
 from fastgate.runtime.clock import Clock
 from fastgate.transport.h2_settings import H2Limits
 from fastgate.wire.target import PathRules
@@ -12,7 +13,7 @@ class WorkerContext:
     """Per-worker state read on the hot path, with limits pre-converted to plain numbers."""
 
     __slots__ = (
-        "router", "clock", "early_filters", "connections", "draining", "max_line_bytes",
+        "router", "clock", "request_ids", "early_filters", "connections", "draining", "max_line_bytes",
         "max_head_bytes", "max_headers", "header_timeout_s", "keepalive_timeout_s",
         "body_timeout_s", "send_timeout_s", "on_drained", "observer", "metrics", "path_rules", "http2",
     )
@@ -21,8 +22,11 @@ class WorkerContext:
         http = loaded.config.http
         self.router = loaded.router
         self.clock = clock
+        self.request_ids = RequestIds()
+        """Makes the request ids of routes that want one (a prefix of this worker's own)."""
         self.early_filters = gateway_filters(loaded.config.tracing).early
-        """The gateway-wide filters' ``early`` hooks (filters/chain.py): request id, trace context."""
+        """The gateway-wide filters' ``early`` hooks (filters/chain.py): the trace context; empty when
+        tracing is off."""
         self.observer = observer
         """The log phase (observe/observer.py)."""
         self.metrics = observer.metrics

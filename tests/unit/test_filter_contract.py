@@ -13,7 +13,6 @@ from fastgate.filters.base import Answer, Filter, HeaderChanges
 from fastgate.filters.chain import FilterChain, gateway_filters
 from fastgate.filters.header_edits import HeaderEditsFilter
 from fastgate.filters.rate_limit import RateLimitFilter
-from fastgate.filters.request_id import RequestIdFilter
 from fastgate.filters.respond import RespondFilter
 from fastgate.filters.tracing import TracingFilter
 from fastgate.proxy.heads import client_response_head, upstream_request_head
@@ -140,8 +139,10 @@ class Observer:
 
 
 class MadeId(Filter):
+    """An early filter that only looks."""
+
     def early(self, session):
-        session.request_id = session.head.request_id or b"rid-1"
+        session.state["early"] = True
 
 
 def session_for(loaded, filters, loop=None):
@@ -151,7 +152,8 @@ def session_for(loaded, filters, loop=None):
         HeaderEditsFilter(HeaderEdits(), HeaderEdits(set={"Cache-Control": "no-store"})))))
     observer = Observer()
     ctx = SimpleNamespace(
-        router=SimpleNamespace(match=lambda *a: route), early_filters=(MadeId(),),
+        router=SimpleNamespace(match=lambda *a: route), request_ids=SimpleNamespace(next=lambda: b"rid-1"),
+        early_filters=(),
         observer=SimpleNamespace(done=observer.done_), clock=SimpleNamespace(loop=loop))
     downstream = Downstream()
     session = ProxySession(ctx, downstream, b"10.0.0.1", "10.0.0.1", b"\r\nX-Forwarded-Proto: https")
@@ -290,17 +292,13 @@ def test_upstream_request_and_response_edits_reach_the_heads(loaded):
     assert b"Server" not in sent and b"\r\nX-Status: 200\r\n" in sent
 
 
-def test_the_gateway_wide_filters_set_the_request_id_and_the_trace_context():
+def test_the_gateway_wide_filters_set_the_trace_context_when_tracing_is_on():
     with_tracing = gateway_filters(SimpleNamespace(enabled=True, sample_ratio=1.0))
-    assert [type(f) for f in with_tracing.early] == [RequestIdFilter, TracingFilter]
-    assert [type(f) for f in gateway_filters(SimpleNamespace(enabled=False)).early] == [RequestIdFilter]
-    session = SimpleNamespace(head=SimpleNamespace(request_id=b"", traceparent=b""), request_id=b"", traceparent=b"")
-    for filter_ in with_tracing.early:
-        filter_.early(session)
-    assert len(session.request_id) == 24 and session.traceparent.startswith(b"\r\ntraceparent: 00-")
-    session.head.request_id = b"client-id"
+    assert [type(f) for f in with_tracing.early] == [TracingFilter]
+    assert gateway_filters(SimpleNamespace(enabled=False)).early == ()
+    session = SimpleNamespace(head=SimpleNamespace(traceparent=b""), traceparent=b"")
     with_tracing.early[0].early(session)
-    assert session.request_id == b"client-id"
+    assert session.traceparent.startswith(b"\r\ntraceparent: 00-")
 
 
 class Refuse(Filter):
@@ -314,3 +312,4 @@ def test_an_early_answer_comes_before_routing(loaded):
     start(session)
     ((status, fields, body),) = downstream.answers
     assert status == 403 and b"refused before routing" in body and session.route is None
+    assert b"\r\nX-Request-ID: rid-1" in fields and session.state == {"early": True}
