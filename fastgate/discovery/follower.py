@@ -19,7 +19,6 @@ The helper also stops when its master is gone.
 """
 
 import asyncio
-import signal
 
 import uvloop
 
@@ -28,7 +27,7 @@ from fastgate.config.schema import DnsDiscovery
 from fastgate.discovery.dns import ResolutionFailed, make_resolver, resolve
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
-from fastgate.runtime.helper_process import name_process, until_orphaned
+from fastgate.runtime.helper_process import name_process, run_until_stopped
 from fastgate.upstream.server_table import ServerTable, TableFull
 
 PROCESS_NAME = b"fastgate-dns"
@@ -50,27 +49,12 @@ def run_discovery(loaded: LoadedConfig, master_pid: int) -> int:
 
 
 async def _follow_all(loop, loaded: LoadedConfig, master_pid: int) -> int:
-    stopped = loop.create_future()
-
-    def stop() -> None:
-        if not stopped.done():
-            stopped.set_result(None)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        loop.add_signal_handler(sig, stop)
-    loop.add_signal_handler(signal.SIGUSR1, errorlog.reopen)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     followed = [c for c in loaded.config.upstreams if c.discovery is not None]
     tasks = [loop.create_task(_follow(loaded.servers, c.name, c.discovery)) for c in followed]
-    tasks.append(loop.create_task(_watch_master(master_pid, stop)))
     log.info("discovery helper started: %d upstreams", len(followed))
-    try:
-        await stopped
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return 0
+    return await run_until_stopped(
+        loop, tasks, master_pid, _ORPHAN_CHECK_S,
+        lambda: log.warning("discovery helper: master %d is gone; stopping", master_pid), errorlog.reopen)
 
 
 async def _follow(table: ServerTable, upstream: str, discovery: DnsDiscovery) -> None:
@@ -95,10 +79,3 @@ async def _follow(table: ServerTable, upstream: str, discovery: DnsDiscovery) ->
         except Exception:  # a bug here must not stop the other upstreams' discovery
             log.exception("discovery: internal error resolving %s for upstream %s", discovery.name, upstream)
         await asyncio.sleep(wait_s)
-
-
-async def _watch_master(master_pid: int, stop) -> None:
-    """Stop when the master is gone (the helper was re-parented): nobody reads the table."""
-    await until_orphaned(master_pid, _ORPHAN_CHECK_S)
-    log.warning("discovery helper: master %d is gone; stopping", master_pid)
-    stop()

@@ -28,7 +28,6 @@ is gone.
 """
 
 import asyncio
-import signal
 import ssl
 from dataclasses import dataclass
 
@@ -40,7 +39,7 @@ from fastgate.health.settings import expected_statuses, probe_request
 from fastgate.health.state import HealthTable
 from fastgate.observe import errorlog
 from fastgate.observe.errorlog import log
-from fastgate.runtime.helper_process import name_process, until_orphaned
+from fastgate.runtime.helper_process import name_process, run_until_stopped
 from fastgate.wire.h1 import HEAD_END, HeadError, parse_response_head
 
 PROCESS_NAME = b"fastgate-health"
@@ -109,33 +108,11 @@ def run_checker(loaded: LoadedConfig, master_pid: int) -> int:
 
 
 async def _check_all(loop, table: HealthTable, checked: list[Target], master_pid: int) -> int:
-    stopped = loop.create_future()
-
-    def stop() -> None:
-        if not stopped.done():
-            stopped.set_result(None)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        loop.add_signal_handler(sig, stop)
-    loop.add_signal_handler(signal.SIGUSR1, errorlog.reopen)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     tasks = [loop.create_task(_check_forever(loop, table, target)) for target in checked]
-    tasks.append(loop.create_task(_watch_master(master_pid, stop)))
     log.info("health checker started: %d servers", len(checked))
-    try:
-        await stopped
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return 0
-
-
-async def _watch_master(master_pid: int, stop) -> None:
-    """Stop when the master is gone (the checker was re-parented): nobody uses its verdicts."""
-    await until_orphaned(master_pid, _ORPHAN_CHECK_S)
-    log.warning("health checker: master %d is gone; stopping", master_pid)
-    stop()
+    return await run_until_stopped(
+        loop, tasks, master_pid, _ORPHAN_CHECK_S,
+        lambda: log.warning("health checker: master %d is gone; stopping", master_pid), errorlog.reopen)
 
 
 async def _check_forever(loop, table: HealthTable, target: Target) -> None:
