@@ -23,6 +23,7 @@ _BAD_VALUE = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
 """Fields that HTTP/2 forbids (RFC 9113 8.2.2); ``te`` is allowed only as "trailers"."""
 _RESPONSE_DROPPED = _CONNECTION_SPECIFIC | {b"te", b"trailer"}
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority", b":protocol"))
 
 
 class StreamError(Exception):
@@ -36,7 +37,8 @@ def render_request(headers: list, end_stream: bool) -> bytes:
     headers gets ``Transfer-Encoding: chunked``: its DATA is rendered chunked.
     Raise StreamError for what HTTP/2 itself forbids.
     """
-    method = scheme = path = authority = host = content_length = protocol = None
+    host = content_length = None
+    pseudo: dict[bytes, bytes] = {}
     regular = False
     lines = [b""]
     cookies = []
@@ -46,28 +48,11 @@ def render_request(headers: list, end_stream: bool) -> bytes:
         if name[:1] == b":":
             if regular:
                 raise StreamError("a pseudo-header after a regular field")
-            if name == b":method":
-                if method is not None:
-                    raise StreamError("repeated :method")
-                method = value
-            elif name == b":scheme":
-                if scheme is not None:
-                    raise StreamError("repeated :scheme")
-                scheme = value
-            elif name == b":path":
-                if path is not None:
-                    raise StreamError("repeated :path")
-                path = value
-            elif name == b":authority":
-                if authority is not None:
-                    raise StreamError("repeated :authority")
-                authority = value
-            elif name == b":protocol":
-                if protocol is not None:
-                    raise StreamError("repeated :protocol")
-                protocol = value
-            else:
+            if name not in _REQUEST_PSEUDO:
                 raise StreamError("unknown pseudo-header")
+            if name in pseudo:
+                raise StreamError("repeated " + name.decode())
+            pseudo[name] = value
             continue
         regular = True
         if not _TOKEN.match(name):
@@ -78,7 +63,7 @@ def render_request(headers: list, end_stream: bool) -> bytes:
             if value.lower() != b"trailers":
                 raise StreamError("te other than trailers")
             continue  # hop-by-hop: it goes no further
-        if name == b"sec-websocket-key" and method == b"CONNECT":
+        if name == b"sec-websocket-key" and pseudo.get(b":method") == b"CONNECT":
             continue  # not used over HTTP/2 (RFC 8441 5): the upgrade sent upstream gets a key of ours
         if name == b"cookie":
             cookies.append(value)
@@ -93,6 +78,11 @@ def render_request(headers: list, end_stream: bool) -> bytes:
                 raise StreamError("bad content-length")
             content_length = int(value)
         lines.append(name + b": " + value)
+    method = pseudo.get(b":method")
+    scheme = pseudo.get(b":scheme")
+    path = pseudo.get(b":path")
+    authority = pseudo.get(b":authority")
+    protocol = pseudo.get(b":protocol")
     if method is None or scheme is None or not path:
         raise StreamError("missing :method, :scheme or :path")
     if method == b"CONNECT":
