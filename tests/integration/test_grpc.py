@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.support.certs import write_leaf
 from tests.support.gateway import Gateway
 from tests.support.grpc_service import EchoServer, Protos
 from tests.support.h2_upstream import H2Upstream
@@ -150,11 +151,7 @@ def test_a_bidi_call_in_lock_step(gateways, protos, echo):
 
 def test_grpc_over_tls_with_alpn_h2(gateways, protos, echo, tmp_path):
     authority = trustme.CA()
-    leaf = authority.issue_cert("grpc.test")
-    leaf.private_key_pem.write_to_path(str(tmp_path / "site.key"))
-    with open(tmp_path / "site.pem", "wb") as f:
-        for pem in leaf.cert_chain_pems:
-            f.write(pem.bytes())
+    write_leaf(tmp_path, "site", authority.issue_cert("grpc.test"))
     gw = start(gateways, grpc_upstream(echo), tls_dir=tmp_path)
     credentials = grpc.ssl_channel_credentials(root_certificates=authority.cert_pem.bytes())
     with grpc.secure_channel(f"127.0.0.1:{gw.tls_port}", credentials,

@@ -24,6 +24,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.support.certs import site_pki
 from tests.support.gateway import Gateway
 from tests.support.ports import free_port
 from tests.support.upstream import Upstream, pattern_sha256
@@ -54,14 +55,7 @@ class H2Gateway(Gateway):
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory) -> tuple[trustme.CA, Path]:
     directory = tmp_path_factory.mktemp("h2pki")
-    authority = trustme.CA()
-    leaf = authority.issue_cert("site.test")
-    leaf.private_key_pem.write_to_path(str(directory / "site.key"))
-    with open(directory / "site.pem", "wb") as f:
-        for pem in leaf.cert_chain_pems:
-            f.write(pem.bytes())
-    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
-    return authority, directory
+    return site_pki(directory), directory
 
 
 def start(gateways, ca, upstream: Upstream, config: dict | None = None, tls_http2: bool | None = None) -> H2Gateway:

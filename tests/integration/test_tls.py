@@ -20,6 +20,7 @@ import pytest
 import trustme
 from cryptography import x509
 
+from tests.support.certs import write_leaf
 from tests.support.gateway import Gateway, run_cli
 from tests.support.metrics import admin_get, settled, value
 from tests.support.ports import free_port
@@ -52,10 +53,7 @@ class Pki:
         self.write_pair("client", self.client_ca.issue_cert("gateway.client.test"))
 
     def write_pair(self, name: str, cert: trustme.LeafCert) -> None:
-        cert.private_key_pem.write_to_path(str(self.dir / f"{name}.key"))
-        with open(self.dir / f"{name}.pem", "wb") as f:
-            for pem in cert.cert_chain_pems:
-                f.write(pem.bytes())
+        write_leaf(self.dir, name, cert)
 
     def path(self, name: str) -> str:
         return str(self.dir / name)

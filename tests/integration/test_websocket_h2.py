@@ -11,8 +11,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-import trustme
 
+from tests.support.certs import site_pki
 from tests.support.gateway import Gateway
 from tests.support.metrics import settled, value
 from tests.support.h2_websocket import (
@@ -48,13 +48,7 @@ class WsH2Gateway(Gateway):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("wsh2pki")
-    authority = trustme.CA()
-    leaf = authority.issue_cert("site.test")
-    leaf.private_key_pem.write_to_path(str(directory / "site.key"))
-    with open(directory / "site.pem", "wb") as f:
-        for pem in leaf.cert_chain_pems:
-            f.write(pem.bytes())
-    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
+    site_pki(directory)
     return directory
 
 
