@@ -154,6 +154,11 @@ def curl(gw: AcmeGateway, root: Path, name: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
+def old_workers_gone(gw: AcmeGateway) -> None:
+    """The workers of the generation before the last reload have left (only the 2 new ones serve)."""
+    wait_until(lambda: len(gw.worker_pids()) == 2, "the old workers have left after the reload")
+
+
 def write_root(gw: AcmeGateway) -> Path:
     root = gw.dir / "pebble-root.pem"
     root.write_bytes(gw.pebble.root_pem())
@@ -164,6 +169,9 @@ def test_certificate_is_issued_stored_privately_and_trusted(acme_env):
     gw = acme_env()
     # before the first certificate the listener serves a self-signed placeholder for the names
     cert = wait_until(lambda: issued_by_pebble(gw), "the gateway serves a certificate from pebble", timeout_s=60)
+    # until the reload that put it in service has let the old workers go, they may still take a connection
+    # (with the placeholder), as any graceful reload's old workers do until they stop accepting
+    old_workers_gone(gw)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(NAMES)
     root = write_root(gw)
@@ -182,8 +190,6 @@ def test_certificate_is_issued_stored_privately_and_trusted(acme_env):
     # one manager per gateway, whatever the worker count
     managers = [pid for pid in procfs.children(gw.pid) if procfs.name(pid) == ACME_NAME]
     assert len(managers) == 1
-    # the reload that put the certificate in service lets the old workers finish first
-    wait_until(lambda: len(gw.worker_pids()) == 2, "the old workers have left after the reload")
     found = settled(gw)
     assert value(found, "fastgate_acme_certificates_issued_total", certificate="shop.test") == 1
     assert value(found, "fastgate_acme_failures_total", certificate="shop.test") == 0
@@ -198,6 +204,7 @@ def test_renewal_replaces_the_certificate_while_requests_flow(acme_env):
     # a 30 s certificate renewed with 25 s left: the first renewal comes ~10 s after the first order
     gw = acme_env(validity_s=30, renew_before="25s")
     first = wait_until(lambda: issued_by_pebble(gw), "the gateway serves a certificate from pebble", timeout_s=60)
+    old_workers_gone(gw)  # the placeholder's workers: see above
     root = write_root(gw)
     context = ssl.create_default_context(cafile=str(root))
     outcomes = {"ok": 0, "failed": []}
