@@ -16,6 +16,11 @@ share of the real CPU time is smaller than its share here.
 
     python -m bench.icount                          # observe and limit-local, each with its baseline
     python -m bench.icount --scenarios small --requests 2000
+    python -m bench.icount --scenarios h2c,https --requests 2000
+
+The client is http.client for HTTP/1.1 (over TLS for an https scenario), and
+h2load on one connection with the scenario's streams in flight for HTTP/2
+(h2 over TLS, h2c in cleartext).
 """
 
 import argparse
@@ -24,6 +29,8 @@ import os
 import re
 import shutil
 import signal
+import ssl
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from bench.procs import Proc, ProcError, free_port, make_workdir
 from bench.redis import start_redis, start_redis_cluster
 from bench.run import scenario_features
 from bench.scenarios import SCENARIOS, Scenario
+from bench.tls import self_signed
 
 START_TIMEOUT_S = 180.0
 """fastgate starts in a few seconds, under valgrind in tens of them."""
@@ -45,9 +53,33 @@ USER_AGENT = "bench-icount/1.0"
 """Clients send one, and the access log records it."""
 
 
-def _get(port: int, path: str, requests: int) -> None:
+def _send(port: int, scenario: Scenario, requests: int) -> None:
+    """``requests`` GETs of the scenario's path on one connection, in the scenario's protocol."""
+    if scenario.http2:
+        _h2load(port, scenario, requests)
+    else:
+        _get(port, scenario.path, requests, scenario.tls)
+
+
+def _h2load(port: int, scenario: Scenario, requests: int) -> None:
+    """h2load on one connection keeping ``scenario.streams`` requests in flight; RuntimeError unless all are 2xx."""
+    url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}"
+    argv = ["h2load", "-n", str(requests), "-c", "1", "-m", str(scenario.streams), "-H", f"user-agent: {USER_AGENT}",
+            url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
+    if f"status codes: {requests} 2xx" not in out:
+        raise RuntimeError(f"h2load did not get {requests} 2xx answers:\n{out}")
+
+
+def _get(port: int, path: str, requests: int, tls: bool) -> None:
     """``requests`` GETs on one keep-alive connection; RuntimeError unless each is a 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection("127.0.0.1", port, timeout=60,
+                                                                        context=context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         for _ in range(requests):
             conn.request("GET", path, headers={"User-Agent": USER_AGENT})
@@ -74,8 +106,9 @@ def _worker_instructions(out_dir: Path) -> int:
 def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port: int, redis_port: int,
                   workdir: Path) -> int:
     """Instructions of ``peer``'s worker in one run that serves WARMUP_REQUESTS + ``requests``."""
-    spec = ProxySpec(workdir, free_port(), origin_port, 1, scenario_features(scenario, peer), 256, redis_port)
     workdir.mkdir(parents=True)
+    spec = ProxySpec(workdir, free_port(), origin_port, 1, scenario_features(scenario, peer), 256, redis_port,
+                     self_signed(workdir / "tls") if scenario.tls else None, scenario.http2)
     log = workdir / "server.log"
     argv, _ = peer.configure(spec, log)
     # a fixed hash seed: dicts and sets lay out the same in every run
@@ -84,8 +117,8 @@ def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port
     proc = Proc(peer.name, argv, log)
     try:
         proc.wait_for_port(spec.port, START_TIMEOUT_S)
-        _get(spec.port, scenario.path, WARMUP_REQUESTS)
-        _get(spec.port, scenario.path, requests)
+        _send(spec.port, scenario, WARMUP_REQUESTS)
+        _send(spec.port, scenario, requests)
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(STOP_TIMEOUT_S)
     finally:
@@ -107,10 +140,6 @@ def main(argv: list[str]) -> int:
                    help="comma-separated scenarios; a scenario with a baseline measures both (default %(default)s)")
     p.add_argument("--requests", type=int, default=3000, help="N (default %(default)s)")
     args = p.parse_args(argv)
-    for tool, package in (("valgrind", "valgrind"), ("nginx", "nginx-light")):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (apt-get install -y {package})")
-            return 2
     scenarios = []
     for name in args.scenarios.split(","):
         if name not in SCENARIOS:
@@ -118,6 +147,13 @@ def main(argv: list[str]) -> int:
         if SCENARIOS[name].workers != 1:
             p.error(f"{name}: only one-worker scenarios can be counted")
         scenarios.append(SCENARIOS[name])
+    tools = [("valgrind", "valgrind"), ("nginx", "nginx-light")]
+    if any(scenario.http2 for scenario in scenarios):
+        tools.append(("h2load", "nghttp2-client"))
+    for tool, package in tools:
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (apt-get install -y {package})")
+            return 2
     workdir = make_workdir("fastgate-icount-")
     try:
         origin, origin_port = start_origin(workdir / "origin", None)

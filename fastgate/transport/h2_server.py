@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 ``H2ServerConnection`` is an asyncio Protocol over the sans-IO ``h2`` library
-(server side, header validation on). It multiplexes: every request stream
+(server side; h2's own header checks are off: those below are stricter).
+It multiplexes: every request stream
 gets an ``H2Stream``, which offers its own ProxySession (proxy/session.py)
 the same downstream surface ClientConnection (h1_server.py) offers, so the
 request's life (route, limits, answer or forward, retries, log) is the
@@ -75,7 +76,6 @@ last stream id served, and the connection closes.
 """
 
 import asyncio
-import re
 from collections import deque
 
 from h2.connection import H2Connection
@@ -96,11 +96,11 @@ from fastgate.transport.h2_flow import (
     WAIT_BODY_BYTES as _BODY_BYTES, WAIT_NOTHING as _NOTHING, WAIT_TUNNEL_IDLE as _TUNNEL_IDLE, ResponseFlow,
 )
 from fastgate.wire.chunked import (
-    REQUEST_TRAILER_FORBIDDEN, BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
+    BodyTooLarge, ChunkedFramer, FramingError, forwardable_trailers, render_trailers,
 )
 from fastgate.wire.grpc import is_grpc
 from fastgate.wire.h1 import HeadError, header_value, new_request_parser, parse_request_head
-from fastgate.wire.h2_fields import StreamError, render_request, response_headers, tunnel_headers
+from fastgate.wire.h2_fields import StreamError, render_request, response_headers, trailer_refused, tunnel_headers
 from fastgate.wire.h2_guard import HEADER_LIST, PROTOCOL_ERROR
 from fastgate.wire.websocket import accept_of
 
@@ -119,8 +119,6 @@ _DRAIN_PING = b"fg-drain"
 _DRAIN_ACK_WAIT_S = 1.0
 """How long the final GOAWAY (with the real last stream id) waits for that ACK."""
 
-_BAD_TRAILER = re.compile(rb"[\r\n\x00]|\A[ \t]|[ \t]\Z")
-"""A request trailer value that HTTP/1.1 cannot carry as it is."""
 _PENDING, _BUFFER, _BODY, _TUNNEL, _DONE = range(5)
 
 class H2Stream:
@@ -257,7 +255,7 @@ class H2Stream:
         if not self.chunked:
             return
         for name, value in fields:
-            if name[:1] == b":" or name in REQUEST_TRAILER_FORBIDDEN or _BAD_TRAILER.search(value):
+            if trailer_refused(name, value):
                 self.protocol_error()
                 return
         self.request_trailers = fields

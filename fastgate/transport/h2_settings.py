@@ -6,6 +6,7 @@ from h2.settings import SettingCodes, Settings
 
 from fastgate.config.schema import Http, Http2
 from fastgate.wire.h2_guard import FrameGuard
+from fastgate.wire.hpack_encode import StaticEncoder
 
 
 class H2Limits:
@@ -41,8 +42,18 @@ class H2Limits:
         all of them (h2 counts the streams of a whole read before the connection sees one of them,
         so its own count runs ahead of the connection's; a burst of twice the limit is still its
         connection error).
+
+        h2 neither checks nor normalises header fields either way: the connection checks a request's
+        fields itself, more strictly (wire/h2_fields.py ``render_request``, and ``trailer_refused``
+        for its trailers), and makes its responses' fields in the form HTTP/2 wants
+        (``response_headers``, chunked.py ``forwardable_trailers``); h2's generator pipelines did the
+        same work again at a fifth of a request's cost. Responses are HPACK-coded without a dynamic
+        table (wire/hpack_encode.py).
         """
-        conn = H2Connection(H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True))
+        conn = H2Connection(H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False,
+            validate_outbound_headers=False, normalize_outbound_headers=False))
+        conn.encoder = StaticEncoder()
         announced = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams,
             SettingCodes.MAX_FRAME_SIZE: self.max_frame_bytes,

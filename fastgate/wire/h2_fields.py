@@ -15,6 +15,7 @@ Any other CONNECT, or another ``:protocol``, is a stream error.
 
 import re
 
+from fastgate.wire.chunked import REQUEST_TRAILER_FORBIDDEN
 from fastgate.wire.websocket import new_key
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
@@ -116,6 +117,13 @@ def render_request(headers: list, end_stream: bool) -> bytes:
         parts.append(b"\r\nTransfer-Encoding: chunked")
     parts.append(b"\r\n\r\n")
     return b"".join(parts)
+
+
+def trailer_refused(name: bytes, value: bytes) -> bool:
+    """A request trailer field that makes the stream an error: a name that is not a lower-case token
+    (a pseudo-header among them), one that frames, routes or authorises the request, or a value
+    HTTP/1.1 cannot carry as it is."""
+    return not _TOKEN.match(name) or name in REQUEST_TRAILER_FORBIDDEN or _BAD_VALUE.search(value) is not None
 
 
 def response_headers(status: int, block: bytes) -> list:

@@ -272,7 +272,7 @@ def test_http1_still_served_beside_h2c_and_alpn_can_be_turned_off(gateways, ca, 
 
 # -- refused requests ---------------------------------------------------------------------
 
-def h2_client_request(port: int, headers: list, body: bytes | None = None) -> list:
+def h2_client_request(port: int, headers: list, body: bytes | None = None, trailers: list | None = None) -> list:
     """Send one request with hand-built frames (no header validation), return the events until the
     stream or the connection ends."""
     config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
@@ -283,7 +283,9 @@ def h2_client_request(port: int, headers: list, body: bytes | None = None) -> li
         sock.sendall(conn.data_to_send())
         conn.send_headers(1, headers, end_stream=body is None)
         if body is not None:
-            conn.send_data(1, body, end_stream=True)
+            conn.send_data(1, body, end_stream=trailers is None)
+        if trailers is not None:
+            conn.send_headers(1, trailers, end_stream=True)
         sock.sendall(conn.data_to_send())
         seen = []
         while True:
@@ -310,9 +312,21 @@ def h2_client_request(port: int, headers: list, body: bytes | None = None) -> li
     (b"upgrade", b"websocket"),
     (b"te", b"gzip"),
     (b"x-bad", b"a\r\nb"),
+    (b"x-bad", b"a\x00b"),
+    (b"x-bad", b" leading-blank"),
+    (b"x-bad", b"trailing-tab\t"),
     (b"X-Upper", b"1"),
+    (b"x bad", b"1"),
+    (b"x:bad", b"1"),
+    (b"", b"empty-name"),
+    (b":path", b"/again"),
+    (b":status", b"200"),
+    (b":unknown", b"1"),
+    (b"host", b"other.test"),
 ])
 def test_forbidden_headers_are_refused_and_nothing_goes_upstream(gateways, ca, upstream, bad):
+    """Each of these is a stream error (PROTOCOL_ERROR) that the gateway itself finds (h2's own field
+    checks are off), and the request goes nowhere."""
     gw = start(gateways, ca, upstream)
     headers = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
                (b":path", b"/echo/bad"), bad]
@@ -324,6 +338,22 @@ def test_forbidden_headers_are_refused_and_nothing_goes_upstream(gateways, ca, u
     good = h2_client_request(gw.port, headers[:4])
     assert any(isinstance(e, h2.events.ResponseReceived) for e in good)
     assert len(upstream.requests_with("/echo/bad")) == 1
+
+
+@pytest.mark.parametrize("trailer", [(b"X-Upper", b"1"), (b"x bad", b"1"), (b":path", b"/x"),
+                                     (b"content-length", b"3"), (b"x-bad", b"a\r\nb")])
+def test_a_forbidden_request_trailer_is_refused_and_the_body_never_completes_upstream(gateways, ca, upstream,
+                                                                                      trailer):
+    """A trailer HTTP/1.1 could not carry, or one that frames the request, resets the stream: the
+    chunked body sent upstream never gets its last chunk, so no upstream sees a whole request."""
+    gw = start(gateways, ca, upstream)
+    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
+               (b":path", b"/echo/trailer")]
+    events = h2_client_request(gw.port, headers, b"abc", [trailer])
+    assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 1 for e in events), events
+    good = h2_client_request(gw.port, headers, b"abc", [(b"x-sum", b"1")])
+    assert any(isinstance(e, h2.events.ResponseReceived) for e in good)
+    assert [r.body for r in upstream.requests_with("/echo/trailer")] == [b"abc"]
 
 
 def test_content_length_that_disagrees_with_data_is_refused(gateways, ca, upstream):
