@@ -56,13 +56,13 @@ class ResponseFlow:
                 return
             if stream.out or stream.corked is not None or stream.end_queued:
                 self._flush(stream)
-        self.send()
+        self.send_soon()
         self._resume_upstreams()
 
     def flush_stream(self, stream) -> None:
         if not self.closed:
             self._flush(stream)
-            self.send()
+            self.send_soon()
             if (stream.out_bytes and not stream.upstream_paused
                     and self.held_bytes > self.ctx.http2.response_buffer_bytes):
                 self._pause(stream)
@@ -145,5 +145,4 @@ class ResponseFlow:
         if progress:
             self._resume_upstreams()
         if stream.finished and stream.done:
-            self.send()
             self.stream_over(stream)

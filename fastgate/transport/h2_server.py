@@ -488,7 +488,7 @@ class H2Stream:
                 unacked = self.unacked
                 self.unacked = 0
                 self.conn.ack(self.stream_id, unacked)
-                self.conn.send()
+                self.conn.send_soon()
 
     def close(self) -> None:
         """The session is done with the stream: an answer queued still goes out, else the stream is reset."""
@@ -557,7 +557,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         "ctx", "proto_header", "transport", "h2", "streams", "closed", "client_ip", "client_text",
         "writing_paused", "deadline", "going_away", "goaway_sent", "lingering", "discarding", "guard", "verdict",
         "last_stream_id", "drain_acked",
-        "held_bytes", "paused_streams",
+        "held_bytes", "paused_streams", "send_scheduled",
     )
 
     def __init__(self, ctx: WorkerContext, proto_header: bytes) -> None:
@@ -592,6 +592,8 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         """Response bytes waiting in the streams' queues (h2_flow.py)."""
         self.paused_streams: set = set()
         """Streams whose upstream is paused because their client does not take their response."""
+        self.send_scheduled = False
+        """``send_soon`` asked for a write at the end of this loop turn."""
 
     # -- asyncio callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -797,10 +799,24 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
 
     # -- what the streams call -----------------------------------------------------
     def send(self) -> None:
-        """Write what h2 has to send."""
+        """Write what h2 has to send, now: before the transport closes or writes past h2, at the end of
+        a read, and where a full socket must stop a sending loop."""
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
+
+    def send_soon(self) -> None:
+        """Write what h2 has to send at the end of this loop turn: the responses of several streams
+        that complete in one turn (each upstream's read is its own callback) go out in one write,
+        not a system call each. Any ``send`` before then takes them along."""
+        if not self.send_scheduled:
+            self.send_scheduled = True
+            self.ctx.clock.loop.call_soon(self._send_scheduled)
+
+    def _send_scheduled(self) -> None:
+        self.send_scheduled = False
+        if not self.transport.is_closing():
+            self.send()
 
     def ack(self, stream_id: int, flow: int) -> None:
         """``flow`` bytes of the stream's DATA were taken: the client may send as much more."""
@@ -814,7 +830,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
             self.h2.reset_stream(stream_id, code)
         except ProtocolError:
             pass  # already closed on h2's side
-        self.send()
+        self.send_soon()
 
     def send_headers(self, stream: H2Stream, headers: list, end: bool) -> bool:
         if self.closed or stream.finished:
@@ -824,7 +840,7 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
         except ProtocolError:
             log.warning("HTTP/2 response headers refused for %s: %r", self.client_text, headers)
             return False
-        self.send()
+        self.send_soon()
         return True
 
     def stream_over(self, stream: H2Stream) -> None:
@@ -846,11 +862,13 @@ class H2ServerConnection(ResponseFlow, asyncio.Protocol):
             self.discarding[stream.stream_id] = _DISCARD_BYTES
         if flow:
             self.h2.acknowledge_received_data(flow, stream.stream_id)
-        self.send()
+        if not self.streams and self.goaway_sent:
+            self.send()
+            self.transport.close()
+            return
+        self.send_soon()
         if not self.streams:
-            if self.goaway_sent:
-                self.transport.close()
-            elif self.drain_acked:
+            if self.drain_acked:
                 self._final_goaway()
             elif not self.writing_paused and not self.going_away:
                 self._idle_deadline()
