@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A stream's response bytes wait in its ``out`` queue (H2Stream, h2_server.py) until the client's
+A stream's response bytes wait in its ``out`` queue (H2Stream, h2_stream.py) until the client's
 windows (the stream's and the connection's) and its max frame size let them go, and while the
 socket takes them (``writing_paused`` stops the sending loop). ``_flush`` sends what fits, with
 END_STREAM on the last byte when the response has ended; a stream whose window stays closed is

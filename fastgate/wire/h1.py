@@ -85,7 +85,7 @@ class RequestHead:
         """The query string with its leading "?", or b""."""
         self.http_1_0 = False
         self.http2 = False
-        """The request came over HTTP/2 (transport/h2_server.py renders it as this HTTP/1.1 head);
+        """The request came over HTTP/2 (transport/h2_stream.py renders it as this HTTP/1.1 head);
         the access log's protocol is then "HTTP/2.0"."""
         self.grpc = False
         """A gRPC call: an HTTP/2 request with a gRPC content-type (set by the HTTP/2 adapter)."""

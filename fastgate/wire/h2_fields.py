@@ -4,7 +4,7 @@ An HTTP/2 request's header list is checked beyond what the h2 library
 checks, then rendered as the HTTP/1.1 request head it stands for, so that
 wire/h1.py's parser (target, Host and size rules) and the rest of the core
 serve it unchanged; a response head's ``\r\nName: value`` lines become
-HTTP/2 response fields (transport/h2_server.py uses both).
+HTTP/2 response fields (transport/h2_stream.py uses both).
 
 An extended CONNECT (RFC 8441) with ``:protocol websocket`` is rendered as
 the HTTP/1.1 WebSocket upgrade it stands for: a GET with ``Connection:

@@ -22,7 +22,7 @@ lookup.
   is needed).
 
 The caller gives names in lower case and values without CR, LF or NUL:
-the encoder does not check (transport/h2_server.py's fields are made so).
+the encoder does not check (transport/h2_stream.py's fields are made so).
 """
 
 from hpack.table import HeaderTable
