@@ -61,11 +61,14 @@ def upstream_request_head(
         parts.append(b"\r\nX-Forwarded-Host: " + head.host)
     if request_id and not head.request_id:
         parts.append(b"\r\nX-Request-ID: " + request_id)
-    parts.append(traceparent)
+    if traceparent:
+        parts.append(traceparent)
     if head.upgrade and not line:
         parts.append(b"\r\nConnection: upgrade\r\nUpgrade: " + head.upgrade)
-    parts.append(edits.extra)
-    parts.append(extra)
+    if edits.extra:
+        parts.append(edits.extra)
+    if extra:
+        parts.append(extra)
     if body_length >= 0:
         parts.append(b"\r\nContent-Length: %d" % body_length)
     parts.append(b"\r\n\r\n")
@@ -95,8 +98,10 @@ def client_response_head(
             drops.append(head.request_id_span)
         drops.sort()
     splice_headers(parts, raw, head.line_end, drops)
-    parts.append(edits.extra)
-    parts.append(extra)
+    if edits.extra:
+        parts.append(edits.extra)
+    if extra:
+        parts.append(extra)
     if request_id:
         parts.append(b"\r\nX-Request-ID: " + request_id)
     if close:
