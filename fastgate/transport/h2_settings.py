@@ -6,6 +6,7 @@ from h2.settings import SettingCodes, Settings
 
 from fastgate.config.schema import Http, Http2
 from fastgate.wire.h2_guard import FrameGuard
+from fastgate.wire.hpack_decode import FastDecoder
 from fastgate.wire.hpack_encode import StaticEncoder
 
 
@@ -48,12 +49,13 @@ class H2Limits:
         for its trailers), and makes its responses' fields in the form HTTP/2 wants
         (``response_headers``, chunked.py ``forwardable_trailers``); h2's generator pipelines did the
         same work again at a fifth of a request's cost. Responses are HPACK-coded without a dynamic
-        table (wire/hpack_encode.py).
+        table (wire/hpack_encode.py), requests decoded by wire/hpack_decode.py.
         """
         conn = H2Connection(H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False))
         conn.encoder = StaticEncoder()
+        conn.decoder = FastDecoder()
         announced = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams,
             SettingCodes.MAX_FRAME_SIZE: self.max_frame_bytes,
