@@ -4,6 +4,7 @@ followed without running a call twice, a dead primary failing its own calls only
 
 import asyncio
 
+import pytest
 import uvloop
 
 from fastgate.ratelimit import Limit, RateLimiter, RateLimitSettings, RedisSettings
@@ -171,3 +172,39 @@ def test_a_rate_limit_check_whose_slot_moved_is_decided_by_redis():
         assert after == [200, 200, 429, 429]  # the third request of each: 200; the fourth: the budget of 3 is spent
         assert other.command_calls("asking") == 1  # one script call for the asked key's two checks
         assert limiter.stats.redis_failures == 0
+
+
+@pytest.mark.parametrize("access", ["password", "acl_user", "wrong_password"])
+def test_a_cluster_that_wants_credentials(access):
+    with RedisClusterServers(masters=3, password="s3cret") as cluster:
+        if access == "acl_user":
+            for node in cluster.nodes:
+                node.cli("acl", "setuser", "fastgate", "on", ">gate-pw", "~fg:rl:*", "+@all")
+        username, password = {"password": ("", "s3cret"), "acl_user": ("fastgate", "gate-pw"),
+                              "wrong_password": ("", "wrong")}[access]
+        limiter = RateLimiter.create_shared(RateLimitSettings(
+            store="redis", on_redis_failure="deny",
+            redis=RedisSettings(cluster_nodes=cluster.addresses[:1], username=username, password=password,
+                                timeout=2.0)))
+        route = limiter.compile_route("auth", [Limit(key=["ip"], rate="2/d")])
+
+        async def scenario():
+            limiter.attach(asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            statuses = []
+            try:
+                for ip in [b"10.8.0.%d" % n for n in range(4)] * 3:  # 4 keys, most likely on 3 nodes
+                    future = loop.create_future()
+                    route.check(route.keys(ip, lambda name: None, b"", None, None), future.set_result)
+                    statuses.append(future)
+                async with asyncio.timeout(10):
+                    return [d.status for d in await asyncio.gather(*statuses)]
+            finally:
+                await limiter.close()
+
+        result = uvloop.run(scenario())
+        if access == "wrong_password":
+            assert result == [503] * 12
+        else:
+            assert result == [200] * 8 + [429] * 4
+            assert sum(int(node.cli("dbsize")) for node in cluster.nodes) == 4

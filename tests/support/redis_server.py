@@ -154,11 +154,14 @@ class RedisServer:
 class RedisClusterServers:
     """redis-server processes joined into one cluster, all slots covered: ``masters`` primaries, each
     with ``replicas`` replicas (``--cluster-replicas``). A primary that stops answering for
-    ``node_timeout_ms`` is failed over to its replica by the others."""
+    ``node_timeout_ms`` is failed over to its replica by the others. ``password`` protects every
+    node's default user (no replicas then: they would need masterauth too)."""
 
-    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000,
+                 password: str | None = None) -> None:
         self.replicas = replicas
-        self.nodes = [RedisServer(cluster=True, cluster_node_timeout_ms=node_timeout_ms)
+        self.password = password
+        self.nodes = [RedisServer(password, cluster=True, cluster_node_timeout_ms=node_timeout_ms)
                       for _ in range(masters * (1 + replicas))]
 
     @property
@@ -169,7 +172,8 @@ class RedisClusterServers:
         try:
             for node in self.nodes:
                 node.start()
-            subprocess.run([REDIS_CLI, "--cluster", "create", *self.addresses,
+            auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+            subprocess.run([REDIS_CLI, *auth, "--cluster", "create", *self.addresses,
                             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                            capture_output=True, text=True, timeout=30, check=True)
             self.wait_ok()
