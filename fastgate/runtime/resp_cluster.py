@@ -47,6 +47,7 @@ _CLUSTER_SLOTS = encode([b"CLUSTER", b"SLOTS"])
 _ASKING = encode([b"ASKING"])
 _UNREACHABLE = (ConnectionError, OSError, TimeoutError)
 """What a node that cannot be reached raises (refused, reset, connect timeout)."""
+_NOT_ASKED: frozenset[int] = frozenset()
 
 
 def key_slot(key: bytes) -> int:
@@ -118,82 +119,88 @@ class RespCluster:
         elif not self._known:
             await self.learn()
         replies: list[object] = [None] * len(commands)
-        targets: dict[str | None, list[tuple[int, bool]]] = {}
+        targets: dict[str | None, list[int]] = {}
         nodes = self._slot_nodes
         for index, slot in enumerate(slots):
             node = nodes[slot]
             if node in targets:
-                targets[node].append((index, False))
+                targets[node].append(index)
             else:
-                targets[node] = [(index, False)]
+                targets[node] = [index]
+        await self._exchange(targets, commands, replies, _NOT_ASKED)
         for _ in range(MAX_REDIRECTIONS):
-            await self._exchange(targets, commands, replies)
-            targets = self._redirected(targets, replies)
+            targets, asked = self._redirected(replies)
             if not targets:
-                return replies
-        await self._exchange(targets, commands, replies)
+                break
+            await self._exchange(targets, commands, replies, asked)
         return replies
 
     async def execute_on_primaries(self, command: bytes) -> list[object]:
         """Send ``command`` to every primary of the map at once; their replies (SCRIPT LOAD)."""
         primaries = self.primaries()
         replies: list[object] = [None] * len(primaries)
-        await self._exchange({node: [(i, False)] for i, node in enumerate(primaries)}, [command] * len(primaries),
-                             replies)
+        await self._exchange({node: [i] for i, node in enumerate(primaries)}, [command] * len(primaries), replies,
+                             _NOT_ASKED)
         return replies
 
-    async def _exchange(self, targets: dict[str | None, list[tuple[int, bool]]], commands: Sequence[bytes],
-                        replies: list[object]) -> None:
-        """One round: each node's commands (``(index, asking)``) in one write, then every reply."""
-        clients = {node: self._client(node) for node in targets if node is not None}
-        idle = [client for client in clients.values() if not client.connected]
+    async def _exchange(self, targets: dict[str | None, list[int]], commands: Sequence[bytes],
+                        replies: list[object], asked: frozenset[int]) -> None:
+        """One round: each node's commands (by index) in one write, those in ``asked`` preceded by
+        ASKING; then every reply into ``replies``."""
+        sends = [(self._client(node) if node is not None else None, indices) for node, indices in targets.items()]
+        idle = [client for client, _ in sends if client is not None and not client.connected]
         refused: dict[RespClient, BaseException] = {}
         if idle:  # connect them concurrently; a failed one fails its own commands below
             outcomes = await asyncio.gather(*[client.connect() for client in idle], return_exceptions=True)
             refused = {client: outcome for client, outcome in zip(idle, outcomes) if outcome is not None}
         waits = []
-        for node, calls in targets.items():
-            client = clients.get(node)  # type: ignore[arg-type]
+        for client, indices in sends:
             try:
                 if client is None:
                     raise ConnectionError("no node serves this slot")
                 if client in refused:
                     raise refused[client]
-                payload = b"".join([_ASKING + commands[i] if asking else commands[i] for i, asking in calls])
-                waits.append((calls, client.send(payload, len(calls) + sum(asking for _, asking in calls))))
+                if asked:
+                    payload = b"".join([_ASKING + commands[i] if i in asked else commands[i] for i in indices])
+                    waits.append((indices, client.send(payload, len(indices) + len(asked.intersection(indices)))))
+                else:
+                    waits.append((indices, client.send(b"".join([commands[i] for i in indices]), len(indices))))
             except (*_UNREACHABLE, ReplyError) as exc:  # a ReplyError here: AUTH refused
-                for index, _ in calls:
+                for index in indices:
                     replies[index] = exc
                 self.relearn()
-        for calls, futures in waits:
+        for indices, futures in waits:
             position = 0
-            for index, asking in calls:
-                position += asking  # ASKING's +OK
+            for index in indices:
                 try:
+                    if index in asked:
+                        await futures[position]  # ASKING's +OK
+                        position += 1
                     replies[index] = await futures[position]
                 except _UNREACHABLE as exc:
                     replies[index] = exc
                     self.relearn()
                 position += 1
 
-    def _redirected(self, targets: dict[str | None, list[tuple[int, bool]]],
-                    replies: list[object]) -> dict[str | None, list[tuple[int, bool]]]:
-        """The commands of this round that were redirected, by the node they go to next."""
-        again: dict[str | None, list[tuple[int, bool]]] = {}
-        for calls in targets.values():
-            for index, _ in calls:
-                reply = replies[index]
-                if not isinstance(reply, ReplyError):
-                    continue
-                kind, _, rest = str(reply).partition(" ")
-                if kind not in ("MOVED", "ASK"):
-                    continue
-                slot, _, node = rest.partition(" ")
-                if kind == "MOVED":
-                    self._slot_nodes[int(slot)] = node
-                    self.relearn()
-                again.setdefault(node, []).append((index, kind == "ASK"))
-        return again
+    def _redirected(self, replies: list[object]) -> tuple[dict[str | None, list[int]], frozenset[int]]:
+        """The commands that the last round had redirected, by the node they go to next, and those of
+        them that go with ASKING."""
+        targets: dict[str | None, list[int]] = {}
+        asked = []
+        for index, reply in enumerate(replies):
+            if type(reply) is not ReplyError:
+                continue
+            kind, _, rest = str(reply).partition(" ")
+            if kind == "ASK":
+                asked.append(index)
+            elif kind != "MOVED":
+                continue
+            slot, _, node = rest.partition(" ")
+            if kind == "MOVED":
+                self._slot_nodes[int(slot)] = node
+                self.relearn()
+            targets.setdefault(node, []).append(index)
+        return targets, frozenset(asked)
 
     def _client(self, node: str) -> RespClient:
         client = self._clients.get(node)
