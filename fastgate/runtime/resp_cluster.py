@@ -206,6 +206,7 @@ class RespCluster:
         client = self._clients.get(node)
         if client is None:
             host, _, port = node.rpartition(":")
+            host = host.strip("[]")  # a startup node may be written "[::1]:7000"; the map has "::1:7000"
             url = f"redis://[{host}]:{port}" if ":" in host else f"redis://{host}:{port}"
             address = ServerAddress(url, self._username, self._password, self._tls)
             client = self._clients[node] = RespClient(address, self._timeout_s, self._loop)
