@@ -38,7 +38,7 @@ from bench.peers.base import ProxySpec
 from bench.peers.fastgate import Fastgate
 from bench.peers.origin import start_origin
 from bench.procs import Proc, ProcError, free_port, make_workdir
-from bench.redis import start_redis, start_redis_cluster
+from bench.redis import start_for_limit
 from bench.run import scenario_features
 from bench.scenarios import SCENARIOS, Scenario
 from bench.tls import self_signed
@@ -166,15 +166,11 @@ def main(argv: list[str]) -> int:
 
 
 def _count(scenario: Scenario, requests: int, origin_port: int, workdir: Path) -> None:
-    redis, redis_ports = [], [0]
-    if scenario.limit == "redis":
-        server, port = start_redis(workdir / "redis", None)
-        redis, redis_ports = [server], [port]
-    elif scenario.limit == "redis-cluster":
-        redis, redis_ports = start_redis_cluster(workdir / "redis", None)
+    redis, redis_ports = start_for_limit(scenario.limit, workdir / "redis", None)
     try:
         peers = [Fastgate()] + ([scenario.baseline.peer] if scenario.baseline else [])
-        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_ports[0], workdir)
+        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_ports[0] if redis else 0,
+                                         workdir)
                   for peer in peers}
     finally:
         for server in redis:

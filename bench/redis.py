@@ -16,8 +16,9 @@ def start_redis(workdir: Path, cpus: tuple[int, ...] | None, cluster: bool = Fal
     log = workdir / "redis.log"
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(workdir)]
-    if cluster:
-        argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf")]
+    if cluster:  # its own bus port: the default, port + 10000, fails for a port above 55535
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+                 "--cluster-port", str(free_port())]
     return start_listening("redis", argv, log, cpus, port), port
 
 
@@ -40,6 +41,18 @@ def start_redis_cluster(workdir: Path, cpus: tuple[int, ...] | None, nodes: int 
             proc.stop()
         raise
     return procs, ports
+
+
+def start_for_limit(limit: str, workdir: Path, cpus: tuple[int, ...] | None) -> tuple[list[Proc], list[int]]:
+    """The Redis that a scenario's ``limit`` (Scenario.limit) keeps its counters in: one server for
+    "redis", a 3-node cluster for "redis-cluster", none otherwise. Its processes (the caller stops
+    them) and ports; fastgate is given the first port (a cluster's other nodes it discovers)."""
+    if limit == "redis":
+        proc, port = start_redis(workdir, cpus)
+        return [proc], [port]
+    if limit == "redis-cluster":
+        return start_redis_cluster(workdir, cpus)
+    return [], []
 
 
 def _cli(port: int, *command: str) -> str:

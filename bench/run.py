@@ -22,7 +22,7 @@ from bench.loglines import LogLines
 from bench.peers.fastgate import SUPPORTED
 from bench.probe import ProbeError, probe
 from bench.procs import Pinning, ProcError, free_port
-from bench.redis import script_calls, start_redis, start_redis_cluster
+from bench.redis import script_calls, start_for_limit
 from bench.scenarios import Scenario
 from bench.tls import self_signed
 from bench.wrk import run_wrk
@@ -121,17 +121,12 @@ def run_scenario(scenario: Scenario, proxies: list[Proxy], origin_port: int,
 
     results: dict[str, dict] = {}
     with ExitStack() as stack:
-        redis_ports: list[int] = []
         if scenario.baseline and any(p.name == "fastgate" for p in proxies):
             proxies = [*proxies, scenario.baseline.peer]
-        if scenario.limit == "redis":
-            redis, port = start_redis(workdir / f"{scenario.name}-redis", pin.load if pin else None)
-            stack.callback(redis.stop)
-            redis_ports = [port]
-        elif scenario.limit == "redis-cluster":
-            nodes, redis_ports = start_redis_cluster(workdir / f"{scenario.name}-redis", pin.load if pin else None)
-            for node in nodes:
-                stack.callback(node.stop)
+        redis, redis_ports = start_for_limit(scenario.limit, workdir / f"{scenario.name}-redis",
+                                             pin.load if pin else None)
+        for server in redis:
+            stack.callback(server.stop)
         redis_port = redis_ports[0] if redis_ports else 0
         running: dict[str, tuple[Running, str]] = {}
         for proxy in proxies:

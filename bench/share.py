@@ -36,7 +36,7 @@ from bench.peers.fastgate import Fastgate
 from bench.peers.origin import start_origin
 from bench.procfs import cpu_us
 from bench.procs import Pinning, free_port, make_workdir, raise_fd_limit
-from bench.redis import start_redis
+from bench.redis import start_for_limit
 from bench.run import scenario_features
 from bench.scenarios import SCENARIOS, Scenario
 from bench.wrk import run_wrk
@@ -97,7 +97,8 @@ def measure(scenario: Scenario, control: bool, rounds: int, duration_s: int, con
         test = Fastgate()
         test_features, label = scenario_features(scenario, test), scenario.baseline.label
     tested, baseline = (test, test_features), (base, base_features)
-    redis, redis_port = start_redis(workdir / "redis", pin.load) if scenario.limit == "redis" else (None, 0)
+    redis, redis_ports = start_for_limit(scenario.limit, workdir / "redis", pin.load)
+    redis_port = redis_ports[0] if redis else 0
     try:
         both = []
         for order, peers in (("tested first", [tested, baseline]), ("baseline first", [baseline, tested])):
@@ -109,8 +110,8 @@ def measure(scenario: Scenario, control: bool, rounds: int, duration_s: int, con
         print(f"{scenario.name:12} {label}: requests {_describe([r for r, _ in both])}, "
               f"CPU per request {_describe([c for _, c in both])}", flush=True)
     finally:
-        if redis is not None:
-            redis.stop()
+        for server in redis:
+            server.stop()
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
-"""The rate limiter's link over coredis, for Redis Cluster and Sentinel: one client per worker,
-kept open, rebuilt if it fails (a single server goes through RespLink instead, see redis_link.py).
+"""The rate limiter's link over coredis, for Sentinel: one client per worker, kept open, rebuilt if
+it fails (a single server and Redis Cluster go through fastgate's own client, see redis_link.py).
 
 coredis clients must be entered with ``async with`` by a task that outlives
 every use of them (runtime/redis_client.py). ``CoredisLink`` runs that one
@@ -10,7 +10,6 @@ applied must not be sent twice.
 """
 
 import asyncio
-import binascii
 import logging
 from typing import Any
 
@@ -26,19 +25,18 @@ log = logging.getLogger("fastgate")
 
 
 class CoredisLink:
-    """A ScriptLink (redis_link.py) over coredis."""
+    """A ScriptLink (redis_link.py) over coredis, to the primary that the sentinels name."""
+
+    cluster = False
 
     def __init__(self, settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> None:
         self._server = settings.server()
         self._reconnect = reconnect
         self._loop = loop
         self.client: Any = None
-        """The entered coredis client (Redis or RedisCluster), or None while there is none."""
-        self.cluster = bool(settings.cluster_nodes)
+        """The entered coredis client, or None while there is none."""
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._refreshing: asyncio.Task | None = None
-        """A cluster layout refresh that calls wait for (``refresh``)."""
 
     async def connected(self) -> Any:
         """The client, once it is entered (callers bound the wait with their deadline)."""
@@ -49,8 +47,6 @@ class CoredisLink:
         self._task = self._loop.create_task(self._run())
 
     async def close(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -62,32 +58,12 @@ class CoredisLink:
             self.client.connection_pool.disconnect()
 
     def refresh(self) -> None:
-        if self.cluster and self.client is not None and self._refreshing is None:
-            self._refreshing = self._loop.create_task(self._refresh_layout(self.client))
+        """Nothing to learn here: coredis asks the sentinels for the primary when it reconnects."""
 
     def node_of(self, key: bytes) -> str:
-        """A cluster: the primary serving the key's slot (CRC16-XMODEM of its hash tag, as Redis
-        computes it); Sentinel: the service."""
-        if not self.cluster:
-            return f"sentinel:{self._server.sentinel_service}"
-        start = key.find(b"{") + 1
-        tag = key[start : key.index(b"}", start)] if start else key
-        slot = binascii.crc_hqx(tag, 0) % 16384
-        client = self.client
-        return client.connection_pool.cluster_layout.node_for_slot(slot).name if client else f"slot {slot}"
-
-    async def _refresh_layout(self, client: Any) -> None:
-        try:
-            await client.connection_pool.cluster_layout.initialize()
-        except Exception as exc:  # the next failures open the breaker again, and its probe refreshes
-            log.info("rate limit: the Redis Cluster layout could not be refreshed (%s: %s)", type(exc).__name__, exc)
-        finally:
-            self._refreshing = None
+        return f"sentinel:{self._server.sentinel_service}"
 
     async def _client(self) -> Any:
-        """The client, once any refresh of the layout has finished."""
-        if self._refreshing is not None:
-            await asyncio.shield(self._refreshing)
         return self.client or await self.connected()
 
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
@@ -104,13 +80,7 @@ class CoredisLink:
         return [_reply_error(r) if isinstance(r, ResponseError) else r for r in pipe.results]
 
     async def script_load(self) -> None:
-        """Load the script into every primary. In a cluster, first learn the current layout from
-        the nodes: this is the breaker's probe after failures, and a failover or a reshard may have
-        moved slots since (coredis itself refreshes only after many errors, which an open breaker
-        never lets happen)."""
         client = await self._client()
-        if self.cluster:
-            await client.connection_pool.cluster_layout.initialize()
         await client.script_load(SCRIPT)
 
     async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:

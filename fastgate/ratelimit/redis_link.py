@@ -1,20 +1,25 @@
 """How the Redis store reaches Redis: the script calls of one round trip, over the right client.
 
-Two clients, one interface (``ScriptLink``):
+Three links, one interface (``ScriptLink``):
 
 - a single server (``url``, with password, ACL user or TLS): ``RespLink``,
   over fastgate's own pipelined RESP2 client (runtime/resp.py). It costs a
   small part of what a general client costs per round trip, and round trips
   are what the Redis store pays per batch of checks.
-- Redis Cluster (``cluster_nodes``) and Sentinel (``sentinel_nodes``):
-  ``CoredisLink`` (coredis_link.py), whose coredis client
-  (runtime/redis_client.py) discovers the topology and follows it. coredis
-  is imported only then (it costs ~15 MB of RSS).
+- Redis Cluster (``cluster_nodes``): ``ClusterLink``, over the same client
+  with a slot map (runtime/resp_cluster.py): each call goes to the primary
+  of its hash tag's slot, every node's calls in one write, all nodes at
+  once; MOVED and ASK are followed (the call had not run).
+- Sentinel (``sentinel_nodes``): ``CoredisLink`` (coredis_link.py), whose
+  coredis client (runtime/redis_client.py) asks the sentinels for the
+  primary. coredis is imported only then (it costs ~15 MB of RSS).
 
 ``eval_groups`` sends one EVALSHA per ``ScriptCall`` in one round trip and
 returns each call's reply: the script's list of integers, or an exception
 instance (``ReplyError`` of runtime/resp.py for an error reply such as
-NOSCRIPT, which answers that call only). It raises when the round trip itself failed.
+NOSCRIPT, which answers that call only; in a cluster also the connection
+error of the one node that could not be reached). It raises when the round
+trip itself failed.
 Nothing is retried by a link: a check that may already have been applied
 must not be sent twice.
 """
@@ -25,6 +30,7 @@ from typing import Protocol
 from fastgate.ratelimit.config import BreakerSettings, RedisSettings
 from fastgate.ratelimit.lua import SCRIPT, SHA, ScriptArgs
 from fastgate.runtime.resp import RespClient, ServerAddress, encode
+from fastgate.runtime.resp_cluster import RespCluster, key_slot
 
 _SCRIPT_LOAD = encode([b"SCRIPT", b"LOAD", SCRIPT.encode()])
 _EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA.encode() + b"\r\n"
@@ -74,10 +80,12 @@ class ScriptLink(Protocol):
 
 
 def open_link(settings: RedisSettings, reconnect: BreakerSettings, loop: asyncio.AbstractEventLoop) -> ScriptLink:
-    if settings.cluster_nodes or settings.sentinel_nodes:
+    if settings.sentinel_nodes:
         from fastgate.ratelimit.coredis_link import CoredisLink
 
         return CoredisLink(settings, reconnect, loop)
+    if settings.cluster_nodes:
+        return ClusterLink(settings, loop)
     return RespLink(settings, loop)
 
 
@@ -118,6 +126,52 @@ class RespLink:
     async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
         command = encode([b"EVAL", script.encode(), b"%d" % len(keys), *keys, *args])
         (reply,) = await self._client.execute(command, 1)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+class ClusterLink:
+    """A Redis Cluster over fastgate's RESP2 client: one connection per primary, calls routed by slot."""
+
+    cluster = True
+
+    def __init__(self, settings: RedisSettings, loop: asyncio.AbstractEventLoop) -> None:
+        server = settings.server()
+        self._cluster = RespCluster(server.cluster_nodes, server.username, server.password, server.ssl_context(),
+                                    server.timeout_s, loop)
+
+    def start(self) -> None:
+        self._cluster.relearn()
+
+    async def close(self) -> None:
+        await self._cluster.close()
+
+    def drop_connections(self) -> None:
+        self._cluster.disconnect()
+
+    def refresh(self) -> None:
+        self._cluster.relearn()
+
+    def node_of(self, key: bytes) -> str:
+        return self._cluster.node_of_slot(key_slot(key))
+
+    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
+        """Each call to the primary of its slot (the keys of one call share a hash tag)."""
+        return await self._cluster.execute([key_slot(call.keys[0]) for call in calls],
+                                           [_encode_evalsha(call) for call in calls])
+
+    async def script_load(self) -> None:
+        """Learn the map, then load the script into every primary. This is the breaker's probe after
+        failures: a failover or a reshard may have moved slots since."""
+        await self._cluster.learn()
+        for reply in await self._cluster.execute_on_primaries(_SCRIPT_LOAD):
+            if isinstance(reply, Exception):
+                raise reply
+
+    async def eval(self, script: str, keys: list[bytes], args: list[bytes]) -> object:
+        command = encode([b"EVAL", script.encode(), b"%d" % len(keys), *keys, *args])
+        (reply,) = await self._cluster.execute([key_slot(keys[0]) if keys else 0], [command])
         if isinstance(reply, Exception):
             raise reply
         return reply

@@ -14,8 +14,8 @@ multiplying (each round trip costs far more CPU than one more check in it).
 A round trip groups the batch (one group per hash tag in Redis Cluster,
 otherwise one group; at most ``max_batch`` checks per group), sends one
 EVALSHA per group (pipelined in one write when there are several) through
-the link (redis_link.py: fastgate's RESP2 client for a single server,
-coredis for Cluster and Sentinel) and, on NOSCRIPT, loads the script and
+the link (redis_link.py: fastgate's RESP2 client for a single server and
+for Cluster, coredis for Sentinel) and, on NOSCRIPT, loads the script and
 sends those groups once more (NOSCRIPT means they were not run). The deadline is the
 batch's first submission time plus ``timeout`` and covers waiting for a
 free slot, connecting and the reply, so no check waits much longer than

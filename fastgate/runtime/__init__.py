@@ -8,5 +8,6 @@ class and no request: its users build what it needs from their own settings.
 - clock.py: cached loop time, the Date header, deadline sweeps (timeouts).
 - redis_server.py: where and how to reach Redis (``RedisServer``).
 - resp.py: fastgate's own pipelined RESP2 client for one server.
-- redis_client.py: coredis clients, for Redis Cluster, Sentinel and general use.
+- resp_cluster.py: the same client for a Redis Cluster (slot map, MOVED and ASK).
+- redis_client.py: coredis clients, for Sentinel and general use.
 """

@@ -1,8 +1,8 @@
-"""coredis clients, for Redis Cluster, Sentinel, and callers that want a general client.
+"""coredis clients, for Sentinel, and callers that want a general client.
 
-A single server is cheaper through fastgate's own RESP2 client (resp.py);
-coredis discovers and follows a cluster's or a sentinel's topology, and is
-imported only by code that needs it (it costs ~15 MB of RSS).
+A single server and a Redis Cluster are cheaper through fastgate's own RESP2
+client (resp.py, resp_cluster.py); coredis follows a sentinel's topology, and
+is imported only by code that needs it (it costs ~15 MB of RSS).
 
 coredis 6 clients are structured (anyio): a client must be entered with
 ``async with`` by a task that outlives every use of it (the rate limiter's
@@ -24,7 +24,7 @@ from fastgate.runtime.redis_server import RedisServer
 
 @asynccontextmanager
 async def open_client(server: RedisServer) -> AsyncIterator[Any]:
-    """An entered coredis client: a cluster, the primary behind sentinels, or a single server."""
+    """An entered coredis client: the primary behind sentinels, or a single server (not a cluster)."""
     options: dict[str, Any] = {
         "stream_timeout": server.timeout_s,
         "connect_timeout": server.timeout_s,
@@ -37,12 +37,7 @@ async def open_client(server: RedisServer) -> AsyncIterator[Any]:
     tls = server.ssl_context()
     if tls is not None:
         options["ssl_context"] = tls
-    if server.cluster_nodes:
-        nodes = [_host_port(node) for node in server.cluster_nodes]
-        async with coredis.RedisCluster(startup_nodes=[{"host": h, "port": p} for h, p in nodes],
-                                        **options) as client:
-            yield client
-    elif server.sentinel_nodes:
+    if server.sentinel_nodes:
         sentinel_options = {k: options[k] for k in ("stream_timeout", "connect_timeout") if k in options}
         if server.sentinel_password:
             sentinel_options["password"] = server.sentinel_password

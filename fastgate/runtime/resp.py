@@ -153,6 +153,26 @@ class RespClient:
             return [await futures[0]]
         return [await future for future in futures]
 
+    @property
+    def connected(self) -> bool:
+        """A usable connection is open: ``send`` writes at once."""
+        connection = self._connection
+        return connection is not None and connection.usable
+
+    async def connect(self) -> None:
+        """Open the connection if there is none (as ``execute`` does first); raises as it does."""
+        if not self.connected:
+            await self._connected()
+
+    def send(self, payload: bytes, replies: int) -> list[asyncio.Future]:
+        """``execute``'s write without its wait, for a caller that writes to several servers before
+        it waits for any: one future per reply, in order. Raises ConnectionError without a
+        connection (``connect`` first)."""
+        connection = self._connection
+        if connection is None or not connection.usable:
+            raise ConnectionError("not connected to Redis")
+        return connection.send(payload, replies, self._loop)
+
     def disconnect(self) -> None:
         """Close the connection: callers waiting on it get ConnectionError; the next call reconnects."""
         connection, self._connection = self._connection, None

@@ -140,14 +140,6 @@ def wait_replicated(cluster: RedisClusterServers) -> None:
     wait_until(in_sync, "the replicas have caught up with their primaries")
 
 
-def commands_called(node, command: str) -> int:
-    """How many times ``command`` was called on a cluster node (INFO commandstats)."""
-    for line in node.cli("info", "commandstats").split():
-        if line.startswith(f"cmdstat_{command}:"):
-            return int(line.split("calls=", 1)[1].split(",", 1)[0])
-    return 0
-
-
 def admitted(answers: list[Answer]) -> Counter:
     return Counter(a.key for a in answers if a.status == 200)
 
@@ -206,13 +198,10 @@ def test_limits_through_a_failover_and_a_reshard(gateways):
             asked = groups["other"][0]
             slot, owner = slot_of(redis_key_of(asked)), cluster.owner_of(redis_key_of(asked))
             new_owner = next(node for node in cluster.primaries() if node is not owner)
-            new_owner.cli("cluster", "setslot", str(slot), "importing", cluster.node_id(owner))
-            owner.cli("cluster", "setslot", str(slot), "migrating", cluster.node_id(new_owner))
-            owner.cli("migrate", "127.0.0.1", str(new_owner.port), "", "0", "5000", "keys", redis_key_of(asked))
-            wait_until(lambda: commands_called(new_owner, "asking") >= 20, "requests follow ASK to the new owner")
-            for node in (new_owner, owner):
-                node.cli("cluster", "setslot", str(slot), "node", cluster.node_id(new_owner))
-            redirections = commands_called(new_owner, "asking")
+            cluster.start_migration(slot, owner, new_owner, [redis_key_of(asked)])
+            wait_until(lambda: new_owner.command_calls("asking") >= 20, "requests follow ASK to the new owner")
+            cluster.assign_slot(slot, new_owner)
+            redirections = new_owner.command_calls("asking")
             # a slot range moved by redis-cli: MOVED (and ASK while a slot is half-moved) followed
             reshard = subprocess.run(
                 [REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{target.port}", "--cluster-from",

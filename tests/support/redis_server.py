@@ -131,6 +131,13 @@ class RedisServer:
         return subprocess.run([REDIS_CLI, "-p", str(self.port), *auth, *tls, *args], capture_output=True,
                               text=True, timeout=10, check=True).stdout
 
+    def command_calls(self, command: str) -> int:
+        """How many times ``command`` (lower case) was called on this server (INFO commandstats)."""
+        for line in self.cli("info", "commandstats").split():
+            if line.startswith(f"cmdstat_{command}:"):
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return 0
+
     def close(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
         self.thaw()
@@ -147,11 +154,14 @@ class RedisServer:
 class RedisClusterServers:
     """redis-server processes joined into one cluster, all slots covered: ``masters`` primaries, each
     with ``replicas`` replicas (``--cluster-replicas``). A primary that stops answering for
-    ``node_timeout_ms`` is failed over to its replica by the others."""
+    ``node_timeout_ms`` is failed over to its replica by the others. ``password`` protects every
+    node's default user (no replicas then: they would need masterauth too)."""
 
-    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000,
+                 password: str | None = None) -> None:
         self.replicas = replicas
-        self.nodes = [RedisServer(cluster=True, cluster_node_timeout_ms=node_timeout_ms)
+        self.password = password
+        self.nodes = [RedisServer(password, cluster=True, cluster_node_timeout_ms=node_timeout_ms)
                       for _ in range(masters * (1 + replicas))]
 
     @property
@@ -162,7 +172,8 @@ class RedisClusterServers:
         try:
             for node in self.nodes:
                 node.start()
-            subprocess.run([REDIS_CLI, "--cluster", "create", *self.addresses,
+            auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+            subprocess.run([REDIS_CLI, *auth, "--cluster", "create", *self.addresses,
                             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                            capture_output=True, text=True, timeout=30, check=True)
             self.wait_ok()
@@ -219,6 +230,20 @@ class RedisClusterServers:
                 port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
                 return next(node for node in self.live() if node.port == port)
         raise AssertionError(f"primary {primary.port} has no replica")
+
+    def start_migration(self, slot: int, source: RedisServer, target: RedisServer, keys: list[str]) -> None:
+        """Mark ``slot`` MIGRATING from ``source`` to ``target`` (IMPORTING there) and move ``keys`` of it
+        to ``target``: ``source`` answers ASK for them, and for any other key of the slot it lacks."""
+        target.cli("cluster", "setslot", str(slot), "importing", self.node_id(source))
+        source.cli("cluster", "setslot", str(slot), "migrating", self.node_id(target))
+        if keys:
+            source.cli("migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys)
+
+    def assign_slot(self, slot: int, owner: RedisServer) -> None:
+        """End a migration (or move an empty slot): every live primary learns that ``owner`` serves
+        ``slot``, the others answer MOVED for it."""
+        for node in [owner, *[node for node in self.primaries() if node is not owner]]:
+            node.cli("cluster", "setslot", str(slot), "node", self.node_id(owner))
 
     def close(self) -> None:
         for node in self.nodes:
