@@ -6,8 +6,8 @@ response it costs more than the rest of the response's path. A gateway's
 responses repeat the same fields (content-type, server, content-length,
 the date of the current second), so this encoder gives up the dynamic
 table, which makes a field's bytes independent of what was sent before,
-and keeps those bytes in a bounded cache. A cached field costs one dict
-lookup.
+and keeps the bytes of short fields in a bounded cache. A cached field
+costs one dict lookup.
 
 - A field found whole in the static table (RFC 7541 Appendix A) is its
   index; a name found there is a literal with that name index; any other
@@ -30,6 +30,9 @@ from hpack.table import HeaderTable
 _CACHE_FIELDS = 4096
 """Fields whose encoding is kept; at that many the cache starts over (unique values, such as request
 ids, would otherwise fill it)."""
+_CACHE_VALUE_BYTES = 64
+"""Only fields with values up to this size are kept (at most ~0.5 MB of cache per worker): a long value
+costs little more to encode than to look up."""
 _NEVER_INDEXED = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
 _TABLE_SIZE_ZERO = b"\x20"
 """A dynamic table size update to 0 (001 prefix, value 0 in five bits)."""
@@ -101,8 +104,10 @@ class StaticEncoder:
         for field in headers:
             encoded = cache.get(field)
             if encoded is None:
-                if len(cache) >= _CACHE_FIELDS:
-                    cache.clear()
-                encoded = cache[field] = encode_field(field[0], field[1])
+                encoded = encode_field(field[0], field[1])
+                if len(field[1]) <= _CACHE_VALUE_BYTES:
+                    if len(cache) >= _CACHE_FIELDS:
+                        cache.clear()
+                    cache[field] = encoded
             parts.append(encoded)
         return b"".join(parts)

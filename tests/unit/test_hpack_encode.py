@@ -46,3 +46,14 @@ def test_a_value_longer_than_the_length_prefix_takes_continuation_bytes():
     value = b"v" * 300
     assert encode_field(b"x-a", value) == b"\x00\x03x-a\x7f\xad\x01" + value
     assert Decoder().decode(encode_field(b"x-a", value), raw=True) == [(b"x-a", value)]
+
+
+def test_the_cache_stays_bounded_and_keeps_no_long_value():
+    """Unique or long values (request ids, cookies) must not grow the worker: at most 4,096 short fields."""
+    encoder = StaticEncoder()
+    long_field = (b"set-cookie", b"c" * 1000)
+    encoder.encode([long_field])
+    assert long_field not in StaticEncoder._cache
+    for n in range(5000):
+        encoder.encode([(b"x-request-id", b"%032d" % n)])
+    assert 0 < len(StaticEncoder._cache) <= 4096
