@@ -36,6 +36,9 @@ _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.
 _PATH_CHARS = _UNRESERVED + b"!$&'()*+,;=:@/%"
 _QUERY_DISALLOWED = bytes(c for c in range(256) if c <= 0x20 or c >= 0x7F or c == 0x23)  # CTL, SP, "#", non-ASCII
 _QUERY_CHARS = bytes(c for c in range(256) if c not in _QUERY_DISALLOWED)
+_MAY_CHANGE = re.compile(rb"%|//|/\.")
+"""What normalize_path may rewrite (one search: ``b"%" in path`` costs a TypeError raised and cleared
+inside CPython's bytes containment before it searches)."""
 _ESCAPE = re.compile(rb"%(..)?")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED_SET = frozenset(_UNRESERVED)
@@ -70,7 +73,7 @@ def split_target(target: bytes, rules: PathRules) -> tuple[bytes, bytes, bool]:
             raise HeadError(400, "bad character in the query")
     if path[:1] != b"/" or path.translate(None, _PATH_CHARS):
         raise HeadError(400, "bad character in the path")
-    if b"%" in path or b"//" in path or b"/." in path:
+    if _MAY_CHANGE.search(path):
         normal = normalize_path(path, rules)
         return normal, query, normal != path
     return path, query, False
