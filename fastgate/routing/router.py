@@ -78,6 +78,6 @@ def _host_name(host: bytes) -> bytes:
     """Host header value -> lower-case name without port or trailing dot."""
     name = host.lower()
     colon = name.rfind(b":")
-    if colon >= 0 and b"]" not in name[colon:]:
+    if colon >= 0 and name.find(b"]", colon) < 0:
         name = name[:colon]
     return name.rstrip(b".")

@@ -54,7 +54,7 @@ def request_fields(head: bytes, scheme: bytes) -> tuple[list, RequestFraming]:
     Raise ValueError for what HTTP/2 cannot carry (a NUL byte, a missing Host, a malformed line):
     the core never renders such a head, so this is a bug, not a peer's fault.
     """
-    if b"\x00" in head:
+    if head.find(b"\x00") >= 0:
         raise ValueError("NUL in a request head")
     line_end = head.find(b"\r\n")
     method, target, _version = head[:line_end].split(b" ")

@@ -6,14 +6,18 @@ the Cookie field values: by the route conditions (routing/match.py, through
 the request's ``cookie``) and the rate-limit keys (ratelimit/keys.py).
 """
 
+import re
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
+
+_ENCODED = re.compile(rb"[%+]")
+"""A name or value that unquote_plus would change."""
 
 
 def unquote_plus(raw: bytes) -> bytes:
     """``raw`` with %XX escapes decoded and "+" read as a space (HTML forms, URLSearchParams);
     a malformed escape is kept as it is."""
-    return unquote_to_bytes(raw.replace(b"+", b" ")) if b"%" in raw or b"+" in raw else raw
+    return unquote_to_bytes(raw.replace(b"+", b" ")) if _ENCODED.search(raw) else raw
 
 
 def query_value(query: bytes, name: bytes) -> bytes | None:
@@ -22,7 +26,7 @@ def query_value(query: bytes, name: bytes) -> bytes | None:
     absent. Parameters are separated by "&" only."""
     for part in query.split(b"&"):
         key, _, value = part.partition(b"=")
-        if key == name or (b"%" in key or b"+" in key) and unquote_plus(key) == name:
+        if key == name or _ENCODED.search(key) and unquote_plus(key) == name:
             return unquote_plus(value)
     return None
 
