@@ -2,16 +2,19 @@
 
 The local store decides at once: the hook returns None (admitted) or the
 429 answer. With Redis the decision comes from the event loop later: the
-hook returns a Future of the same (``RouteLimits.check`` may still decide
-at once, e.g. while the Redis breaker is open; then the Future's result is
-returned directly). A limit keyed by a body field asks for the body's first
-``body_read_limit`` bytes (``body_bytes``) before the hook runs.
+hook returns a Deferred (proxy/deferred.py) of the same, which is itself
+the limiter's ``on_decision`` callback, so the request goes on inside the
+callback that delivers Redis's reply, with no Future and no extra loop turn
+per request (``RouteLimits.check`` may still decide at once, e.g. while the
+Redis breaker is open; then the session takes the result at once). A limit
+keyed by a body field asks for the body's first ``body_read_limit`` bytes
+(``body_bytes``) before the hook runs.
 
 An admitted request's rate-limit headers (``RateLimit-*`` when
 configured) go on its response; the outcome goes in its log record.
 """
 
-from fastgate.filters.base import Answer, Filter
+from fastgate.filters.base import Answer, Deferred, Filter
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
 from fastgate.wire.h1 import header_value
 
@@ -40,14 +43,23 @@ class RateLimitFilter(Filter):
         decision = limits.check_now(keys)
         if decision is not None:
             return _applied(session, decision)
-        future = session.ctx.clock.loop.create_future()
+        waiting = _Waiting(session)
+        limits.check(keys, waiting)
+        return waiting
 
-        def decided(decision) -> None:
-            if not future.done():  # not cancelled: the client is still there
-                future.set_result(_applied(session, decision))
 
-        limits.check(keys, decided)
-        return future.result() if future.done() else future
+class _Waiting(Deferred):
+    """A request waiting for the limiter's decision; called with it (the limiter's ``on_decision``)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+
+    def __call__(self, decision) -> None:
+        if self.wanted:  # not cancelled: the client is still there
+            self.resolve(_applied(self.session, decision))
 
 
 def _applied(session, decision) -> Answer | None:
