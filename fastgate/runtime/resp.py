@@ -278,23 +278,27 @@ def parse_reply(buffer: bytes, pos: int) -> tuple[Reply, int] | None:
 _NOT_INTEGERS = object()
 
 
-def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | None | object:
+def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | object:
     """An array body of ``count`` integers at ``pos``, parsed without a Python loop: (values, end),
-    None when it is not complete yet, or _NOT_INTEGERS when it holds anything else (the general
-    parser then takes it). The lines are joined and split at ":" so that any other type's marker
-    ("+", "-", "$", "*") lands inside a number and int() refuses it."""
-    lines = buffer[pos:].split(b"\r\n", count)
-    if len(lines) <= count:
-        # Fewer than count lines so far: incomplete if they are integers; a bulk string or a nested
-        # array may need more lines than it has items, so let the general parser decide.
-        return None if all(line[:1] == b":" for line in lines[:-1]) else _NOT_INTEGERS
-    body = b"".join(lines[:count])
-    if count and body[:1] != b":":
+    or _NOT_INTEGERS when it holds anything else or is not complete yet (the general parser then
+    decides, and knows an incomplete array). The bytes after the first ":" are split at the next
+    ``count - 1`` colons, so each part holds one value; the last part is cut at its CRLF. int()
+    takes a number with the CRLF around it and refuses anything else, so another element's type
+    marker ("+", "-", "$", "*", which follows a CRLF) lands inside a part and makes int() refuse it."""
+    if not count:
+        return [], pos
+    if buffer[pos : pos + 1] != b":":
         return _NOT_INTEGERS
+    parts = buffer[pos + 1 :].split(b":", count - 1)
+    if len(parts) < count:
+        return _NOT_INTEGERS
+    last = parts[-1]
+    end = last.find(b"\r\n")
+    if end < 0:
+        return _NOT_INTEGERS
+    parts[-1] = last[:end]
     try:
-        values = list(map(int, body.split(b":")[1:]))
+        values = list(map(int, parts))
     except ValueError:
         return _NOT_INTEGERS
-    if len(values) != count:
-        return _NOT_INTEGERS
-    return values, len(buffer) - len(lines[count])
+    return values, len(buffer) - len(last) + end + 2
