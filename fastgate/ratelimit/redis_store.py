@@ -75,26 +75,23 @@ Pending = tuple["RouteLimits", list[bytes], OnDecision]
 
 
 class _Group(ScriptCall):
-    """Checks sent in one EVALSHA: their batch positions and applied limits, besides keys and ARGV;
-    then Redis's reply to it."""
+    """Checks sent in one EVALSHA (besides their keys and ARGV), then Redis's reply to it."""
 
-    __slots__ = ("indices", "applied", "reply")
+    __slots__ = ("checks", "reply")
 
     def __init__(self) -> None:
         super().__init__()
-        self.indices: list[int] = []
-        self.applied: list[tuple[int, ...]] = []
+        self.checks: list[Pending] = []
         self.reply: Any = None
         """The script's list of integers, an error (exception instance), or None while unanswered."""
 
 
 class _RoundTrip:
-    """One batch on its way to Redis: its checks, their groups, its deadline, the Future it waits on."""
+    """One batch on its way to Redis: its checks in groups, its deadline, the Future it waits on."""
 
-    __slots__ = ("batch", "groups", "deadline", "waiting", "sent", "sent_s", "reloaded")
+    __slots__ = ("groups", "deadline", "waiting", "sent", "sent_s", "reloaded")
 
-    def __init__(self, batch: list[Pending], groups: list[_Group], deadline: float) -> None:
-        self.batch = batch
+    def __init__(self, groups: list[_Group], deadline: float) -> None:
         self.groups = groups
         self.deadline = deadline
         """Loop time past which the failure policy decides the batch."""
@@ -160,13 +157,14 @@ class RedisStore:
             self._deadline_timer.cancel()
             self._deadline_timer = None
         pending, self._pending = self._pending, []
-        self._deliver(pending, [self._fallback(route, keys) for route, keys, _ in pending])
+        self._fall_back(pending)
         trips, self._trips = self._trips, []
         for trip in trips:
             waiting, trip.waiting = trip.waiting, None
             if waiting is not None:
                 waiting.cancel()
-            self._deliver(trip.batch, [self._fallback(route, keys) for route, keys, _ in trip.batch])
+            for group in trip.groups:
+                self._fall_back(group.checks)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -198,13 +196,13 @@ class RedisStore:
         batch, self._pending = self._pending, []
         deadline = self._pending_since + self._timeout
         if not self.breaker.closed():  # it opened while this batch waited: the policy decides all
-            self._deliver(batch, [self._fallback(route, keys) for route, keys, _ in batch])
+            self._fall_back(batch)
             return
         if self._loop.time() >= deadline:  # it waited for earlier batches, which count as failures
             self._stats.redis_timeouts += len(batch)
-            self._deliver(batch, [self._fallback(route, keys) for route, keys, _ in batch])
+            self._fall_back(batch)
             return
-        trip = _RoundTrip(batch, self._groups(batch, self._link.cluster), deadline)
+        trip = _RoundTrip(self._groups(batch), deadline)
         self._stats.redis_checks += len(batch)
         self._trips.append(trip)
         if self._deadline_timer is None:
@@ -217,7 +215,9 @@ class RedisStore:
         stats.redis_round_trips += 1
         trip.sent_s = time.monotonic()
         try:
-            waiting = asyncio.ensure_future(self._link.eval_groups(trip.sent), loop=self._loop)
+            waiting = self._link.eval_groups(trip.sent)
+            if waiting.__class__ is not asyncio.Future:  # a coroutine (e.g. coredis_link.py) becomes a Task
+                waiting = asyncio.ensure_future(waiting, loop=self._loop)
         except Exception as exc:  # the link refused at once: the round trip failed
             waiting = self._loop.create_future()
             waiting.set_exception(exc)
@@ -272,73 +272,87 @@ class RedisStore:
                                                       self._deadline_passed)
 
     def _decide(self, trip: _RoundTrip, failure: str, timed_out: bool) -> None:
-        """Deliver Redis's decision for each check Redis answered, the failure policy's for the others;
-        feed the breaker; send the next batch."""
+        """Feed the breaker; deliver Redis's decision for each check Redis answered, the failure
+        policy's for the others; send the next batch."""
         trip.waiting = None
         self._trips.remove(trip)
         stats = self._stats
-        batch = trip.batch
-        decisions: list[Decision | None] = [None] * len(batch)
-        for group in trip.groups:
+        groups = trip.groups
+        for group in groups:
             reply = group.reply
-            if reply.__class__ is list:
-                self._decode(batch, group, reply, decisions)
-            else:
+            if reply.__class__ is not list:
                 failure = failure or describe(reply)  # reply is None only after an exception or the deadline
                 if (reply is None and timed_out) or isinstance(reply, TimeoutError):
-                    stats.redis_timeouts += len(group.indices)
+                    stats.redis_timeouts += len(group.checks)
         if failure:
             stats.redis_failures += 1
             self.breaker.record_failure(failure)
-            decisions = [d if d is not None else self._fallback(route, keys)
-                         for d, (route, keys, _) in zip(decisions, batch)]
         else:
             self.breaker.record_success()
         if self._pending:
             self._schedule_flush()
-        self._deliver(batch, decisions)  # type: ignore[arg-type]
+        for group in groups:
+            if group.reply.__class__ is list:
+                self._answer(group)
+            else:
+                self._fall_back(group.checks)
 
-    def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
-        groups: list[_Group] = []
-        open_groups: dict[bytes, _Group] = {}
+    def _groups(self, batch: list[Pending]) -> list[_Group]:
+        """The batch's checks in groups of at most max_batch, one EVALSHA each; in a cluster, one
+        group (or more) per hash tag."""
+        cluster = self._link.cluster
+        max_batch = self._max_batch
         count_key = self.hot_keys.count
-        for index, (route, keys, _) in enumerate(batch):
+        groups: list[_Group] = []
+        by_tag: dict[bytes, _Group] = {}
+        group = None
+        for check in batch:
+            route, keys, _ = check
             limits = route.limits
             if b"" in keys:  # some limits do not apply to this request
                 applied = tuple(i for i, key in enumerate(keys) if key)
                 keys = [keys[i] for i in applied]
                 args = limits.script_args.get(applied) or limits.add_script_args(applied)
             else:
-                applied = limits.every_limit
-                args = limits.script_args[applied]
+                args = limits.all_script_args
             first = keys[0]
             count_key(first)  # the counters of one check share a slot: the first key stands for them
-            tag = b""
             if cluster:
                 tag = first[first.index(b"{") + 1 : first.index(b"}")]
-            group = open_groups.get(tag)
-            if group is None or len(group.indices) >= self._max_batch:
-                group = open_groups[tag] = _Group()
+                group = by_tag.get(tag)
+            if group is None or len(group.checks) >= max_batch:
+                group = _Group()
                 groups.append(group)
-            group.indices.append(index)
-            group.applied.append(applied)
+                if cluster:
+                    by_tag[tag] = group
+            group.checks.append(check)
             group.add(keys, args)
         return groups
 
-    def _decode(self, batch: list[Pending], group: _Group,
-                reply: list[int], decisions: list[Decision | None]) -> None:
+    def _answer(self, group: _Group) -> None:
+        """Deliver each check of the group its decision from Redis's reply: per check, admitted
+        (1/0), then per limit applied to it, remaining, reset and retry-after (lua.py)."""
         writer = self._writer
         quiet = not writer.on_allowed
+        stats = self._stats
+        stats.checks += len(group.checks)
+        reply = group.reply
         pos = 0
-        for index, applied in zip(group.indices, group.applied):
-            allowed = reply[pos] == 1
-            if allowed and quiet:
-                decisions[index] = ALLOWED_WITHOUT_HEADERS
+        for (route, _, on_decision), args in zip(group.checks, group.args):
+            applied = args.applied
+            if reply[pos] == 1 and quiet:
+                decision = ALLOWED_WITHOUT_HEADERS
             else:
                 shown = [(i, reply[pos + 1 + 3 * n], reply[pos + 2 + 3 * n], reply[pos + 3 + 3 * n])
                          for n, i in enumerate(applied)]
-                decisions[index] = writer.decide(batch[index][0].limits.headers, shown, allowed)
+                decision = writer.decide(route.limits.headers, shown, reply[pos] == 1)
+                if not decision.allowed:
+                    stats.count_denied(decision)
             pos += 1 + 3 * len(applied)
+            try:
+                on_decision(decision)
+            except Exception as exc:
+                self._callback_failed(exc)
 
     def _fallback(self, route: "RouteLimits", keys: list[bytes]) -> Decision:
         """The failure policy's decision for one check."""
@@ -350,6 +364,10 @@ class RedisStore:
             return ALLOWED_WITHOUT_HEADERS
         return unavailable(self.breaker.retry_after_s())
 
+    def _fall_back(self, checks: list[Pending]) -> None:
+        """Deliver the failure policy's decision to each check."""
+        self._deliver(checks, [self._fallback(route, keys) for route, keys, _ in checks])
+
     def _deliver(self, batch: list[Pending], decisions: list[Decision]) -> None:
         stats = self._stats
         stats.checks += len(batch)
@@ -359,8 +377,10 @@ class RedisStore:
             try:
                 on_decision(decision)
             except Exception as exc:
-                self._loop.call_exception_handler(
-                    {"message": "rate limit: on_decision callback failed", "exception": exc})
+                self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        self._loop.call_exception_handler({"message": "rate limit: on_decision callback failed", "exception": exc})
 
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""
