@@ -2,8 +2,8 @@
 
 The local store decides at once: the hook returns None (admitted) or the
 429 answer. With Redis the decision comes from the event loop later: the
-hook returns a Deferred (proxy/deferred.py) of the same, which is itself
-the limiter's ``on_decision`` callback, so the request goes on inside the
+hook returns a Deferred (proxy/deferred.py) of the same, resolved by the
+limiter's ``on_decision`` callback, so the request goes on inside the
 callback that delivers Redis's reply, with no Future and no extra loop turn
 per request (``RouteLimits.check`` may still decide at once, e.g. while the
 Redis breaker is open; then the session takes the result at once). A limit
@@ -16,7 +16,6 @@ configured) go on its response; the outcome goes in its log record.
 
 from fastgate.filters.base import Answer, Deferred, Filter
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
-from fastgate.wire.h1 import header_value
 
 
 class RateLimitFilter(Filter):
@@ -34,32 +33,22 @@ class RateLimitFilter(Filter):
             session.limit_outcome = LIMIT_ALLOWED
             return None
         head = session.head
-        raw = head.raw
         body = session.body_prefix(limits.body_read_limit) if self.body_bytes else None
-        keys = limits.keys(session.client_ip, lambda name: header_value(raw, name), head.query[1:], body,
-                           header_value(raw, b"content-type") if body is not None else None)
+        keys = limits.keys(session.client_ip, session.header, head.query[1:], body,
+                           session.header(b"content-type") if body is not None else None)
         if keys is None:
             return None
         decision = limits.check_now(keys)
         if decision is not None:
             return _applied(session, decision)
-        waiting = _Waiting(session)
-        limits.check(keys, waiting)
+        waiting = Deferred()
+
+        def decided(decision) -> None:
+            if waiting.wanted:  # not cancelled: the client is still there
+                waiting.resolve(_applied(session, decision))
+
+        limits.check(keys, decided)
         return waiting
-
-
-class _Waiting(Deferred):
-    """A request waiting for the limiter's decision; called with it (the limiter's ``on_decision``)."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, session) -> None:
-        super().__init__()
-        self.session = session
-
-    def __call__(self, decision) -> None:
-        if self.wanted:  # not cancelled: the client is still there
-            self.resolve(_applied(self.session, decision))
 
 
 def _applied(session, decision) -> Answer | None:
