@@ -77,7 +77,8 @@ def test_random_arrays_of_integers_and_of_anything_parse_whole_and_wait_when_cut
         if size and rng.random() < 0.5:
             value[rng.randrange(size)] = rng.choice(others)
         raw = _encoded(value)
-        reply, end = parse_reply(raw + b":9\r\n+OK\r\n", 0)
-        assert same(reply, value) and end == len(raw)
+        for following in (b"", b":9\r\n+OK\r\n"):  # alone, and followed by more replies
+            reply, end = parse_reply(raw + following, 0)
+            assert same(reply, value) and end == len(raw)
         for cut in range(len(raw)):
             assert parse_reply(raw[:cut], 0) is None
