@@ -29,7 +29,11 @@ The phases, in the order a request meets them (DESIGN "The request path"):
    - an awaitable (an asyncio Future, or a coroutine, which is made a
      Task) of ``None`` or an ``Answer``, when the decision must wait
      (Redis, another service). The request waits; if the client leaves
-     meanwhile, the awaitable is cancelled. An exception is a 500.
+     meanwhile, the awaitable is cancelled. An exception is a 500;
+   - or a ``Deferred`` (proxy/deferred.py) the filter resolves later with
+     ``None`` or an ``Answer``, from a callback of its own: cheaper than a
+     Future (the request goes on inside ``resolve``, not on a later loop
+     turn); it is cancelled too when the client leaves.
    A filter that sets ``body_bytes`` gets the first ``body_bytes`` of the
    request body before any ``request`` hook of the route runs
    (``session.body_prefix(n)``); the body still goes upstream whole.
@@ -59,8 +63,9 @@ lower-case name), ``client_ip`` (bytes), ``route`` (its ``name``),
 
 from fastgate.config.schema import HeaderEdits
 from fastgate.proxy.answer import Answer, HeaderChanges
+from fastgate.proxy.deferred import Deferred
 
-__all__ = ["Answer", "Filter", "HeaderChanges"]
+__all__ = ["Answer", "Deferred", "Filter", "HeaderChanges"]
 
 
 class Filter:

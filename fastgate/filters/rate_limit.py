@@ -2,18 +2,20 @@
 
 The local store decides at once: the hook returns None (admitted) or the
 429 answer. With Redis the decision comes from the event loop later: the
-hook returns a Future of the same (``RouteLimits.check`` may still decide
-at once, e.g. while the Redis breaker is open; then the Future's result is
-returned directly). A limit keyed by a body field asks for the body's first
-``body_read_limit`` bytes (``body_bytes``) before the hook runs.
+hook returns a Deferred (proxy/deferred.py) of the same, resolved by the
+limiter's ``on_decision`` callback, so the request goes on inside the
+callback that delivers Redis's reply, with no Future and no extra loop turn
+per request (``RouteLimits.check`` may still decide at once, e.g. while the
+Redis breaker is open; then the session takes the result at once). A limit
+keyed by a body field asks for the body's first ``body_read_limit`` bytes
+(``body_bytes``) before the hook runs.
 
 An admitted request's rate-limit headers (``RateLimit-*`` when
 configured) go on its response; the outcome goes in its log record.
 """
 
-from fastgate.filters.base import Answer, Filter
+from fastgate.filters.base import Answer, Deferred, Filter
 from fastgate.observe.record import LIMIT_ALLOWED, LIMIT_LIMITED, LIMIT_UNAVAILABLE
-from fastgate.wire.h1 import header_value
 
 
 class RateLimitFilter(Filter):
@@ -31,23 +33,22 @@ class RateLimitFilter(Filter):
             session.limit_outcome = LIMIT_ALLOWED
             return None
         head = session.head
-        raw = head.raw
         body = session.body_prefix(limits.body_read_limit) if self.body_bytes else None
-        keys = limits.keys(session.client_ip, lambda name: header_value(raw, name), head.query[1:], body,
-                           header_value(raw, b"content-type") if body is not None else None)
+        keys = limits.keys(session.client_ip, session.header, head.query[1:], body,
+                           session.header(b"content-type") if body is not None else None)
         if keys is None:
             return None
         decision = limits.check_now(keys)
         if decision is not None:
             return _applied(session, decision)
-        future = session.ctx.clock.loop.create_future()
+        waiting = Deferred()
 
         def decided(decision) -> None:
-            if not future.done():  # not cancelled: the client is still there
-                future.set_result(_applied(session, decision))
+            if waiting.wanted:  # not cancelled: the client is still there
+                waiting.resolve(_applied(session, decision))
 
         limits.check(keys, decided)
-        return future.result() if future.done() else future
+        return waiting
 
 
 def _applied(session, decision) -> Answer | None:

@@ -20,7 +20,9 @@ session runs DESIGN's phases in order:
    filters/base.py; a route's chain per phase is built at load,
    filters/chain.py): rate limits, then a route's own answer (respond,
    aggregate, redirect); each goes on, answers (an Answer, proxy/answer.py)
-   or returns an awaitable the session waits on (``_access``, ``_waited``);
+   or returns an awaitable the session waits on (``_access``, ``_waited``),
+   or a Deferred (proxy/deferred.py) that hands over its result by a plain
+   call (``_resumed``, with no Future and no extra loop turn);
    a route whose ``request`` chain is empty goes straight on;
 4. (there is no separate dispatch: a route that answers itself does it
    with its last ``request`` filter; every other request is forwarded)
@@ -61,6 +63,7 @@ import time
 from fastgate.observe.errorlog import log
 from fastgate.observe.record import LIMIT_NONE
 from fastgate.proxy.answer import Answer, HeaderChanges
+from fastgate.proxy.deferred import Deferred
 from fastgate.proxy.errors import gateway_error
 from fastgate.proxy.heads import upstream_request_head
 from fastgate.upstream.retry import NO_DEADLINE
@@ -106,7 +109,7 @@ class ProxySession:
         """``\r\nName: value`` fields added to this request's response: rate-limit headers, and what
         ``response`` filters add."""
         self.waiting = None
-        """The awaitable (a Future or Task) a ``request`` filter returned, while the request waits on it."""
+        """The Future, Task or Deferred a ``request`` filter returned, while the request waits on it."""
         self.wait_index = 0
         """Where the ``request`` chain goes on once ``waiting`` is done."""
         self.body_for_filters = False
@@ -228,6 +231,10 @@ class ProxySession:
                 continue
             if result.__class__ is Answer:
                 self._reply(result)
+            elif isinstance(result, Deferred):
+                self.wait_index = index
+                self.waiting = result
+                result.then(self._resumed)
             else:
                 self.wait_index = index
                 self.waiting = future = asyncio.ensure_future(result)  # a coroutine becomes a Task
@@ -239,9 +246,18 @@ class ProxySession:
         """What a ``request`` filter waited on is done: go on, or answer."""
         if future is not self.waiting:
             return  # given up on: the client went away
-        self.waiting = None
         try:
             result = future.result()
+        except Exception:
+            self.waiting = None
+            self.internal_error()
+            return
+        self._resumed(result)
+
+    def _resumed(self, result) -> None:
+        """A ``request`` filter's result came (a Deferred's, or through ``_waited``): go on, or answer."""
+        self.waiting = None
+        try:
             if result is None:
                 self._access(self.wait_index)
             elif result.__class__ is Answer:
@@ -831,7 +847,8 @@ class ProxySession:
             self.started_s = 0.0
 
     def _drop_upstream(self) -> None:
-        """Let go of the upstream side mid-exchange (it cannot be reused), or of what a filter awaits."""
+        """Let go of the upstream side mid-exchange (it cannot be reused), or of what a filter awaits
+        (its Future or Deferred is cancelled)."""
         waiting = self.waiting
         if waiting is not None:
             self.waiting = None

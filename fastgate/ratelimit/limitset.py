@@ -13,7 +13,7 @@ class LimitSet:
     Index i of every tuple is the route's i-th limit, as in the list ``RouteLimits.keys`` returns.
     """
 
-    __slots__ = ("algorithms", "params", "headers", "every_limit", "script_args", "_script_args")
+    __slots__ = ("algorithms", "params", "headers", "every_limit", "script_args", "all_script_args", "_script_args")
 
     def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter, instances: int = 1) -> None:
         params = [spec.fallback_share(instances) if fallback else spec.params for spec in specs]
@@ -28,11 +28,13 @@ class LimitSet:
             for spec, p in zip(specs, params))
         """The five script arguments of each limit (lua.py)."""
         self.every_limit = tuple(range(len(specs)))
-        self.script_args = {self.every_limit: ScriptArgs(list(self._script_args))}
+        self.script_args = {self.every_limit: ScriptArgs(self.every_limit, list(self._script_args))}
         """The script's ARGV for a check, by the limits that apply to it (every_limit: all of them);
         complete it with ``add_script_args``."""
+        self.all_script_args = self.script_args[self.every_limit]
+        """The script's ARGV for a check to which every limit applies (the usual case)."""
 
     def add_script_args(self, applied: tuple[int, ...]) -> ScriptArgs:
         """The ARGV of a check to which only the ``applied`` limits apply (kept for the next such check)."""
-        args = self.script_args[applied] = ScriptArgs([self._script_args[i] for i in applied])
+        args = self.script_args[applied] = ScriptArgs(applied, [self._script_args[i] for i in applied])
         return args

@@ -130,9 +130,11 @@ class ScriptArgs:
     """The ARGV of one check: n, then the five integers of each of its n limits; built once per
     route (and per subset of its limits that can apply), raw and as RESP bulk strings."""
 
-    __slots__ = ("args", "resp")
+    __slots__ = ("applied", "args", "resp")
 
-    def __init__(self, per_limit: list[tuple[bytes, ...]]) -> None:
+    def __init__(self, applied: tuple[int, ...], per_limit: list[tuple[bytes, ...]]) -> None:
+        self.applied = applied
+        """The route's limits these are for (indices), in order: the script answers for each."""
         self.args = (b"%d" % len(per_limit), *(arg for limit in per_limit for arg in limit))
         """The raw arguments (for coredis)."""
         self.resp = b"".join(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in self.args)

@@ -15,16 +15,22 @@ Three links, one interface (``ScriptLink``):
   primary. coredis is imported only then (it costs ~15 MB of RSS).
 
 ``eval_groups`` sends one EVALSHA per ``ScriptCall`` in one round trip and
-returns each call's reply: the script's list of integers, or an exception
-instance (``ReplyError`` of runtime/resp.py for an error reply such as
-NOSCRIPT, which answers that call only; in a cluster also the connection
-error of the one node that could not be reached). It raises when the round
-trip itself failed.
+returns an awaitable (a coroutine, or a Future) of each call's reply: the
+script's list of integers, or an exception instance (``ReplyError`` of
+runtime/resp.py for an error reply such as NOSCRIPT, which answers that
+call only; in a cluster also the connection error of the one node that
+could not be reached). It raises when the round trip itself failed. The
+Redis store makes it a Future (``asyncio.ensure_future``: a coroutine
+becomes a Task) and takes the replies in a done callback; at its deadline
+it cancels it, and the link must then not send what it has not sent yet.
+``RespLink`` returns the RESP client's Future itself: no coroutine, no task
+per round trip.
 Nothing is retried by a link: a check that may already have been applied
 must not be sent twice.
 """
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Protocol
 
 from fastgate.ratelimit.config import BreakerSettings, RedisSettings
@@ -68,7 +74,7 @@ class ScriptLink(Protocol):
     def refresh(self) -> None:
         """Learn the topology again before the next call (a cluster may have moved slots)."""
 
-    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]: ...
+    def eval_groups(self, calls: list[ScriptCall]) -> Awaitable[list[object]]: ...
 
     async def script_load(self) -> None: ...
 
@@ -115,8 +121,10 @@ class RespLink:
     def node_of(self, key: bytes) -> str:
         return self._node
 
-    async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
-        return await self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))
+    def eval_groups(self, calls: list[ScriptCall]) -> asyncio.Future:
+        if len(calls) == 1:
+            return self._client.execute(_encode_evalsha(calls[0]), 1)
+        return self._client.execute(b"".join([_encode_evalsha(call) for call in calls]), len(calls))
 
     async def script_load(self) -> None:
         (reply,) = await self._client.execute(_SCRIPT_LOAD, 1)

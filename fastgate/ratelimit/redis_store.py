@@ -5,25 +5,41 @@ Theory of operation
 ``check`` appends the check to ``pending`` and, unless a flush is already
 scheduled or ``max_in_flight`` batches are out, schedules one flush with
 ``loop.call_soon``. So the checks submitted during one loop iteration (the
-request callbacks of every connection that had data) form one batch. The
-flush starts one task for the batch's round trip. While ``max_in_flight``
-batches are out, new checks accumulate, and the next batch leaves as soon
-as one returns: under load batches grow instead of round trips
-multiplying (each round trip costs far more CPU than one more check in it).
+request callbacks of every connection that had data) form one batch. While
+``max_in_flight`` batches are out, new checks accumulate, and the next
+batch leaves as soon as one returns: under load batches grow instead of
+round trips multiplying (each round trip costs far more CPU than one more
+check in it).
 
-A round trip groups the batch (one group per hash tag in Redis Cluster,
-otherwise one group; at most ``max_batch`` checks per group), sends one
-EVALSHA per group (pipelined in one write when there are several) through
-the link (redis_link.py: fastgate's RESP2 client for a single server and
-for Cluster, coredis for Sentinel) and, on NOSCRIPT, loads the script and
-sends those groups once more (NOSCRIPT means they were not run). The deadline is the
-batch's first submission time plus ``timeout`` and covers waiting for a
-free slot, connecting and the reply, so no check waits much longer than
-``timeout``.
+The flush groups the batch (one group per hash tag in Redis Cluster,
+otherwise one group; at most ``max_batch`` checks per group) into a
+``_RoundTrip`` and sends one EVALSHA per group (pipelined in one write when
+there are several) through the link (redis_link.py: fastgate's RESP2
+client for a single server and for Cluster, coredis for Sentinel). No task and
+no coroutine run per round trip: the link's reply comes as a Future (the
+RESP client's own; a coroutine link's is made a Task), whose done callback
+(``_answered``) decides the batch. On NOSCRIPT, which means those groups
+were not run, a task loads the script and sends them once more.
+
+The deadline is the batch's first submission time plus ``timeout`` and
+covers waiting for a free slot, connecting and the reply, so no check
+waits much longer than ``timeout``. A batch still pending past it when a
+slot frees is decided by the failure policy without being sent. The round
+trips in flight are watched by one timer, armed at the earliest deadline
+among them and not cancelled when they return: when it fires it times out
+the round trips whose deadline passed (their Future is cancelled, so the
+RESP client drops their late reply and never writes one still waiting for
+the connection) and re-arms itself for the next deadline in flight, if
+any. Round trips are far shorter than the deadline, so the timer fires
+about once per ``timeout`` under steady traffic, not once per batch.
 
 Every check's ``on_decision`` is called exactly once: with Redis's answer,
 or with the failure policy's decision after an error, the deadline, an
-open breaker, or shutdown.
+open breaker, or shutdown. A round trip is decided once: the first of its
+reply, its deadline or shutdown takes it out of ``_trips`` and clears its
+``waiting`` Future; whatever comes later for it is ignored. The breaker is
+fed once per decided round trip (success, or the failure that ended it),
+not for a batch that never left.
 
 Over-counting: a script that timed out may still run later (a frozen Redis
 resumes and executes what it had received). That request was decided by
@@ -37,6 +53,7 @@ may have reached Redis, so a healthy Redis never counts a request twice.
 
 import asyncio
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastgate.ratelimit.breaker import PROBE_DEADLINE_MIN_S, CircuitBreaker, SharedBreakerState, describe
@@ -58,14 +75,34 @@ Pending = tuple["RouteLimits", list[bytes], OnDecision]
 
 
 class _Group(ScriptCall):
-    """Checks sent in one EVALSHA: their batch positions and applied limits, besides keys and ARGV."""
+    """Checks sent in one EVALSHA (besides their keys and ARGV), then Redis's reply to it."""
 
-    __slots__ = ("indices", "applied")
+    __slots__ = ("checks", "reply")
 
     def __init__(self) -> None:
         super().__init__()
-        self.indices: list[int] = []
-        self.applied: list[tuple[int, ...]] = []
+        self.checks: list[Pending] = []
+        self.reply: Any = None
+        """The script's list of integers, an error (exception instance), or None while unanswered."""
+
+
+class _RoundTrip:
+    """One batch on its way to Redis: its checks in groups, its deadline, the Future it waits on."""
+
+    __slots__ = ("groups", "deadline", "waiting", "sent", "sent_s", "reloaded")
+
+    def __init__(self, groups: list[_Group], deadline: float) -> None:
+        self.groups = groups
+        self.deadline = deadline
+        """Loop time past which the failure policy decides the batch."""
+        self.waiting: asyncio.Future | None = None
+        """The link's reply (or the script reload); None once the round trip is decided."""
+        self.sent = groups
+        """The groups the link answers next (after NOSCRIPT: only those Redis did not run)."""
+        self.sent_s = 0.0
+        """time.monotonic() when ``sent`` left (the round-trip histogram)."""
+        self.reloaded = False
+        """The script was loaded again for this round trip: a second NOSCRIPT is an answer."""
 
 
 class RedisStore:
@@ -93,7 +130,10 @@ class RedisStore:
         self._pending_since = 0.0
         """Loop time of the first pending check: the next batch's deadline is counted from it."""
         self._flush_scheduled = False
-        self._in_flight = 0
+        self._trips: list[_RoundTrip] = []
+        """The round trips in flight (at most max_in_flight), oldest first."""
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        """Fires at the earliest deadline of the round trips in flight when it was armed (``_deadline_passed``)."""
         self._tasks: set[asyncio.Task] = set()
 
     def start(self) -> None:
@@ -103,17 +143,28 @@ class RedisStore:
             self._spawn(register_forever(self._instances, self._registration_ttl_s, self._timeout, self._link.eval,
                                          self.breaker.closed))
 
-    def _spawn(self, work) -> None:
+    def _spawn(self, work) -> asyncio.Task:
         task = self._loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
-        """Decide what is pending by the failure policy, stop the round trips, close the client."""
+        """Decide what is pending or in flight by the failure policy, stop the timers and tasks, close the client."""
         self.breaker.close()
         self.hot_keys.close()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         pending, self._pending = self._pending, []
-        self._deliver(pending, [self._fallback(route, keys) for route, keys, _ in pending])
+        self._fall_back(pending)
+        trips, self._trips = self._trips, []
+        for trip in trips:
+            waiting, trip.waiting = trip.waiting, None
+            if waiting is not None:
+                waiting.cancel()
+            for group in trip.groups:
+                self._fall_back(group.checks)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -133,129 +184,175 @@ class RedisStore:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._in_flight < self._max_in_flight:
+        if not self._flush_scheduled and len(self._trips) < self._max_in_flight:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Send the pending checks as one round trip (or decide them, if they can no longer be sent)."""
         self._flush_scheduled = False
-        if not self._pending or self._in_flight >= self._max_in_flight:
+        if not self._pending or len(self._trips) >= self._max_in_flight:
             return
         batch, self._pending = self._pending, []
-        self._in_flight += 1
-        self._spawn(self._round_trip(batch, self._pending_since + self._timeout))
+        deadline = self._pending_since + self._timeout
+        if not self.breaker.closed():  # it opened while this batch waited: the policy decides all
+            self._fall_back(batch)
+            return
+        if self._loop.time() >= deadline:  # it waited for earlier batches, which count as failures
+            self._stats.redis_timeouts += len(batch)
+            self._fall_back(batch)
+            return
+        trip = _RoundTrip(self._groups(batch), deadline)
+        self._stats.redis_checks += len(batch)
+        self._trips.append(trip)
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_at(deadline, self._deadline_passed)
+        self._send(trip)
 
-    async def _round_trip(self, batch: list[Pending], deadline: float) -> None:
-        decisions: list[Decision] | None = None
-        try:
-            decisions = await self._decide(batch, deadline)
-        finally:
-            self._in_flight -= 1
-            if self._pending:
-                self._schedule_flush()
-            if decisions is None:  # cancelled at shutdown
-                decisions = [self._fallback(route, keys) for route, keys, _ in batch]
-            self._deliver(batch, decisions)
-
-    async def _decide(self, batch: list[Pending], deadline: float) -> list[Decision]:
-        """Redis's decision for each check of the batch, or the failure policy's where Redis failed."""
-        decisions: list[Decision | None] = [None] * len(batch)
-        if self.breaker.closed():  # else it opened while this batch waited: the policy decides all
-            if self._loop.time() < deadline:
-                await self._ask(batch, deadline, decisions)
-            else:  # it waited for earlier batches, which count as failures
-                self._stats.redis_timeouts += len(batch)
-        if None in decisions:
-            return [d if d is not None else self._fallback(route, keys)
-                    for d, (route, keys, _) in zip(decisions, batch)]
-        return decisions  # type: ignore[return-value]
-    async def _ask(self, batch: list[Pending], deadline: float,
-                   decisions: list[Decision | None]) -> None:
-        """Send the batch, fill ``decisions`` for the checks Redis answered, feed the breaker."""
+    def _send(self, trip: _RoundTrip) -> None:
+        """Send the trip's ``sent`` groups; ``_answered`` gets the replies."""
         stats = self._stats
-        groups = self._groups(batch, self._link.cluster)
-        replies: list[Any] = [None] * len(groups)
-        stats.redis_checks += len(batch)
-        failure = ""
-        timed_out = False
+        stats.redis_round_trips += 1
+        trip.sent_s = time.monotonic()
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._send(groups, replies)
-        except Exception as exc:
-            failure = describe(exc)
-            timed_out = isinstance(exc, TimeoutError)
-        for group, reply in zip(groups, replies):
-            if isinstance(reply, list):
-                self._decode(batch, group, reply, decisions)
-            else:
-                failure = failure or describe(reply)  # reply is None only after an exception
+            waiting = self._link.eval_groups(trip.sent)
+            if waiting.__class__ is not asyncio.Future:  # a coroutine (e.g. coredis_link.py) becomes a Task
+                waiting = asyncio.ensure_future(waiting, loop=self._loop)
+        except Exception as exc:  # the link refused at once: the round trip failed
+            waiting = self._loop.create_future()
+            waiting.set_exception(exc)
+        trip.waiting = waiting
+        waiting.add_done_callback(partial(self._answered, trip))
+
+    def _answered(self, trip: _RoundTrip, waiting: asyncio.Future) -> None:
+        """The link answered (or failed): decide the trip, or send the groups that met NOSCRIPT once more."""
+        if waiting is not trip.waiting:
+            return  # decided already: its deadline passed, or shutdown
+        exc = waiting.exception()
+        if exc is not None:
+            self._decide(trip, describe(exc), False)
+            return
+        self._stats.count_round_trip(time.monotonic() - trip.sent_s)
+        noscript = []
+        for group, reply in zip(trip.sent, waiting.result()):
+            group.reply = reply
+            if reply.__class__ is ReplyError and reply.noscript:
+                noscript.append(group)
+        if noscript and not trip.reloaded:
+            trip.reloaded = True
+            trip.sent = noscript
+            trip.waiting = reload = self._spawn(self._reload_script())
+            reload.add_done_callback(partial(self._reloaded, trip))
+            return
+        self._decide(trip, "", False)
+
+    async def _reload_script(self) -> None:
+        await self._link.script_load()
+        self._stats.script_loads += 1
+
+    def _reloaded(self, trip: _RoundTrip, reload: asyncio.Future) -> None:
+        """The script is loaded again after NOSCRIPT: send the groups Redis did not run (NOSCRIPT
+        means they were not run, so this is no retry of anything Redis applied)."""
+        if reload is not trip.waiting:
+            return
+        if reload.exception() is not None:
+            self._decide(trip, describe(reload.exception()), False)
+            return
+        self._send(trip)
+
+    def _deadline_passed(self) -> None:
+        """Time out the round trips whose deadline passed; watch the next deadline in flight."""
+        self._deadline_timer = None
+        now = self._loop.time()
+        for trip in [trip for trip in self._trips if trip.deadline <= now]:
+            trip.waiting.cancel()  # the RESP client drops its late reply, or does not send it at all
+            self._decide(trip, "TimeoutError", True)
+        if self._trips:
+            self._deadline_timer = self._loop.call_at(min(trip.deadline for trip in self._trips),
+                                                      self._deadline_passed)
+
+    def _decide(self, trip: _RoundTrip, failure: str, timed_out: bool) -> None:
+        """Feed the breaker; deliver Redis's decision for each check Redis answered, the failure
+        policy's for the others; send the next batch."""
+        trip.waiting = None
+        self._trips.remove(trip)
+        stats = self._stats
+        groups = trip.groups
+        for group in groups:
+            reply = group.reply
+            if reply.__class__ is not list:
+                failure = failure or describe(reply)  # reply is None only after an exception or the deadline
                 if (reply is None and timed_out) or isinstance(reply, TimeoutError):
-                    stats.redis_timeouts += len(group.indices)
+                    stats.redis_timeouts += len(group.checks)
         if failure:
             stats.redis_failures += 1
             self.breaker.record_failure(failure)
         else:
             self.breaker.record_success()
+        if self._pending:
+            self._schedule_flush()
+        for group in groups:
+            if group.reply.__class__ is list:
+                self._answer(group)
+            else:
+                self._fall_back(group.checks)
 
-    def _groups(self, batch: list[Pending], cluster: bool) -> list[_Group]:
-        groups: list[_Group] = []
-        open_groups: dict[bytes, _Group] = {}
+    def _groups(self, batch: list[Pending]) -> list[_Group]:
+        """The batch's checks in groups of at most max_batch, one EVALSHA each; in a cluster, one
+        group (or more) per hash tag."""
+        cluster = self._link.cluster
+        max_batch = self._max_batch
         count_key = self.hot_keys.count
-        for index, (route, keys, _) in enumerate(batch):
+        groups: list[_Group] = []
+        by_tag: dict[bytes, _Group] = {}
+        group = None
+        for check in batch:
+            route, keys, _ = check
             limits = route.limits
             if b"" in keys:  # some limits do not apply to this request
                 applied = tuple(i for i, key in enumerate(keys) if key)
                 keys = [keys[i] for i in applied]
                 args = limits.script_args.get(applied) or limits.add_script_args(applied)
             else:
-                applied = limits.every_limit
-                args = limits.script_args[applied]
+                args = limits.all_script_args
             first = keys[0]
             count_key(first)  # the counters of one check share a slot: the first key stands for them
-            tag = b""
             if cluster:
                 tag = first[first.index(b"{") + 1 : first.index(b"}")]
-            group = open_groups.get(tag)
-            if group is None or len(group.indices) >= self._max_batch:
-                group = open_groups[tag] = _Group()
+                group = by_tag.get(tag)
+            if group is None or len(group.checks) >= max_batch:
+                group = _Group()
                 groups.append(group)
-            group.indices.append(index)
-            group.applied.append(applied)
+                if cluster:
+                    by_tag[tag] = group
+            group.checks.append(check)
             group.add(keys, args)
         return groups
 
-    async def _send(self, groups: list[_Group], replies: list[Any]) -> None:
-        """Fill ``replies`` with each group's reply (a list) or error; reload the script once on NOSCRIPT."""
-        todo = list(range(len(groups)))
-        for attempt in (1, 2):
-            stats = self._stats
-            stats.redis_round_trips += 1
-            started = time.monotonic()
-            results = await self._link.eval_groups([groups[g] for g in todo])
-            stats.count_round_trip(time.monotonic() - started)
-            noscript = [g for g, result in zip(todo, results) if isinstance(result, ReplyError) and result.noscript]
-            for g, result in zip(todo, results):
-                replies[g] = result
-            if not noscript or attempt == 2:
-                return
-            await self._link.script_load()
-            self._stats.script_loads += 1
-            todo = noscript
-
-    def _decode(self, batch: list[Pending], group: _Group,
-                reply: list[int], decisions: list[Decision | None]) -> None:
+    def _answer(self, group: _Group) -> None:
+        """Deliver each check of the group its decision from Redis's reply: per check, admitted
+        (1/0), then per limit applied to it, remaining, reset and retry-after (lua.py)."""
         writer = self._writer
         quiet = not writer.on_allowed
+        stats = self._stats
+        stats.checks += len(group.checks)
+        reply = group.reply
         pos = 0
-        for index, applied in zip(group.indices, group.applied):
-            allowed = reply[pos] == 1
-            if allowed and quiet:
-                decisions[index] = ALLOWED_WITHOUT_HEADERS
+        for (route, _, on_decision), args in zip(group.checks, group.args):
+            applied = args.applied
+            if reply[pos] == 1 and quiet:
+                decision = ALLOWED_WITHOUT_HEADERS
             else:
                 shown = [(i, reply[pos + 1 + 3 * n], reply[pos + 2 + 3 * n], reply[pos + 3 + 3 * n])
                          for n, i in enumerate(applied)]
-                decisions[index] = writer.decide(batch[index][0].limits.headers, shown, allowed)
+                decision = writer.decide(route.limits.headers, shown, reply[pos] == 1)
+                if not decision.allowed:
+                    stats.count_denied(decision)
             pos += 1 + 3 * len(applied)
+            try:
+                on_decision(decision)
+            except Exception as exc:
+                self._callback_failed(exc)
 
     def _fallback(self, route: "RouteLimits", keys: list[bytes]) -> Decision:
         """The failure policy's decision for one check."""
@@ -267,6 +364,10 @@ class RedisStore:
             return ALLOWED_WITHOUT_HEADERS
         return unavailable(self.breaker.retry_after_s())
 
+    def _fall_back(self, checks: list[Pending]) -> None:
+        """Deliver the failure policy's decision to each check."""
+        self._deliver(checks, [self._fallback(route, keys) for route, keys, _ in checks])
+
     def _deliver(self, batch: list[Pending], decisions: list[Decision]) -> None:
         stats = self._stats
         stats.checks += len(batch)
@@ -276,8 +377,10 @@ class RedisStore:
             try:
                 on_decision(decision)
             except Exception as exc:
-                self._loop.call_exception_handler(
-                    {"message": "rate limit: on_decision callback failed", "exception": exc})
+                self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        self._loop.call_exception_handler({"message": "rate limit: on_decision callback failed", "exception": exc})
 
     async def _probe(self) -> None:
         """The breaker's probe: load the script (which also proves Redis answers)."""

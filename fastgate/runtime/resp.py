@@ -5,12 +5,16 @@ Theory of operation
 Its users batch their work (the rate limiter sends one EVALSHA per batch of
 checks), so the client only has to be cheap per round trip:
 ``execute(payload, replies)`` writes commands already encoded (``encode``,
-or pieces the caller built once) in one ``transport.write`` and waits for
-their replies, which Redis sends in order. The connection keeps a FIFO of
-reply futures: each reply parsed from the socket resolves the oldest one.
-A caller whose deadline passes stops waiting (its future is cancelled) but
-stays in the FIFO, so its late reply is recognised and dropped; replies
-never shift.
+or pieces the caller built once) in one ``transport.write`` and returns a
+Future of their replies, which Redis sends in order. No coroutine and no
+task run per call: the caller awaits the Future, or adds a done callback
+to it (the rate limiter does, so a round trip costs one Future and one
+callback). The connection keeps a FIFO of calls: the replies parsed from
+the socket fill the oldest call, and a call whose replies are all in
+resolves its Future. A caller who gives up (its deadline passed) cancels
+the Future: a call not written yet (still waiting for the connection) is
+then never written, and a written one stays in the FIFO, so its late
+replies are recognised and dropped; replies never shift.
 
 Replies are parsed incrementally from the bytes received so far: integers,
 simple strings, errors, bulk strings, nil and arrays of them. An array of
@@ -20,13 +24,14 @@ replies go through the general parser, one value at a time. An error reply
 is a ``ReplyError`` value in the results, not an exception: it answers that
 command only, the connection is fine.
 
-Connecting: the first ``execute`` (or the first after a failure) opens a
-connection (TCP or Unix socket, TLS if configured), sends AUTH and SELECT
-when needed, and shares it; concurrent callers wait for the same attempt,
-which is bounded by ``connect_timeout_s``. When the connection fails, every
-waiting caller gets ``ConnectionError`` and the next ``execute`` connects
-again. Nothing is ever resent by the client: a command that may have
-reached Redis is the caller's to judge.
+Connecting: the first ``execute`` (or the first after a failure) starts
+opening a connection (TCP or Unix socket, TLS if configured; AUTH and
+SELECT when needed) in a task bounded by ``connect_timeout_s``; the calls
+made meanwhile queue behind it and are written in order once it is made,
+or fail with its error. When the connection fails, every call waiting on
+it fails with ``ConnectionError`` and the next ``execute`` connects again.
+Nothing is ever resent by the client: a command that may have reached
+Redis is the caller's to judge.
 """
 
 import asyncio
@@ -68,13 +73,24 @@ def encode(command: Sequence[bytes]) -> bytes:
     return b"*%d\r\n" % len(command) + b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in command])
 
 
+class _Call:
+    """Commands written together: how many replies they get, those received so far, and their Future."""
+
+    __slots__ = ("future", "expected", "replies")
+
+    def __init__(self, future: asyncio.Future, expected: int) -> None:
+        self.future = future
+        self.expected = expected
+        self.replies: list[Reply] = []
+
+
 class RespConnection(asyncio.Protocol):
-    """One connection: writes commands, resolves reply futures in order."""
+    """One connection: writes commands, resolves the calls' Futures in order."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = b""
-        self._waiting: deque[asyncio.Future] = deque()
+        self._waiting: deque[_Call] = deque()
         self._lost: Exception | None = None
 
     @property
@@ -84,14 +100,14 @@ class RespConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, payload: bytes, replies: int, loop: asyncio.AbstractEventLoop) -> list[asyncio.Future]:
-        """Write ``payload`` (``replies`` encoded commands); one future per reply, in order."""
+    def send(self, payload: bytes, replies: int, future: asyncio.Future) -> None:
+        """Write ``payload`` (``replies`` encoded commands); ``future`` gets their replies, in order,
+        or the connection's failure."""
         if self._lost is not None:
-            raise self._lost
-        futures = [loop.create_future() for _ in range(replies)]
-        self._waiting.extend(futures)
+            future.set_exception(self._lost)
+            return
+        self._waiting.append(_Call(future, replies))
         self.transport.write(payload)
-        return futures
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -105,9 +121,13 @@ class RespConnection(asyncio.Protocol):
                 reply, pos = parsed
                 if not waiting:
                     raise ProtocolError("a reply nobody asked for")
-                future = waiting.popleft()
-                if not future.done():  # else its caller stopped waiting (deadline)
-                    future.set_result(reply)
+                call = waiting[0]
+                replies = call.replies
+                replies.append(reply)
+                if len(replies) == call.expected:
+                    waiting.popleft()
+                    if not call.future.done():  # else its caller stopped waiting (deadline)
+                        call.future.set_result(replies)
         except (ProtocolError, ValueError) as exc:
             self._buffer = b""
             self._fail(ConnectionError(f"bad reply from Redis: {exc}"))
@@ -122,9 +142,9 @@ class RespConnection(asyncio.Protocol):
         if self._lost is None:
             self._lost = exc
         waiting, self._waiting = self._waiting, deque()
-        for future in waiting:
-            if not future.done():
-                future.set_exception(exc)
+        for call in waiting:
+            if not call.future.done():
+                call.future.set_exception(exc)
 
 
 class ProtocolError(Exception):
@@ -140,38 +160,24 @@ class RespClient:
         self._loop = loop
         self._connection: RespConnection | None = None
         self._connecting: asyncio.Task | None = None
+        self._queued: list[tuple[bytes, int, asyncio.Future]] = []
+        """Calls made while connecting, written in order once connected."""
 
-    async def execute(self, payload: bytes, replies: int) -> list[Reply]:
-        """Send ``replies`` encoded commands in one write; their replies, in order (``ReplyError``
-        values for error replies). Raises ConnectionError/OSError when the connection fails,
-        TimeoutError when connecting takes longer than connect_timeout_s."""
+    def execute(self, payload: bytes, replies: int) -> asyncio.Future:
+        """Send ``replies`` encoded commands in one write. The Future gets their replies, in order
+        (``ReplyError`` values for error replies), or ConnectionError/OSError when the connection
+        fails, TimeoutError when connecting takes longer than connect_timeout_s. Cancel it to give
+        up: if the commands were not written yet they never are; if they were, the replies are dropped."""
+        future = self._loop.create_future()
         connection = self._connection
-        if connection is None or not connection.usable:
-            connection = await self._connected()
-        futures = connection.send(payload, replies, self._loop)
-        if replies == 1:
-            return [await futures[0]]
-        return [await future for future in futures]
-
-    @property
-    def connected(self) -> bool:
-        """A usable connection is open: ``send`` writes at once."""
-        connection = self._connection
-        return connection is not None and connection.usable
-
-    async def connect(self) -> None:
-        """Open the connection if there is none (as ``execute`` does first); raises as it does."""
-        if not self.connected:
-            await self._connected()
-
-    def send(self, payload: bytes, replies: int) -> list[asyncio.Future]:
-        """``execute``'s write without its wait, for a caller that writes to several servers before
-        it waits for any: one future per reply, in order. Raises ConnectionError without a
-        connection (``connect`` first)."""
-        connection = self._connection
-        if connection is None or not connection.usable:
-            raise ConnectionError("not connected to Redis")
-        return connection.send(payload, replies, self._loop)
+        if connection is not None and connection.usable:
+            connection.send(payload, replies, future)
+        else:
+            self._queued.append((payload, replies, future))
+            if self._connecting is None:
+                self._connecting = self._loop.create_task(self._connect())
+                self._connecting.add_done_callback(self._connect_done)
+        return future
 
     def disconnect(self) -> None:
         """Close the connection: callers waiting on it get ConnectionError; the next call reconnects."""
@@ -185,16 +191,20 @@ class RespClient:
             await asyncio.gather(self._connecting, return_exceptions=True)
         self.disconnect()
 
-    async def _connected(self) -> RespConnection:
-        if self._connecting is None:
-            self._connecting = self._loop.create_task(self._connect())
-            self._connecting.add_done_callback(self._connect_done)
-        return await asyncio.shield(self._connecting)
-
     def _connect_done(self, task: asyncio.Task) -> None:
+        """Write the calls queued while connecting (those still wanted), or fail them."""
         self._connecting = None
-        if not task.cancelled() and task.exception() is None:
-            self._connection = task.result()
+        queued, self._queued = self._queued, []
+        failure = ConnectionError("closed while connecting to Redis") if task.cancelled() else task.exception()
+        if failure is None:
+            self._connection = connection = task.result()
+        for payload, replies, future in queued:
+            if future.done():  # its caller gave up while the connection was being made
+                continue
+            if failure is None:
+                connection.send(payload, replies, future)
+            else:
+                future.set_exception(failure)
 
     async def _connect(self) -> RespConnection:
         address = self._address
@@ -215,9 +225,9 @@ class RespClient:
                 if address.db:
                     handshake.append([b"SELECT", b"%d" % address.db])
                 if handshake:
-                    futures = connection.send(b"".join([encode(c) for c in handshake]), len(handshake), loop)
-                    for future in futures:
-                        reply = await future
+                    future = loop.create_future()
+                    connection.send(b"".join([encode(c) for c in handshake]), len(handshake), future)
+                    for reply in await future:
                         if isinstance(reply, ReplyError):
                             raise reply
             except BaseException:
@@ -268,23 +278,27 @@ def parse_reply(buffer: bytes, pos: int) -> tuple[Reply, int] | None:
 _NOT_INTEGERS = object()
 
 
-def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | None | object:
+def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | object:
     """An array body of ``count`` integers at ``pos``, parsed without a Python loop: (values, end),
-    None when it is not complete yet, or _NOT_INTEGERS when it holds anything else (the general
-    parser then takes it). The lines are joined and split at ":" so that any other type's marker
-    ("+", "-", "$", "*") lands inside a number and int() refuses it."""
-    lines = buffer[pos:].split(b"\r\n", count)
-    if len(lines) <= count:
-        # Fewer than count lines so far: incomplete if they are integers; a bulk string or a nested
-        # array may need more lines than it has items, so let the general parser decide.
-        return None if all(line[:1] == b":" for line in lines[:-1]) else _NOT_INTEGERS
-    body = b"".join(lines[:count])
-    if count and body[:1] != b":":
+    or _NOT_INTEGERS when it holds anything else or is not complete yet (the general parser then
+    decides, and knows an incomplete array). The bytes after the first ":" are split at the next
+    ``count - 1`` colons, so each part holds one value; the last part is cut at its CRLF. int()
+    takes a number with the CRLF around it and refuses anything else, so another element's type
+    marker ("+", "-", "$", "*", which follows a CRLF) lands inside a part and makes int() refuse it."""
+    if not count:
+        return [], pos
+    if buffer[pos : pos + 1] != b":":
         return _NOT_INTEGERS
+    parts = buffer[pos + 1 :].split(b":", count - 1)
+    if len(parts) < count:
+        return _NOT_INTEGERS
+    last = parts[-1]
+    end = last.find(b"\r\n")
+    if end < 0:
+        return _NOT_INTEGERS
+    parts[-1] = last[:end]
     try:
-        values = list(map(int, body.split(b":")[1:]))
+        values = list(map(int, parts))
     except ValueError:
         return _NOT_INTEGERS
-    if len(values) != count:
-        return _NOT_INTEGERS
-    return values, len(buffer) - len(lines[count])
+    return values, len(buffer) - len(last) + end + 2

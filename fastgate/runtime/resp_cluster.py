@@ -147,40 +147,36 @@ class RespCluster:
                         replies: list[object], asked: frozenset[int]) -> None:
         """One round: each node's commands (by index) in one write, those in ``asked`` preceded by
         ASKING; then every reply into ``replies``."""
-        sends = [(self._client(node) if node is not None else None, indices) for node, indices in targets.items()]
-        idle = [client for client, _ in sends if client is not None and not client.connected]
-        refused: dict[RespClient, BaseException] = {}
-        if idle:  # connect them concurrently; a failed one fails its own commands below
-            outcomes = await asyncio.gather(*[client.connect() for client in idle], return_exceptions=True)
-            refused = {client: outcome for client, outcome in zip(idle, outcomes) if outcome is not None}
         waits = []
-        for client, indices in sends:
-            try:
-                if client is None:
-                    raise ConnectionError("no node serves this slot")
-                if client in refused:
-                    raise refused[client]
-                if asked:
-                    payload = b"".join([_ASKING + commands[i] if i in asked else commands[i] for i in indices])
-                    waits.append((indices, client.send(payload, len(indices) + len(asked.intersection(indices)))))
-                else:
-                    waits.append((indices, client.send(b"".join([commands[i] for i in indices]), len(indices))))
-            except (*_UNREACHABLE, ReplyError) as exc:  # a ReplyError here: AUTH refused
+        for node, indices in targets.items():
+            if node is None:
                 for index in indices:
-                    replies[index] = exc
-                self.relearn()
-        for indices, futures in waits:
-            position = 0
-            for index in indices:
+                    replies[index] = ConnectionError("no node serves this slot")
+                continue
+            if asked:
+                payload = b"".join([_ASKING + commands[i] if i in asked else commands[i] for i in indices])
+                count = len(indices) + len(asked.intersection(indices))
+            else:
+                payload, count = b"".join([commands[i] for i in indices]), len(indices)
+            waits.append((indices, self._client(node).execute(payload, count)))  # every node's write leaves now
+        try:
+            for indices, future in waits:
                 try:
-                    if index in asked:
-                        await futures[position]  # ASKING's +OK
-                        position += 1
-                    replies[index] = await futures[position]
-                except _UNREACHABLE as exc:
-                    replies[index] = exc
+                    answers = await future
+                except (*_UNREACHABLE, ReplyError) as exc:  # a ReplyError raised: AUTH refused while connecting
+                    for index in indices:
+                        replies[index] = exc
                     self.relearn()
-                position += 1
+                    continue
+                position = 0
+                for index in indices:
+                    if index in asked:
+                        position += 1  # ASKING's +OK
+                    replies[index] = answers[position]
+                    position += 1
+        finally:  # given up (the caller's deadline): the other nodes' late replies are dropped
+            for _, future in waits:
+                future.cancel()
 
     def _redirected(self, replies: list[object]) -> tuple[dict[str | None, list[int]], frozenset[int]]:
         """The commands that the last round had redirected, by the node they go to next, and those of

@@ -9,7 +9,7 @@ import pytest
 from fastgate.config.load import load_config
 from fastgate.config.schema import HeaderEdits
 from fastgate.filters.aggregate import AggregateFilter
-from fastgate.filters.base import Answer, Filter, HeaderChanges
+from fastgate.filters.base import Answer, Deferred, Filter, HeaderChanges
 from fastgate.filters.chain import FilterChain, gateway_filters
 from fastgate.filters.header_edits import HeaderEditsFilter
 from fastgate.filters.rate_limit import RateLimitFilter
@@ -253,6 +253,53 @@ def test_a_client_that_leaves_cancels_what_a_filter_awaits(loaded):
 
     waiting, answers, done = asyncio.run(run())
     assert waiting.cancelled() and answers == [] and done == [499]
+
+
+class Deciding(Filter):
+    """Returns a Deferred the test resolves (as the Redis rate limiter does from its callback);
+    ``early`` resolves it before returning it."""
+
+    def __init__(self, early=False):
+        self.early = early
+        self.deferred = None
+
+    def request(self, session):
+        self.deferred = Deferred()
+        if self.early:
+            self.deferred.resolve(None)
+        return self.deferred
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_a_deferred_goes_on_inside_resolve_without_a_loop_turn(loaded, early):
+    deciding = Deciding(early)
+    session, downstream, _ = session_for(loaded, [deciding])  # then the route's own answer: 201 "hi"
+    start(session)
+    if not early:
+        assert downstream.answers == [] and session.waiting is deciding.deferred
+        deciding.deferred.resolve(None)
+    assert [status for status, _, _ in downstream.answers] == [201]  # no loop ran: it went on in resolve
+    assert session.waiting is None
+
+
+def test_a_deferred_answer_is_the_reply(loaded):
+    deciding = Deciding()
+    session, downstream, observer = session_for(loaded, [deciding])
+    start(session)
+    deciding.deferred.resolve(Answer.failure(429, "too many", b"\r\nRetry-After: 1"))
+    ((status, fields, body),) = downstream.answers
+    assert status == 429 and b"\r\nRetry-After: 1" in fields and b'"error":"too many"' in body
+    assert observer.done == [429]
+
+
+def test_a_client_that_leaves_cancels_a_deferred_and_a_late_resolve_does_nothing(loaded):
+    deciding = Deciding()
+    session, downstream, observer = session_for(loaded, [deciding])
+    start(session)
+    session.client_gone(499)
+    assert not deciding.deferred.wanted
+    deciding.deferred.resolve(Answer.of(202, b"late"))
+    assert downstream.answers == [] and observer.done == [499]
 
 
 class Broken(Filter):

@@ -1,5 +1,7 @@
 """The RESP2 reply parser: every reply type, replies cut anywhere, the fast path for integer arrays."""
 
+import random
+
 import pytest
 
 from fastgate.runtime.resp import ReplyError, encode, parse_reply
@@ -50,3 +52,33 @@ def test_consecutive_replies_and_errors():
 
 def test_commands_are_arrays_of_bulk_strings():
     assert encode([b"SET", b"k", b"a b\r\n"]) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\na b\r\n\r\n"
+
+
+def _encoded(value) -> bytes:
+    """``value`` as Redis sends it (the test's own encoder, independent of the parser)."""
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, ReplyError):
+        return b"-" + str(value).encode() + b"\r\n"
+    if isinstance(value, list):
+        return b"*%d\r\n" % len(value) + b"".join(_encoded(item) for item in value)
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def test_random_arrays_of_integers_and_of_anything_parse_whole_and_wait_when_cut():
+    """The integer-array fast path against arrays built at random: only integers (what the rate
+    limiter's script returns), and integers mixed with bulk strings holding ':' and CRLF, errors
+    and nested arrays, which it must hand to the general parser."""
+    rng = random.Random(19)
+    others = [b"", b":7", b"a\r\n:1\r\n", ReplyError("ERR x:5"), [3, b":4"], -12]
+    for _ in range(300):
+        size = rng.randrange(0, 12)
+        value = [rng.choice([rng.randrange(-10**12, 10**12), rng.randrange(3)]) for _ in range(size)]
+        if size and rng.random() < 0.5:
+            value[rng.randrange(size)] = rng.choice(others)
+        raw = _encoded(value)
+        for following in (b"", b":9\r\n+OK\r\n"):  # alone, and followed by more replies
+            reply, end = parse_reply(raw + following, 0)
+            assert same(reply, value) and end == len(raw)
+        for cut in range(len(raw)):
+            assert parse_reply(raw[:cut], 0) is None
