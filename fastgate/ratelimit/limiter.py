@@ -23,7 +23,7 @@ from fastgate.ratelimit.decision import Decision, OnDecision
 from fastgate.ratelimit.headers import HeaderWriter
 from fastgate.ratelimit.hot_keys import HotKeyBoard
 from fastgate.ratelimit.instances import SharedInstances
-from fastgate.ratelimit.keys import IP, HeaderLookup, IpGrouping, read_sources
+from fastgate.ratelimit.keys import COLON, IP, HeaderLookup, IpGrouping, read_sources
 from fastgate.ratelimit.limitset import LimitSet
 from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.scopes import LimitSpec, ScopeRegistry
@@ -32,10 +32,6 @@ from fastgate.ratelimit.stats import RateLimitStats
 
 if TYPE_CHECKING:
     from fastgate.ratelimit.redis_store import RedisStore
-
-_COLON = ord(":")
-"""In IPv6 addresses only. Looked for as an int: ``b":" in ip`` first tries b":" as an integer, and
-the TypeError CPython makes and drops for that costs more than the rest of a one-limit key."""
 
 
 class RateLimiter:
@@ -156,7 +152,7 @@ class RouteLimits:
         needs_body is False). A prefix of body_read_limit bytes counts as cut
         off: its body fields are UNPARSEABLE (keys.py).
         """
-        if _COLON in client_ip:
+        if COLON in client_ip:
             client_ip = self._group_ip(client_ip)
         scope = self._ip_scope
         if scope is not None:  # the most common limit, without the general machinery

@@ -204,16 +204,16 @@ class H2Stream:
             self._deliver(b"", 0, True)
 
     def trailers_received(self, fields: list) -> None:
-        """The request's trailer fields (END_STREAM follows): relayed in the last chunk of a body
-        rendered chunked, as an HTTP/1.1 client's are; one that frames, routes or authorises the
-        request is a stream error; with a content-length they are dropped (no chunk to carry them)."""
-        if not self.chunked:
-            return
+        """The request's trailer fields (END_STREAM follows): one that is malformed, or frames, routes
+        or authorises the request, is a stream error (with or without a content-length, as h2's own
+        checks made it); the rest are relayed in the last chunk of a body rendered chunked, as an
+        HTTP/1.1 client's are, and dropped with a content-length (no chunk to carry them)."""
         for name, value in fields:
             if trailer_refused(name, value):
                 self.protocol_error()
                 return
-        self.request_trailers = fields
+        if self.chunked:
+            self.request_trailers = fields
 
     def _deliver(self, rendered: bytes, flow: int, last: bool) -> None:
         mode = self.mode

@@ -356,6 +356,18 @@ def test_a_forbidden_request_trailer_is_refused_and_the_body_never_completes_ups
     assert [r.body for r in upstream.requests_with("/echo/trailer")] == [b"abc"]
 
 
+def test_a_malformed_trailer_is_refused_with_a_content_length_too(gateways, ca, upstream):
+    """With a content-length the trailers have no chunk to travel in and are dropped; a malformed one
+    is still a stream error, as for a chunked body."""
+    gw = start(gateways, ca, upstream)
+    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
+               (b":path", b"/echo/cl-trailer"), (b"content-length", b"3")]
+    events = h2_client_request(gw.port, headers, b"abc", [(b"X-Upper", b"1")])
+    assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 1 for e in events), events
+    good = h2_client_request(gw.port, headers, b"abc", [(b"x-sum", b"1")])
+    assert any(isinstance(e, h2.events.ResponseReceived) for e in good)
+
+
 def test_content_length_that_disagrees_with_data_is_refused(gateways, ca, upstream):
     gw = start(gateways, ca, upstream)
     headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
