@@ -17,10 +17,17 @@ share of the real CPU time is smaller than its share here.
     python -m bench.icount                          # observe and limit-local, each with its baseline
     python -m bench.icount --scenarios small --requests 2000
     python -m bench.icount --scenarios h2c,https --requests 2000
+    python -m bench.icount --scenarios limit-redis --connections 32
 
 The client is http.client for HTTP/1.1 (over TLS for an https scenario), and
 h2load on one connection with the scenario's streams in flight for HTTP/2
-(h2 over TLS, h2c in cleartext).
+(h2 over TLS, h2c in cleartext). With ``--connections C`` (C > 1) h2load
+sends HTTP/1.1 on C connections at once instead, one request in flight on
+each: the worker then serves several requests per loop turn, as under load,
+so what is paid per batch (a Redis round trip, a write per turn) is shared
+as it is in production. That figure moves a little from run to run (how
+many requests a turn finds depends on timing), so compare it with the same
+C and run it twice.
 """
 
 import argparse
@@ -53,19 +60,21 @@ USER_AGENT = "bench-icount/1.0"
 """Clients send one, and the access log records it."""
 
 
-def _send(port: int, scenario: Scenario, requests: int) -> None:
-    """``requests`` GETs of the scenario's path on one connection, in the scenario's protocol."""
+def _send(port: int, scenario: Scenario, requests: int, connections: int) -> None:
+    """``requests`` GETs of the scenario's path in the scenario's protocol, on one connection
+    (HTTP/1.1 on ``connections`` when there are several)."""
     if scenario.http2:
-        _h2load(port, scenario, requests)
+        _h2load(port, scenario, requests, ["-c", "1", "-m", str(scenario.streams)])
+    elif connections > 1:
+        _h2load(port, scenario, requests, ["--h1", "-c", str(connections), "-m", "1"])
     else:
         _get(port, scenario.path, requests, scenario.tls)
 
 
-def _h2load(port: int, scenario: Scenario, requests: int) -> None:
-    """h2load on one connection keeping ``scenario.streams`` requests in flight; RuntimeError unless all are 2xx."""
+def _h2load(port: int, scenario: Scenario, requests: int, shape: list[str]) -> None:
+    """h2load with ``shape`` (its connection and stream options); RuntimeError unless all are 2xx."""
     url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}"
-    argv = ["h2load", "-n", str(requests), "-c", "1", "-m", str(scenario.streams), "-H", f"user-agent: {USER_AGENT}",
-            url]
+    argv = ["h2load", "-n", str(requests), *shape, "-H", f"user-agent: {USER_AGENT}", url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
     if f"status codes: {requests} 2xx" not in out:
         raise RuntimeError(f"h2load did not get {requests} 2xx answers:\n{out}")
@@ -103,8 +112,8 @@ def _worker_instructions(out_dir: Path) -> int:
     return max(totals)
 
 
-def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port: int, redis_port: int,
-                  workdir: Path) -> int:
+def _instructions(peer: Fastgate, scenario: Scenario, requests: int, connections: int, origin_port: int,
+                  redis_port: int, workdir: Path) -> int:
     """Instructions of ``peer``'s worker in one run that serves WARMUP_REQUESTS + ``requests``."""
     workdir.mkdir(parents=True)
     spec = ProxySpec(workdir, free_port(), origin_port, 1, scenario_features(scenario, peer), 256, redis_port,
@@ -117,8 +126,8 @@ def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port
     proc = Proc(peer.name, argv, log)
     try:
         proc.wait_for_port(spec.port, START_TIMEOUT_S)
-        _send(spec.port, scenario, WARMUP_REQUESTS)
-        _send(spec.port, scenario, requests)
+        _send(spec.port, scenario, WARMUP_REQUESTS, connections)
+        _send(spec.port, scenario, requests, connections)
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(STOP_TIMEOUT_S)
     finally:
@@ -126,11 +135,12 @@ def _instructions(peer: Fastgate, scenario: Scenario, requests: int, origin_port
     return _worker_instructions(workdir)
 
 
-def per_request(peer: Fastgate, scenario: Scenario, requests: int, origin_port: int, redis_port: int,
-                workdir: Path) -> float:
+def per_request(peer: Fastgate, scenario: Scenario, requests: int, connections: int, origin_port: int,
+                redis_port: int, workdir: Path) -> float:
     """Instructions of one request: (run of 2N - run of N) / N."""
-    one = _instructions(peer, scenario, requests, origin_port, redis_port, workdir / f"{peer.name}-1")
-    two = _instructions(peer, scenario, 2 * requests, origin_port, redis_port, workdir / f"{peer.name}-2")
+    one = _instructions(peer, scenario, requests, connections, origin_port, redis_port, workdir / f"{peer.name}-1")
+    two = _instructions(peer, scenario, 2 * requests, connections, origin_port, redis_port,
+                        workdir / f"{peer.name}-2")
     return (two - one) / requests
 
 
@@ -139,6 +149,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--scenarios", default="observe,limit-local",
                    help="comma-separated scenarios; a scenario with a baseline measures both (default %(default)s)")
     p.add_argument("--requests", type=int, default=3000, help="N (default %(default)s)")
+    p.add_argument("--connections", type=int, default=1,
+                   help="HTTP/1.1 connections sending at once (default %(default)s; more than 1: through h2load)")
     args = p.parse_args(argv)
     scenarios = []
     for name in args.scenarios.split(","):
@@ -148,7 +160,7 @@ def main(argv: list[str]) -> int:
             p.error(f"{name}: only one-worker scenarios can be counted")
         scenarios.append(SCENARIOS[name])
     tools = [("valgrind", "valgrind"), ("nginx", "nginx-light")]
-    if any(scenario.http2 for scenario in scenarios):
+    if args.connections > 1 or any(scenario.http2 for scenario in scenarios):
         tools.append(("h2load", "nghttp2-client"))
     for tool, package in tools:
         if shutil.which(tool) is None:
@@ -159,18 +171,18 @@ def main(argv: list[str]) -> int:
         origin, origin_port = start_origin(workdir / "origin", None)
         with origin:
             for scenario in scenarios:
-                _count(scenario, args.requests, origin_port, workdir / scenario.name)
+                _count(scenario, args.requests, args.connections, origin_port, workdir / scenario.name)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def _count(scenario: Scenario, requests: int, origin_port: int, workdir: Path) -> None:
+def _count(scenario: Scenario, requests: int, connections: int, origin_port: int, workdir: Path) -> None:
     redis, redis_ports = start_for_limit(scenario.limit, workdir / "redis", None)
     try:
         peers = [Fastgate()] + ([scenario.baseline.peer] if scenario.baseline else [])
-        counts = {peer.name: per_request(peer, scenario, requests, origin_port, redis_ports[0] if redis else 0,
-                                         workdir)
+        counts = {peer.name: per_request(peer, scenario, requests, connections, origin_port,
+                                         redis_ports[0] if redis else 0, workdir)
                   for peer in peers}
     finally:
         for server in redis:
