@@ -38,17 +38,23 @@ class RateLimitFilter(Filter):
                            session.header(b"content-type") if body is not None else None)
         if keys is None:
             return None
-        decision = limits.check_now(keys)
-        if decision is not None:
-            return _applied(session, decision)
-        waiting = Deferred()
-
-        def decided(decision) -> None:
-            if waiting.wanted:  # not cancelled: the client is still there
-                waiting.resolve(_applied(session, decision))
-
-        limits.check(keys, decided)
+        check_now = limits.check_now
+        if check_now is not None:
+            return _applied(session, check_now(keys))
+        waiting = _Waiting()
+        waiting.session = session
+        limits.check(keys, waiting.decided)
         return waiting
+
+
+class _Waiting(Deferred):
+    """A request's wait for its decision from Redis; ``decided`` is the limiter's on_decision."""
+
+    __slots__ = ("session",)
+
+    def decided(self, decision) -> None:
+        if self.wanted:  # not cancelled: the client is still there
+            self.resolve(_applied(self.session, decision))
 
 
 def _applied(session, decision) -> Answer | None:

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 One client (or one phone number, one API key) can make one Redis key, and so
 the one node that holds its slot, carry much of a gateway's load. Each
-worker counts the checks it sends per key (``HotKeyCounter.count``: one dict
-increment per check, at most ``TRACKED_KEYS`` keys per window; later new keys
-count only in their node's total). At the end of each ``window`` it groups
+worker counts the checks it sends per key (``HotKeyCounter.count``: a batch's
+keys counted in one call into C, at most ``TRACKED_KEYS`` keys per window;
+later new keys count only in their node's total). At the end of each ``window`` it groups
 the counts by node (the link knows which node holds a key: ``node_of``),
 writes its ``TOP_KEYS`` busiest keys with their node's total into its
 section of ``HotKeyBoard``, and logs every key above ``share`` of its node's
@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from fastgate.ratelimit.shared_table import process_alive
@@ -131,7 +132,7 @@ class HotKeyCounter:
         self._node_of = node_of
         """The node ("host:port") that holds a key now."""
         self._loop = loop
-        self.calls: dict[bytes, int] = {}
+        self.calls: Counter[bytes] = Counter()
         """Checks sent per key in this window (at most TRACKED_KEYS keys)."""
         self._untracked: dict[str, int] = {}
         """Checks of keys beyond TRACKED_KEYS, by node."""
@@ -146,21 +147,27 @@ class HotKeyCounter:
         if self._timer is not None:
             self._timer.cancel()
 
-    def count(self, key: bytes) -> None:
+    def count(self, keys: list[bytes]) -> None:
+        """Count one check for each of ``keys`` (a batch's)."""
         calls = self.calls
-        if key in calls:
-            calls[key] += 1
-        elif len(calls) < TRACKED_KEYS:
-            calls[key] = 1
-        else:
-            node = self._node_of(key)
-            self._untracked[node] = self._untracked.get(node, 0) + 1
+        if len(calls) + len(keys) <= TRACKED_KEYS:  # room for each, even if all are new
+            calls.update(keys)
+            return
+        untracked = self._untracked
+        for key in keys:
+            if key in calls:
+                calls[key] += 1
+            elif len(calls) < TRACKED_KEYS:
+                calls[key] = 1
+            else:
+                node = self._node_of(key)
+                untracked[node] = untracked.get(node, 0) + 1
 
     def _roll(self) -> None:
         """End of a window: publish the busiest keys, log the hot ones, start counting anew."""
         self._timer = self._loop.call_later(self._board.window_us / 1_000_000, self._roll)
         calls, untracked = self.calls, self._untracked
-        self.calls, self._untracked = {}, {}
+        self.calls, self._untracked = Counter(), {}
         try:
             self.report(calls, untracked)
         except Exception as exc:  # the topology may be unknown for a moment (no client yet)

@@ -8,13 +8,15 @@ Lifecycle::
     worker:  limiter.attach(loop)                                  # redis store: starts its client
              keys = limits.keys(ip, header_lookup, query, body_prefix, content_type)
              if keys is not None:
-                 limits.check(keys, on_decision)
+                 decision = limits.check_now(keys)                 # local store (check_now is None with Redis)
+                 limits.check(keys, on_decision)                   # either store
              ...
              await limiter.close()                                  # at worker exit
 """
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from fastgate.ratelimit.breaker import SharedBreakerState
@@ -60,7 +62,8 @@ class RateLimiter:
             self._local.check if settings.store == "local" else _not_attached)
         self._check_now: Callable[[RouteLimits, list[bytes]], Decision] | None = (
             self._local.check_now if settings.store == "local" else None)
-        """The synchronous path: the local store's decision, made before returning (None for Redis)."""
+        """The synchronous path: the local store's decision, made before returning (None for Redis);
+        each route's ``check_now``."""
 
     @classmethod
     def create_shared(cls, settings: RateLimitSettings, previous: "RateLimiter | None" = None) -> "RateLimiter":
@@ -110,8 +113,9 @@ def _not_attached(route: "RouteLimits", keys: list[bytes], on_decision: OnDecisi
 class RouteLimits:
     """The limits of one route, compiled at config load."""
 
-    __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "_limiter",
-                 "_sources", "_per_limit", "_ip_scope", "_group_ip", "_specs", "_fallback_shares")
+    __slots__ = ("route_name", "needs_body", "body_read_limit", "limits", "fallback", "admit_ip", "check_now",
+                 "_limiter", "_sources", "_per_limit", "_ip_scope", "_ip_names", "_group_ip", "_specs",
+                 "_fallback_shares")
 
     def __init__(self, limiter: RateLimiter, route_name: str, specs: list[LimitSpec]) -> None:
         self.route_name = route_name
@@ -131,6 +135,13 @@ class RouteLimits:
         only = specs[0].scope
         self._ip_scope = only if len(specs) == 1 and only.sources == (IP,) else None
         """The scope of the route's one limit when it is keyed by the client IP alone."""
+        self._ip_names = only.names if self._ip_scope is not None and only.hashed else None
+        """Its hashed keys' cache (``Scope.name_of``), looked up here first."""
+        check_now = limiter._check_now
+        self.check_now: Callable[[list[bytes]], Decision] | None = (
+            partial(check_now, self) if check_now is not None else None)
+        """With the local store, ``check_now(keys)`` checks and counts one request and returns the
+        decision. None with Redis (call ``check``)."""
         plain = (self._ip_scope is not None and only.algorithm == "gcra" and limiter.settings.store == "local"
                  and not limiter._writer.on_allowed)
         self.admit_ip = limiter.table.gcra_admit(only.plain_prefix, specs[0].params) if plain else None
@@ -156,7 +167,9 @@ class RouteLimits:
             client_ip = self._group_ip(client_ip)
         scope = self._ip_scope
         if scope is not None:  # the most common limit, without the general machinery
-            return [scope.name_of(client_ip) if scope.hashed else scope.plain_prefix + client_ip]
+            if not scope.hashed:
+                return [scope.plain_prefix + client_ip]
+            return [self._ip_names.get(client_ip) or scope.name_of(client_ip)]
         truncated = body_prefix is not None and len(body_prefix) >= self.body_read_limit
         values = read_sources(self._sources, client_ip, header_lookup, query, body_prefix, content_type, truncated)
         keys: list[bytes] = []
@@ -176,12 +189,6 @@ class RouteLimits:
         if limits is None:
             limits = self._fallback_shares[instances] = LimitSet(self._specs, True, self._limiter._writer, instances)
         return limits
-
-    def check_now(self, keys: list[bytes]) -> Decision | None:
-        """With the local store: check and count one request, and return the decision.
-        With Redis: None, and nothing was checked (call ``check``)."""
-        check_now = self._limiter._check_now
-        return check_now(self, keys) if check_now is not None else None
 
     def check(self, keys: list[bytes], on_decision: OnDecision) -> None:
         """Check and count one request; ``on_decision`` is called exactly once.

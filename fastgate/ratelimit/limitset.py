@@ -13,7 +13,8 @@ class LimitSet:
     Index i of every tuple is the route's i-th limit, as in the list ``RouteLimits.keys`` returns.
     """
 
-    __slots__ = ("algorithms", "params", "headers", "every_limit", "script_args", "all_script_args", "_script_args")
+    __slots__ = ("algorithms", "params", "headers", "every_limit", "script_args", "all_script_args", "_script_args",
+                 "_quiet")
 
     def __init__(self, specs: list[LimitSpec], fallback: bool, writer: HeaderWriter, instances: int = 1) -> None:
         params = [spec.fallback_share(instances) if fallback else spec.params for spec in specs]
@@ -28,7 +29,8 @@ class LimitSet:
             for spec, p in zip(specs, params))
         """The five script arguments of each limit (lua.py)."""
         self.every_limit = tuple(range(len(specs)))
-        self.script_args = {self.every_limit: ScriptArgs(self.every_limit, list(self._script_args))}
+        self._quiet = not writer.on_allowed
+        self.script_args = {self.every_limit: ScriptArgs(self.every_limit, list(self._script_args), self._quiet)}
         """The script's ARGV for a check, by the limits that apply to it (every_limit: all of them);
         complete it with ``add_script_args``."""
         self.all_script_args = self.script_args[self.every_limit]
@@ -36,5 +38,5 @@ class LimitSet:
 
     def add_script_args(self, applied: tuple[int, ...]) -> ScriptArgs:
         """The ARGV of a check to which only the ``applied`` limits apply (kept for the next such check)."""
-        args = self.script_args[applied] = ScriptArgs(applied, [self._script_args[i] for i in applied])
+        args = self.script_args[applied] = ScriptArgs(applied, [self._script_args[i] for i in applied], self._quiet)
         return args

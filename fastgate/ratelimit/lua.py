@@ -7,11 +7,14 @@ with an expiry per limit), so a denied request consumes nothing. The
 formulas are those of algorithms.py, in integer microseconds from TIME.
 
 KEYS: the counters of all checks, check after check (only the limits that apply).
-ARGV: per check: n, the number of its keys, then per key five integers:
-      algorithm (1 gcra, 2 sliding window, 3 fixed window), count, period_us,
-      capacity (count + burst) and interval_us (ceil(period_us / count)).
+ARGV: per check: n, the number of its keys (-n: "quiet", see Reply), then
+      per key five integers: algorithm (1 gcra, 2 sliding window, 3 fixed
+      window), count, period_us, capacity (count + burst) and interval_us
+      (ceil(period_us / count)).
 Reply: per check: 1 if admitted (and counted) else 0, then per key three
-      integers as the client is told: remaining, reset_us, retry_us.
+      integers as the client is told: remaining, reset_us, retry_us; a quiet
+      check (no headers on admitted responses) that was admitted gets the 1
+      alone, which saves most of the reply under load.
 
 Stored values: gcra "tat"; sliding window "index:previous:current"; fixed
 window "index:count"; each with PX set to when it means the same as no value.
@@ -91,6 +94,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out, k, a, nargs = {}, 0, 1, #ARGV
 while a <= nargs do
   local n = tonumber(ARGV[a])
+  local quiet = n < 0
+  if quiet then n = -n end
   a = a + 1
   local ok, res = true, {}
   for j = 1, n do
@@ -109,9 +114,11 @@ while a <= nargs do
     local r = res[j]
     if ok then
       redis.call('SET', KEYS[k + j], r[5], 'PX', r[6])
-      out[#out + 1] = r[2] - 1
-      out[#out + 1] = r[7]
-      out[#out + 1] = 0
+      if not quiet then
+        out[#out + 1] = r[2] - 1
+        out[#out + 1] = r[7]
+        out[#out + 1] = 0
+      end
     else
       out[#out + 1] = r[2]
       out[#out + 1] = r[3]
@@ -127,15 +134,19 @@ SHA = sha1(SCRIPT.encode()).hexdigest()
 
 
 class ScriptArgs:
-    """The ARGV of one check: n, then the five integers of each of its n limits; built once per
-    route (and per subset of its limits that can apply), raw and as RESP bulk strings."""
+    """The ARGV of one check: n (-n when quiet), then the five integers of each of its n limits;
+    built once per route (and per subset of its limits that can apply), raw and as RESP bulk strings."""
 
-    __slots__ = ("applied", "args", "resp")
+    __slots__ = ("applied", "quiet", "args", "argc", "resp")
 
-    def __init__(self, applied: tuple[int, ...], per_limit: list[tuple[bytes, ...]]) -> None:
+    def __init__(self, applied: tuple[int, ...], per_limit: list[tuple[bytes, ...]], quiet: bool) -> None:
         self.applied = applied
         """The route's limits these are for (indices), in order: the script answers for each."""
-        self.args = (b"%d" % len(per_limit), *(arg for limit in per_limit for arg in limit))
+        self.quiet = quiet
+        """An admitted check's reply is its 1 alone (nothing is shown on admitted responses)."""
+        self.args = (b"%d" % (-len(per_limit) if quiet else len(per_limit)),
+                     *(arg for limit in per_limit for arg in limit))
         """The raw arguments (for coredis)."""
+        self.argc = len(self.args)
         self.resp = b"".join(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in self.args)
         """The same, encoded for fastgate's RESP client."""

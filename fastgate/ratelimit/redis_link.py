@@ -43,21 +43,19 @@ _EVALSHA = b"$7\r\nEVALSHA\r\n$40\r\n" + SHA.encode() + b"\r\n"
 
 
 class ScriptCall:
-    """The KEYS and ARGV of one EVALSHA, as the Redis store collects them check by check."""
+    """The KEYS and ARGV of one EVALSHA, as the Redis store collects them check by check
+    (``keys += check's keys``, ``args.append(check's ScriptArgs)``, ``argc += its argc``)."""
 
-    __slots__ = ("keys", "args", "argc")
+    __slots__ = ("keys", "args", "argc", "slot")
 
-    def __init__(self) -> None:
+    def __init__(self, slot: int) -> None:
         self.keys: list[bytes] = []
         self.args: list[ScriptArgs] = []
         """Each check's ARGV, in order."""
         self.argc = 0
         """Arguments in ``args`` altogether."""
-
-    def add(self, keys: list[bytes], args: ScriptArgs) -> None:
-        self.keys += keys
-        self.args.append(args)
-        self.argc += len(args.args)
+        self.slot = slot
+        """In a cluster, the slot of every key of the call (``key_slot``); 0 otherwise."""
 
 
 class ScriptLink(Protocol):
@@ -166,8 +164,7 @@ class ClusterLink:
 
     async def eval_groups(self, calls: list[ScriptCall]) -> list[object]:
         """Each call to the primary of its slot (the keys of one call share a hash tag)."""
-        return await self._cluster.execute([key_slot(call.keys[0]) for call in calls],
-                                           [_encode_evalsha(call) for call in calls])
+        return await self._cluster.execute([call.slot for call in calls], [_encode_evalsha(call) for call in calls])
 
     async def script_load(self) -> None:
         """Learn the map, then load the script into every primary. This is the breaker's probe after
@@ -188,6 +185,9 @@ class ClusterLink:
 def _encode_evalsha(call: ScriptCall) -> bytes:
     """EVALSHA with the call's keys and arguments in RESP: only the keys are encoded here."""
     keys = call.keys
+    if len(keys) == 1:  # one check of one limit: in a cluster, most calls
+        key = keys[0]
+        return b"*%d\r\n%b$1\r\n1\r\n$%d\r\n%b\r\n%b" % (4 + call.argc, _EVALSHA, len(key), key, call.args[0].resp)
     count = b"%d" % len(keys)
     return b"".join([b"*%d\r\n" % (3 + len(keys) + call.argc), _EVALSHA, b"$%d\r\n%b\r\n" % (len(count), count),
                      *[b"$%d\r\n%b\r\n" % (len(key), key) for key in keys], *[args.resp for args in call.args]])

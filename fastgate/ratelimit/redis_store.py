@@ -11,7 +11,7 @@ batch leaves as soon as one returns: under load batches grow instead of
 round trips multiplying (each round trip costs far more CPU than one more
 check in it).
 
-The flush groups the batch (one group per hash tag in Redis Cluster,
+The flush groups the batch (one group per slot in Redis Cluster,
 otherwise one group; at most ``max_batch`` checks per group) into a
 ``_RoundTrip`` and sends one EVALSHA per group (pipelined in one write when
 there are several) through the link (redis_link.py: fastgate's RESP2
@@ -66,6 +66,7 @@ from fastgate.ratelimit.local_store import LocalStore
 from fastgate.ratelimit.redis_link import ScriptCall, open_link
 from fastgate.ratelimit.stats import RateLimitStats
 from fastgate.runtime.resp import ReplyError
+from fastgate.runtime.resp_cluster import key_slot
 
 if TYPE_CHECKING:
     from fastgate.ratelimit.limiter import RouteLimits
@@ -79,8 +80,8 @@ class _Group(ScriptCall):
 
     __slots__ = ("checks", "reply")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, slot: int) -> None:
+        ScriptCall.__init__(self, slot)
         self.checks: list[Pending] = []
         self.reply: Any = None
         """The script's list of integers, an error (exception instance), or None while unanswered."""
@@ -171,17 +172,18 @@ class RedisStore:
         await self._link.close()
 
     def check(self, route: "RouteLimits", keys: list[bytes], on_decision: OnDecision) -> None:
+        pending = self._pending
+        if pending:  # a batch is forming: its flush (scheduled, or due when a round trip returns) asks the breaker
+            pending.append((route, keys, on_decision))
+            return
         if not self.breaker.closed():
             decision = self._fallback(route, keys)
             self._stats.count(decision)
             on_decision(decision)
             return
-        pending = self._pending
-        if not pending:
-            self._pending_since = self._loop.time()
+        self._pending_since = self._loop.time()
         pending.append((route, keys, on_decision))
-        if not self._flush_scheduled:
-            self._schedule_flush()
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and len(self._trips) < self._max_in_flight:
@@ -291,21 +293,21 @@ class RedisStore:
             self.breaker.record_success()
         if self._pending:
             self._schedule_flush()
+        self._answer([group for group in groups if group.reply.__class__ is list])
         for group in groups:
-            if group.reply.__class__ is list:
-                self._answer(group)
-            else:
+            if group.reply.__class__ is not list:
                 self._fall_back(group.checks)
 
     def _groups(self, batch: list[Pending]) -> list[_Group]:
         """The batch's checks in groups of at most max_batch, one EVALSHA each; in a cluster, one
-        group (or more) per hash tag."""
+        group (or more) per slot (the keys of a check share a hash tag, so a slot)."""
         cluster = self._link.cluster
         max_batch = self._max_batch
-        count_key = self.hot_keys.count
         groups: list[_Group] = []
-        by_tag: dict[bytes, _Group] = {}
+        by_slot: dict[int, _Group] = {}
+        firsts = []
         group = None
+        slot = 0
         for check in batch:
             route, keys, _ = check
             limits = route.limits
@@ -316,43 +318,56 @@ class RedisStore:
             else:
                 args = limits.all_script_args
             first = keys[0]
-            count_key(first)  # the counters of one check share a slot: the first key stands for them
+            firsts.append(first)  # the counters of one check share a slot: the first key stands for them
             if cluster:
-                tag = first[first.index(b"{") + 1 : first.index(b"}")]
-                group = by_tag.get(tag)
+                slot = key_slot(first)
+                group = by_slot.get(slot)
             if group is None or len(group.checks) >= max_batch:
-                group = _Group()
+                group = _Group(slot)
                 groups.append(group)
                 if cluster:
-                    by_tag[tag] = group
+                    by_slot[slot] = group
             group.checks.append(check)
-            group.add(keys, args)
+            group.keys += keys
+            group.args.append(args)
+            group.argc += args.argc
+        self.hot_keys.count(firsts)
         return groups
 
-    def _answer(self, group: _Group) -> None:
-        """Deliver each check of the group its decision from Redis's reply: per check, admitted
-        (1/0), then per limit applied to it, remaining, reset and retry-after (lua.py)."""
+    def _answer(self, groups: list[_Group]) -> None:
+        """Deliver each check of the groups its decision from Redis's reply: per check, admitted
+        (1/0), then, unless it was admitted quietly, per limit applied to it, remaining, reset and
+        retry-after (lua.py). A group whose reply is not of that shape (which only a bug could
+        make) is decided by the failure policy, so every check is still decided once."""
+        for group in groups:
+            try:
+                decisions = self._read(group)
+            except (IndexError, TypeError, ValueError) as exc:
+                self._loop.call_exception_handler({"message": "rate limit: a Redis reply of the wrong shape",
+                                                   "exception": exc})
+                self._fall_back(group.checks)
+                continue
+            self._deliver(group.checks, decisions)
+
+    def _read(self, group: _Group) -> list[Decision]:
+        """The decision of each check of the group, from its reply; raises when the reply does not fit."""
         writer = self._writer
-        quiet = not writer.on_allowed
-        stats = self._stats
-        stats.checks += len(group.checks)
         reply = group.reply
+        decisions = []
         pos = 0
-        for (route, _, on_decision), args in zip(group.checks, group.args):
-            applied = args.applied
-            if reply[pos] == 1 and quiet:
-                decision = ALLOWED_WITHOUT_HEADERS
+        for (route, _, _), args in zip(group.checks, group.args):
+            admitted = reply[pos] == 1
+            if admitted and args.quiet:
+                pos += 1
+                decisions.append(ALLOWED_WITHOUT_HEADERS)
             else:
                 shown = [(i, reply[pos + 1 + 3 * n], reply[pos + 2 + 3 * n], reply[pos + 3 + 3 * n])
-                         for n, i in enumerate(applied)]
-                decision = writer.decide(route.limits.headers, shown, reply[pos] == 1)
-                if not decision.allowed:
-                    stats.count_denied(decision)
-            pos += 1 + 3 * len(applied)
-            try:
-                on_decision(decision)
-            except Exception as exc:
-                self._callback_failed(exc)
+                         for n, i in enumerate(args.applied)]
+                pos += 1 + 3 * len(shown)
+                decisions.append(writer.decide(route.limits.headers, shown, admitted))
+        if pos != len(reply):
+            raise ValueError(f"{len(reply)} integers answer checks that take {pos}")
+        return decisions
 
     def _fallback(self, route: "RouteLimits", keys: list[bytes]) -> Decision:
         """The failure policy's decision for one check."""

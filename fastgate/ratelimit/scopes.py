@@ -58,7 +58,7 @@ class Scope:
     """One budget, shared by every route that names it. ``key_prefix``/``per_key_tag`` are set by placement."""
 
     __slots__ = ("name", "sources", "algorithm", "rate", "burst", "fallback_rate", "route", "key_prefix",
-                 "per_key_tag", "plain_prefix", "hashed", "_names")
+                 "per_key_tag", "plain_prefix", "hashed", "names")
 
     def __init__(self, name: str, sources: tuple[Source, ...], algorithm: str, rate: Rate, burst: int,
                  fallback_rate: Rate, route: str) -> None:
@@ -76,7 +76,7 @@ class Scope:
         """What precedes the key values in a plain key (local store)."""
         self.hashed = True
         """Keys name Redis keys: the values are digested. False: plain keys (local store)."""
-        self._names: dict[bytes, bytes] = {}
+        self.names: dict[bytes, bytes] = {}
         """Recent single values and their Redis key names (see name_of)."""
 
     def same_budget(self, other: Scope) -> bool:
@@ -86,11 +86,11 @@ class Scope:
     def name_of(self, value: bytes) -> bytes:
         """``key([value])`` for hashed keys, remembered: the same clients come back, and a digest
         costs more than the rest of a Redis check's Python work. Holds at most NAMES_KEPT values."""
-        name = self._names.get(value)
+        name = self.names.get(value)
         if name is None:
-            if len(self._names) >= NAMES_KEPT:
-                self._names.clear()
-            name = self._names[value] = self.key([value])
+            if len(self.names) >= NAMES_KEPT:
+                self.names.clear()
+            name = self.names[value] = self.key([value])
         return name
 
     def key(self, values: list[bytes]) -> bytes:
@@ -206,7 +206,7 @@ class ScopeRegistry:
                 scope.key_prefix = (base if same_sources else f"{base}{{{tag}}}:").encode()
                 scope.plain_prefix = scope.key_prefix + b"{" if same_sources else scope.key_prefix
                 scope.hashed = self._hashed_keys
-                scope._names.clear()
+                scope.names.clear()
 
 
 def _params(rate: Rate, burst: int) -> LimitParams:

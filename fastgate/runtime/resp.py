@@ -289,7 +289,14 @@ def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | o
         return [], pos
     if buffer[pos : pos + 1] != b":":
         return _NOT_INTEGERS
-    parts = buffer[pos + 1 :].split(b":", count - 1)
+    if count == 1:  # e.g. an admitted check's whole answer
+        end = buffer.find(b"\r\n", pos)
+        try:
+            return ([int(buffer[pos + 1 : end])], end + 2) if end > 0 else _NOT_INTEGERS
+        except ValueError:
+            return _NOT_INTEGERS
+    window = buffer[pos + 1 : pos + _INTEGER_MAX * count]  # all of the array if it holds integers only
+    parts = window.split(b":", count - 1)
     if len(parts) < count:
         return _NOT_INTEGERS
     last = parts[-1]
@@ -301,4 +308,8 @@ def _int_array(buffer: bytes, pos: int, count: int) -> tuple[list[int], int] | o
         values = list(map(int, parts))
     except ValueError:
         return _NOT_INTEGERS
-    return values, len(buffer) - len(last) + end + 2
+    return values, pos + 1 + len(window) - len(last) + end + 2
+
+
+_INTEGER_MAX = len(b":-9223372036854775808\r\n")
+"""The longest integer reply: a window of ``count`` times this holds an array of ``count`` integers."""

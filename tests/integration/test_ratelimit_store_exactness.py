@@ -167,3 +167,45 @@ def test_otp_per_phone_and_per_ip_across_processes(make_limiter):
     for ip in ips + [b"198.51.100.1"]:
         mine = [(spent, status) for i, spent, status in statuses if i == ip]
         assert [status for _, status in mine].count(200) == 5 - mine[0][0]
+
+
+def test_one_reply_with_quiet_admissions_and_full_denials_is_read_check_by_check(redis_server):
+    """Without headers on admitted responses Redis answers an admitted check with its 1 alone and a
+    denied one in full (lua.py), so one batch's reply mixes both lengths: each check must still get
+    its own decision, with the headers of the limits that applied to it."""
+    redis_server.cli("flushall")
+    limiter = RateLimiter.create_shared(RateLimitSettings(
+        store="redis", on_redis_failure="deny", headers_on_allowed=False,
+        redis=RedisSettings(url=redis_server.url, timeout=5.0)))
+    route = limiter.compile_route("mixed", [Limit(key=["ip"], rate="2/d", scope="mixed-ip"),
+                                            Limit(key=["header:X-Key"], rate="1/d", scope="mixed-key")])
+    with_key = lambda name: b"k" if name == b"x-key" else None  # noqa: E731
+    requests = [(b"192.0.2.1", no_headers), (b"192.0.2.2", with_key), (b"192.0.2.1", no_headers),
+                (b"192.0.2.2", with_key), (b"192.0.2.1", no_headers), (b"192.0.2.3", no_headers)]
+
+    async def one_batch():
+        loop = asyncio.get_running_loop()
+        limiter.attach(loop)
+        warm = loop.create_future()  # connects and loads the script
+        route.check(route.keys(b"192.0.2.99", no_headers, b"", None, None), warm.set_result)
+        assert (await warm).allowed
+        before = limiter.stats.redis_round_trips
+        futures = []
+        for ip, headers in requests:  # all in one loop iteration: one round trip
+            future = loop.create_future()
+            route.check(route.keys(ip, headers, b"", None, None), future.set_result)
+            futures.append(future)
+        async with asyncio.timeout(10):
+            decisions = await asyncio.gather(*futures)
+        round_trips = limiter.stats.redis_round_trips - before
+        await limiter.close()
+        return decisions, round_trips
+
+    decisions, round_trips = uvloop.run(one_batch())
+    assert round_trips == 1
+    assert [d.status for d in decisions] == [200, 200, 200, 429, 429, 200]
+    assert all(d.headers == b"" for d in decisions if d.allowed)
+    key_denied, ip_denied = decisions[3].headers, decisions[4].headers
+    assert b'"mixed-ip";r=1;' in key_denied and b'"mixed-key";r=0;' in key_denied  # both applied
+    assert b'"mixed-ip";r=0;' in ip_denied and b'"mixed-key";r=' not in ip_denied.split(b"RateLimit: ")[1]
+    assert all(b"Retry-After: " in headers for headers in (key_denied, ip_denied))

@@ -16,14 +16,16 @@ from fastgate.ratelimit import BreakerSettings, Limit, RateLimiter, RateLimitSet
 from fastgate.runtime.resp import RespClient, ServerAddress, encode, parse_reply
 
 TIMEOUT_S = 0.2
-ALLOWED = b":1\r\n:9\r\n:0\r\n:0\r\n"
-"""The script's answer for one admitted check of one limit (lua.py): 1, remaining, reset_us, retry_us."""
+ALLOWED = b":1\r\n"
+"""The script's answer for one admitted check without headers on admitted responses (lua.py): 1 alone."""
 DENIED = b":0\r\n:0\r\n:1000000\r\n:1000000\r\n"
+"""A denied check of one limit: 0, remaining, reset_us, retry_us."""
 
 
 def reply(*checks: bytes) -> bytes:
-    """One EVALSHA's reply: four integers per check."""
-    return b"*%d\r\n" % (4 * len(checks)) + b"".join(checks)
+    """One EVALSHA's reply: the integers of each check."""
+    body = b"".join(checks)
+    return b"*%d\r\n" % body.count(b"\r\n") + body
 
 
 class ScriptedRedis(asyncio.Protocol):
@@ -194,3 +196,25 @@ def test_shutdown_decides_the_checks_in_flight_and_pending_once(answered_late):
         server.close()
 
     run(scenario)
+
+
+def test_a_reply_of_the_wrong_shape_is_decided_by_the_policy_once():
+    """Integers that do not fit the checks (more, fewer, or not integers) decide nothing from Redis:
+    each check gets the failure policy's decision, once, and the loop's exception handler hears of it."""
+    failures = []
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: failures.append(context))
+        peer, server, limiter, route = await started()
+        for n, wrong in enumerate([reply(ALLOWED, ALLOWED), b"*0\r\n", b"*1\r\n$2\r\nok\r\n"], start=1):
+            first, first_decisions = check(route, b"192.0.2.1")
+            await peer.received(n)
+            peer.answer(wrong)
+            assert (await first).status == 503
+            await asyncio.sleep(0.01)
+            assert len(first_decisions) == 1
+        await limiter.close()
+        server.close()
+
+    uvloop.run(asyncio.wait_for(scenario(), 10))
+    assert [context["message"] for context in failures] == ["rate limit: a Redis reply of the wrong shape"] * 3
